@@ -1,0 +1,322 @@
+"""The SQLite archive: its location, its shape, and the rules that classify what it holds.
+
+This module owns the schema. ``collectors`` writes the archive; ``dashboard`` reads it with plain SQL
+against the tables described here (and never writes, but for nothing). The archive is designed for
+MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a year:
+
+- ``deliveries`` holds one row per delivery log entry, upserted on its id. Every query the dashboard
+  runs is bounded by ``delivered_at`` (indexed, alone and after ``webhook_id``), never a full scan.
+- ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
+  type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
+  :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
+- ``deliveries_fts`` is an FTS5 index over request body, response body and error, with external
+  content (the text is not stored twice) kept in step by triggers.
+
+Times are stored as fixed-width RFC 3339 UTC text with microseconds (``2025-06-30T11:58:36.740351Z``,
+see :func:`collectors.models.format_timestamp`), so text order is time order and an hour is the
+13-character prefix. Secrets never enter: webhook secret tokens are reduced to a fingerprint and
+secret-like header values are redacted before a row is written (:mod:`collectors.redaction`).
+
+Connections come from :func:`connect`: WAL mode and a busy timeout, so the dashboard reads while the
+collector writes, and two writers wait for each other instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import sqlite_utils
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "SCHEMA_VERSION",
+    "LATENCY_BUCKET_BOUNDS_MS",
+    "HISTOGRAM_COLUMNS",
+    "ArchiveError",
+    "connect",
+    "ensure_db_shape",
+    "transaction",
+    "schema_version",
+    "status_class",
+    "error_class",
+    "hour_of",
+]
+
+#: Where the archive lives unless ``--db`` or ``MOEGO_MONITOR_DB`` says otherwise.
+DEFAULT_DB_PATH = Path("data") / "moego-monitor.db"
+
+#: Upper bounds (inclusive, in ms) of the latency histogram's buckets; the last bucket is unbounded.
+LATENCY_BUCKET_BOUNDS_MS: tuple[int, ...] = (
+    10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750,
+    1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000, 20000, 30000,
+)
+#: The rollup's histogram columns, one per bucket: ``h00`` counts durations <= 10 ms, ``h21`` > 30 s.
+HISTOGRAM_COLUMNS: tuple[str, ...] = tuple(f"h{i:02d}" for i in range(len(LATENCY_BUCKET_BOUNDS_MS) + 1))
+
+#: Busy timeout for every connection: a writer waits this long for another to finish.
+BUSY_TIMEOUT_MS = 30_000
+
+
+class ArchiveError(Exception):
+    """The archive cannot be opened or is of a shape this version cannot use."""
+
+
+def status_class(response_status: int) -> str:
+    """``2xx`` .. ``5xx`` for an HTTP status, ``none`` when no response came (timeout, refused)."""
+    if 100 <= response_status <= 599:
+        return f"{response_status // 100}xx"
+    return "none"
+
+
+def error_class(success: bool, response_status: int, error: str) -> str:
+    """Why a delivery failed, in the dashboard's words: ``ok``, ``timeout``, ``connection``, ``4xx``, ``5xx``, ``other``."""
+    if success:
+        return "ok"
+    if 400 <= response_status <= 499:
+        return "4xx"
+    if 500 <= response_status <= 599:
+        return "5xx"
+    text = error.lower()
+    if any(word in text for word in ("timeout", "timed out", "deadline exceeded")):
+        return "timeout"
+    if any(word in text for word in ("refused", "connect", "dial tcp", "no such host", "reset", "unreachable", "eof", "tls", "certificate")):
+        return "connection"
+    return "other"
+
+
+def hour_of(delivered_at: str) -> str:
+    """The rollup's hour key of a stored timestamp: ``2025-06-30T11``."""
+    return delivered_at[:13]
+
+
+_HIST_DDL = ",\n    ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in HISTOGRAM_COLUMNS)
+
+# Each migration takes the schema from version i to i+1. Append only; never edit a released one.
+_MIGRATIONS: list[str] = [
+    """
+CREATE TABLE IF NOT EXISTS webhooks (
+    id                 TEXT PRIMARY KEY,
+    endpoint_url       TEXT NOT NULL,
+    event_types        TEXT NOT NULL,          -- JSON list of names
+    content_type       TEXT NOT NULL,
+    is_active          INTEGER NOT NULL,
+    verify_ssl         INTEGER NOT NULL,
+    has_secret         INTEGER NOT NULL,       -- the token itself is never stored
+    secret_fingerprint TEXT,                   -- 8 hex chars, to notice a rotation; NULL without a token
+    headers            TEXT NOT NULL,          -- JSON {name: [values]}, values redacted
+    retry_policy       TEXT,                   -- JSON, as MoeGo sent it
+    organizations      TEXT NOT NULL,          -- JSON list of {id, type}
+    created_time       TEXT,
+    updated_time       TEXT,
+    first_seen_at      TEXT NOT NULL,
+    last_seen_at       TEXT NOT NULL,
+    deleted_at         TEXT                    -- when ListWebhooks stopped returning it; its archive stays
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id                   TEXT PRIMARY KEY,
+    webhook_id           TEXT NOT NULL,
+    event_type           TEXT NOT NULL,
+    event_id             TEXT NOT NULL,
+    request_url          TEXT NOT NULL,
+    delivered_to         TEXT NOT NULL,
+    request_headers      TEXT NOT NULL,        -- JSON {name: [values]}, secret-like values redacted
+    request_body         TEXT NOT NULL,        -- UTF-8 text, or base64 when request_body_base64 = 1
+    request_body_base64  INTEGER NOT NULL DEFAULT 0,
+    response_status      INTEGER NOT NULL,
+    response_headers     TEXT NOT NULL,
+    response_body        TEXT NOT NULL,
+    response_body_base64 INTEGER NOT NULL DEFAULT 0,
+    delivered_at         TEXT NOT NULL,        -- fixed-width RFC 3339 UTC, microseconds
+    duration_ms          INTEGER NOT NULL,
+    success              INTEGER NOT NULL,
+    error                TEXT NOT NULL,
+    retry_count          INTEGER NOT NULL,
+    request_format       TEXT NOT NULL,
+    response_format      TEXT NOT NULL,
+    status_class         TEXT NOT NULL,        -- status_class(response_status)
+    error_class          TEXT NOT NULL,        -- error_class(success, response_status, error)
+    first_seen_at        TEXT NOT NULL,
+    last_seen_at         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (delivered_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_webhook_time ON deliveries (webhook_id, delivered_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
+
+CREATE TABLE IF NOT EXISTS delivery_hourly (
+    webhook_id    TEXT NOT NULL,
+    hour          TEXT NOT NULL,               -- 'YYYY-MM-DDTHH', UTC
+    event_type    TEXT NOT NULL,
+    success       INTEGER NOT NULL,
+    status_class  TEXT NOT NULL,
+    error_class   TEXT NOT NULL,
+    deliveries    INTEGER NOT NULL,
+    retries       INTEGER NOT NULL,            -- sum of retry_count
+    duration_sum  INTEGER NOT NULL,
+    duration_max  INTEGER NOT NULL,
+    __HISTOGRAM_COLUMNS__,
+    PRIMARY KEY (hour, webhook_id, event_type, success, status_class, error_class)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS collector_runs (
+    id            INTEGER PRIMARY KEY,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    outcome       TEXT NOT NULL,               -- running | ok | failed | interrupted
+    trigger       TEXT NOT NULL,               -- collect | schedule | dashboard | redeliver
+    webhooks      INTEGER NOT NULL DEFAULT 0,
+    pages         INTEGER NOT NULL DEFAULT 0,
+    new_rows      INTEGER NOT NULL DEFAULT 0,
+    updated_rows  INTEGER NOT NULL DEFAULT 0,
+    error         TEXT                         -- one line, secrets never included
+);
+CREATE INDEX IF NOT EXISTS collector_runs_by_start ON collector_runs (started_at);
+
+-- Per webhook, the half-open intervals [start, end) of delivery time known to be fully archived.
+CREATE TABLE IF NOT EXISTS coverage (
+    webhook_id  TEXT NOT NULL,
+    start       TEXT NOT NULL,
+    end         TEXT NOT NULL,
+    PRIMARY KEY (webhook_id, start)
+);
+
+-- Per webhook, where an interrupted sync resumes: the chunk being read and the last committed page.
+CREATE TABLE IF NOT EXISTS sync_state (
+    webhook_id       TEXT PRIMARY KEY,
+    last_success_at  TEXT,                     -- end of the last sync that completed for this webhook
+    last_error       TEXT,
+    last_error_at    TEXT,
+    chunk_start      TEXT,
+    chunk_end        TEXT,
+    page_token       TEXT
+);
+
+CREATE TABLE IF NOT EXISTS redeliveries (
+    id                INTEGER PRIMARY KEY,
+    requested_at      TEXT NOT NULL,
+    delivery_id       TEXT NOT NULL,           -- the entry that was redelivered
+    webhook_id        TEXT NOT NULL,
+    event_id          TEXT,
+    outcome           TEXT NOT NULL,           -- sent | failed | skipped
+    new_delivery_id   TEXT,
+    new_success       INTEGER,
+    new_status        INTEGER,
+    error             TEXT,
+    requested_by      TEXT NOT NULL,           -- dashboard | bulk | cli
+    batch_id          TEXT                     -- groups a bulk redelivery
+);
+CREATE INDEX IF NOT EXISTS redeliveries_by_time ON redeliveries (requested_at);
+CREATE INDEX IF NOT EXISTS redeliveries_by_delivery ON redeliveries (delivery_id);
+
+CREATE VIRTUAL TABLE IF NOT EXISTS deliveries_fts USING fts5(
+    request_body, response_body, error, content='deliveries', content_rowid='rowid'
+);
+CREATE TRIGGER IF NOT EXISTS deliveries_fts_ai AFTER INSERT ON deliveries BEGIN
+    INSERT INTO deliveries_fts (rowid, request_body, response_body, error)
+    VALUES (new.rowid, new.request_body, new.response_body, new.error);
+END;
+CREATE TRIGGER IF NOT EXISTS deliveries_fts_ad AFTER DELETE ON deliveries BEGIN
+    INSERT INTO deliveries_fts (deliveries_fts, rowid, request_body, response_body, error)
+    VALUES ('delete', old.rowid, old.request_body, old.response_body, old.error);
+END;
+CREATE TRIGGER IF NOT EXISTS deliveries_fts_au AFTER UPDATE OF request_body, response_body, error ON deliveries BEGIN
+    INSERT INTO deliveries_fts (deliveries_fts, rowid, request_body, response_body, error)
+    VALUES ('delete', old.rowid, old.request_body, old.response_body, old.error);
+    INSERT INTO deliveries_fts (rowid, request_body, response_body, error)
+    VALUES (new.rowid, new.request_body, new.response_body, new.error);
+END;
+""".replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
+]
+
+#: The schema version this code writes and reads.
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Database:
+    """Open the archive at ``path`` (creating its folder), in WAL mode with a busy timeout.
+
+    ``readonly=True`` opens it for reading only (the dashboard's queries), and fails with
+    :class:`ArchiveError` when the file does not exist yet. The returned database is
+    ``sqlite_utils.Database``; its ``.conn`` is the plain ``sqlite3`` connection.
+    """
+    path = Path(path)
+    try:
+        if readonly:
+            if not path.exists():
+                raise ArchiveError(f"no archive at {path}: run 'moego-monitor collect' first")
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False, isolation_level=None,
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit (see transaction()), never opened behind our back.
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    except sqlite3.DatabaseError as exc:
+        raise ArchiveError(f"cannot open the archive at {path}: {exc}") from exc
+    return sqlite_utils.Database(conn)
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled back if it raises.
+
+    Taking the write lock up front means a second writer waits (busy timeout) at the start rather
+    than failing halfway. Do not call sqlite-utils' writing methods inside: they commit on their own.
+    """
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    """The archive's schema version (``PRAGMA user_version``); 0 for a new file."""
+    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def ensure_db_shape(db: sqlite_utils.Database, *, on_migrate: Callable[[int], None] | None = None) -> None:
+    """Bring the archive to :data:`SCHEMA_VERSION`, applying each missing migration in one transaction.
+
+    Idempotent: on an archive already at the current version it does nothing. An archive written by a
+    newer version of moego-monitor raises :class:`ArchiveError` rather than being touched.
+    """
+    current = schema_version(db)
+    if current > SCHEMA_VERSION:
+        raise ArchiveError(
+            f"the archive has schema version {current}, newer than this moego-monitor ({SCHEMA_VERSION}): upgrade moego-monitor"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        with transaction(db) as conn:
+            # Read again inside the write lock: another process may have migrated meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] > version:
+                continue
+            for statement in _split_sql(_MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version + 1}")
+        if on_migrate:
+            on_migrate(version + 1)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (``sqlite3.complete_statement`` keeps triggers whole)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,88 @@
+"""The ``moego-monitor`` command: a thin click layer over the library.
+
+Each command's one-line docstring is its ``--help``. Library errors become one line on stderr
+(``click.ClickException``), never a traceback. Settings come from :func:`collectors.config.load_settings`
+(flags, then ``MOEGO_*`` environment, then defaults), built once per command by :func:`settings_options`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .archive import ArchiveError
+from .client import MoeGoError
+from .config import ConfigError, Settings, load_settings
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+#: Errors a command reports as one line and exit status 1.
+USER_ERRORS = (ConfigError, MoeGoError, ArchiveError)
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared connection/archive flags to a command and pass it a validated ``settings``."""
+
+    @click.option("--api-key", help="MoeGo API key [env MOEGO_API_KEY].")
+    @click.option("--base-url", help="MoeGo API base URL [env MOEGO_BASE_URL; default https://openapi.moego.pet].")
+    @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Archive file [env MOEGO_MONITOR_DB; default data/moego-monitor.db].")
+    @click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for MoeGo [env MOEGO_TIMEOUT; default 30].")
+    @click.option("--redact-header", "secret_headers", multiple=True, help="Another header whose values are secret (repeatable) [env MOEGO_REDACT_HEADERS].")
+    @functools.wraps(func)
+    def wrapper(*args: Any, api_key: str | None, base_url: str | None, db_path: str | None,
+                timeout_s: float | None, secret_headers: tuple[str, ...], **kwargs: Any) -> Any:
+        try:
+            settings = load_settings(api_key=api_key, base_url=base_url, db_path=db_path, timeout_s=timeout_s,
+                                     secret_headers=secret_headers)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        return func(*args, settings=settings, **kwargs)
+
+    return wrapper
+
+
+def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's errors into ``click.ClickException`` (one line, exit status 1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="moego-monitor")
+def cli() -> None:
+    """Archive, chart and redeliver MoeGo webhook deliveries before MoeGo's 15-day retention deletes them."""
+
+
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8600, show_default=True, type=int, help="Port of the API.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the generated history.")
+@click.option("--history-days", default=20, show_default=True, type=int, help="Days of history to generate.")
+@click.option("--rate", default=30.0, show_default=True, type=float, help="Live events a minute (0 = none).")
+@click.option("--volume", type=click.Choice(["demo", "full"]), default="demo", show_default=True,
+              help="demo: a few webhooks; full: MoeGo's quota, 1.5 million entries.")
+@click.option("--api-key", help="Key the sandbox accepts [env MOEGO_API_KEY; default moego-sandbox-demo-key].")
+@click.option("--delivery-timeout", default=30.0, show_default=True, type=float, help="Seconds a receiver may take.")
+@click.option("--quiet", is_flag=True, help="Do not log each request.")
+def sandbox_command(host: str, port: int, seed: int, history_days: int, rate: float, volume: str,
+                    api_key: str | None, delivery_timeout: float, quiet: bool) -> None:
+    """Run a local double of MoeGo's Webhook API that sends real signed webhooks."""
+    from sandbox.server import SandboxOptions, serve  # the product never imports the sandbox otherwise
+
+    key = api_key or load_settings().api_key or SandboxOptions.api_key
+    serve(SandboxOptions(host=host, port=port, seed=seed, history_days=history_days, rate=rate, volume=volume,
+                         api_key=key, delivery_timeout_s=delivery_timeout, quiet=quiet))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    cli()

@@ -1,0 +1,242 @@
+"""Write MoeGo messages into the archive: the only code that turns API objects into rows.
+
+Every function here runs inside a transaction the caller opened with
+:func:`collectors.archive.transaction`, so that a page of deliveries, the rollup rows it touches and
+the sync position that says it was read are committed together or not at all.
+
+- :func:`save_deliveries` upserts on the delivery id. A row whose content is unchanged is not
+  rewritten (its ``last_seen_at`` is), so a second sync of the same window reports 0 new and 0
+  updated. Secret-like header values are redacted before they are written.
+- :func:`save_webhooks` keeps one configuration snapshot per webhook, without its secret token.
+- The ``delivery_hourly`` rollup is recomputed for every (webhook, hour) a saved page touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+import sqlite_utils
+
+from .archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, error_class, hour_of, status_class
+from .models import Webhook, WebhookDelivery, format_timestamp
+from .redaction import REDACTED, redact_headers, secret_fingerprint
+
+__all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly"]
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """How many delivery rows a save added and changed (unchanged rows are counted in neither)."""
+
+    new: int = 0
+    updated: int = 0
+
+    def __add__(self, other: "SaveResult") -> "SaveResult":
+        return SaveResult(self.new + other.new, self.updated + other.updated)
+
+
+# The columns that hold what MoeGo said; a difference in any of them makes an upsert an update.
+_CONTENT_COLUMNS = (
+    "webhook_id", "event_type", "event_id", "request_url", "delivered_to", "request_headers",
+    "request_body", "request_body_base64", "response_status", "response_headers", "response_body",
+    "response_body_base64", "delivered_at", "duration_ms", "success", "error", "retry_count",
+    "request_format", "response_format", "status_class", "error_class",
+)
+_ALL_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_at", "last_seen_at")
+
+
+def _body_text(body: bytes) -> tuple[str, int]:
+    """A body as stored: its UTF-8 text, or base64 (flag 1) when it is not valid UTF-8."""
+    try:
+        return body.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), 1
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def delivery_row(delivery: WebhookDelivery, *, seen_at: datetime, secret_headers: Iterable[str] = ()) -> dict:
+    """The archive row for one delivery: bodies decoded, secrets redacted, classes derived."""
+    if delivery.delivered_at is None:
+        raise ValueError(f"delivery {delivery.id} has no deliveredAt")
+    request_body, request_b64 = _body_text(delivery.request_body)
+    response_body, response_b64 = _body_text(delivery.response_body)
+    seen = format_timestamp(seen_at)
+    return {
+        "id": delivery.id,
+        "webhook_id": delivery.webhook_id,
+        "event_type": delivery.event_type,
+        "event_id": delivery.event_id,
+        "request_url": delivery.request_url,
+        "delivered_to": delivery.delivered_to,
+        "request_headers": _json(redact_headers(delivery.request_headers, secret_headers)),
+        "request_body": request_body,
+        "request_body_base64": request_b64,
+        "response_status": delivery.response_status,
+        "response_headers": _json(redact_headers(delivery.response_headers, secret_headers)),
+        "response_body": response_body,
+        "response_body_base64": response_b64,
+        "delivered_at": format_timestamp(delivery.delivered_at),
+        "duration_ms": delivery.duration_ms,
+        "success": int(delivery.success),
+        "error": delivery.error,
+        "retry_count": delivery.retry_count,
+        "request_format": delivery.request_format,
+        "response_format": delivery.response_format,
+        "status_class": status_class(delivery.response_status),
+        "error_class": error_class(delivery.success, delivery.response_status, delivery.error),
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+    }
+
+
+_INSERT = f"INSERT INTO deliveries ({', '.join(_ALL_COLUMNS)}) VALUES ({', '.join('?' for _ in _ALL_COLUMNS)})"
+_UPDATE = (
+    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, last_seen_at = ? WHERE id = ?"
+)
+_SELECT_EXISTING = f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)} FROM deliveries WHERE id IN "
+
+
+def save_deliveries(
+    db: sqlite_utils.Database,
+    deliveries: Sequence[WebhookDelivery],
+    *,
+    seen_at: datetime,
+    secret_headers: Iterable[str] = (),
+) -> SaveResult:
+    """Upsert a page of deliveries and refresh the rollup hours they touch. Call inside a transaction."""
+    conn = db.conn
+    if not conn.in_transaction:
+        raise RuntimeError("save_deliveries must run inside archive.transaction()")
+    secret_headers = tuple(secret_headers)
+    rows = {d.id: delivery_row(d, seen_at=seen_at, secret_headers=secret_headers) for d in deliveries}
+    if not rows:
+        return SaveResult()
+    existing: dict[str, sqlite3.Row | tuple] = {}
+    ids = list(rows)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for found in conn.execute(_SELECT_EXISTING + f"({', '.join('?' for _ in chunk)})", chunk):
+            existing[found[0]] = found
+    touched: set[tuple[str, str]] = set()
+    new = updated = 0
+    seen = format_timestamp(seen_at)
+    for delivery_id, row in rows.items():
+        old = existing.get(delivery_id)
+        if old is None:
+            conn.execute(_INSERT, [row[c] for c in _ALL_COLUMNS])
+            new += 1
+            touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
+            continue
+        old_content = old[3:]
+        new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
+        if tuple(old_content) == new_content:
+            conn.execute("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", (seen, delivery_id))
+            continue
+        conn.execute(_UPDATE, [*new_content, seen, delivery_id])
+        updated += 1
+        touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
+        touched.add((old[2], hour_of(old[1])))
+    refresh_hourly(db, touched)
+    return SaveResult(new=new, updated=updated)
+
+
+def _histogram_sql() -> str:
+    parts, lower = [], None
+    for column, upper in zip(HISTOGRAM_COLUMNS, list(LATENCY_BUCKET_BOUNDS_MS) + [None]):
+        if lower is None:
+            cond = f"duration_ms <= {upper}"
+        elif upper is None:
+            cond = f"duration_ms > {lower}"
+        else:
+            cond = f"duration_ms > {lower} AND duration_ms <= {upper}"
+        parts.append(f"SUM({cond}) AS {column}")
+        lower = upper
+    return ", ".join(parts)
+
+
+_REFRESH_HOUR = f"""
+INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
+    deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)})
+SELECT webhook_id, ?, event_type, success, status_class, error_class,
+    COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {_histogram_sql()}
+FROM deliveries
+WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?
+GROUP BY event_type, success, status_class, error_class
+"""
+
+
+def refresh_hourly(db: sqlite_utils.Database, keys: Iterable[tuple[str, str]]) -> None:
+    """Recompute the ``delivery_hourly`` rows of each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows."""
+    conn = db.conn
+    for webhook_id, hour in sorted(set(keys)):
+        conn.execute("DELETE FROM delivery_hourly WHERE webhook_id = ? AND hour = ?", (webhook_id, hour))
+        # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
+        conn.execute(_REFRESH_HOUR, (hour, webhook_id, hour, hour + ";"))
+
+
+def save_webhooks(db: sqlite_utils.Database, webhooks: Iterable[Webhook], *, seen_at: datetime) -> int:
+    """Upsert webhook configuration snapshots (secret reduced to a fingerprint, header values redacted).
+
+    Returns how many were saved. Call inside a transaction.
+    """
+    conn = db.conn
+    seen = format_timestamp(seen_at)
+    count = 0
+    for hook in webhooks:
+        conn.execute(
+            """
+            INSERT INTO webhooks (id, endpoint_url, event_types, content_type, is_active, verify_ssl,
+                has_secret, secret_fingerprint, headers, retry_policy, organizations, created_time,
+                updated_time, first_seen_at, last_seen_at, deleted_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+            ON CONFLICT (id) DO UPDATE SET
+                endpoint_url = excluded.endpoint_url, event_types = excluded.event_types,
+                content_type = excluded.content_type, is_active = excluded.is_active,
+                verify_ssl = excluded.verify_ssl, has_secret = excluded.has_secret,
+                secret_fingerprint = excluded.secret_fingerprint, headers = excluded.headers,
+                retry_policy = excluded.retry_policy, organizations = excluded.organizations,
+                created_time = excluded.created_time, updated_time = excluded.updated_time,
+                last_seen_at = excluded.last_seen_at, deleted_at = NULL
+            """,
+            (
+                hook.id,
+                hook.endpoint_url,
+                _json(hook.event_types),
+                hook.content_type,
+                int(hook.is_active),
+                int(hook.verify_ssl),
+                int(bool(hook.secret_token)),
+                secret_fingerprint(hook.secret_token),
+                # Every custom header value is redacted: they are credentials more often than not.
+                _json({name: [REDACTED for _ in values] for name, values in hook.headers.items()}),
+                _json(hook.retry_policy.to_json()) if hook.retry_policy else None,
+                _json([{"id": o.id, "type": o.type} for o in hook.organizations]),
+                format_timestamp(hook.created_time) if hook.created_time else None,
+                format_timestamp(hook.updated_time) if hook.updated_time else None,
+                seen,
+                seen,
+            ),
+        )
+        count += 1
+    return count
+
+
+def mark_webhooks_deleted(db: sqlite_utils.Database, present_ids: Iterable[str], *, seen_at: datetime) -> list[str]:
+    """Mark archived webhooks MoeGo no longer lists as deleted (their deliveries stay); returns their ids."""
+    present = set(present_ids)
+    gone = [
+        row[0]
+        for row in db.conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL")
+        if row[0] not in present
+    ]
+    for webhook_id in gone:
+        db.conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (format_timestamp(seen_at), webhook_id))
+    return gone
