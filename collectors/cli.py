@@ -84,5 +84,21 @@ def sandbox_command(host: str, port: int, seed: int, history_days: int, rate: fl
                          api_key=key, delivery_timeout_s=delivery_timeout, quiet=quiet))
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    cli()
+@cli.command("demo")
+@click.option("--sandbox-port", default=8600, show_default=True, type=int, help="Port of the sandbox API.")
+@click.option("--dashboard-port", default=8501, show_default=True, type=int, help="Port of the dashboard.")
+@click.option("--db", "db_path", default="data/demo.db", show_default=True, type=click.Path(dir_okay=False),
+              help="The demo's own archive.")
+@click.option("--every", default="1m", show_default=True, help="How often the collector runs.")
+@click.option("--rate", default=30.0, show_default=True, type=float, help="Live events a minute in the sandbox.")
+def demo_command(sandbox_port: int, dashboard_port: int, db_path: str, every: str, rate: float) -> None:
+    """Start the sandbox, the scheduled collector and the dashboard together; Ctrl-C stops all three."""
+    from pathlib import Path
+
+    from sandbox.demo import DemoError, DemoOptions, run_demo
+
+    try:
+        run_demo(DemoOptions(sandbox_port=sandbox_port, dashboard_port=dashboard_port, db_path=Path(db_path),
+                             every=every, rate=rate), echo=click.echo)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
