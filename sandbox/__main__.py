@@ -1,0 +1,84 @@
+"""``python -m sandbox``: run the MoeGo Webhook API sandbox (flags mirror :class:`SandboxOptions`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sandbox.server import SandboxError, SandboxOptions, serve
+
+
+def parse_args(argv: list[str] | None = None) -> SandboxOptions:
+    """Command-line flags as SandboxOptions."""
+    d = SandboxOptions()
+    p = argparse.ArgumentParser(
+        prog="python -m sandbox", description="A local double of MoeGo's Webhook API."
+    )
+    p.add_argument("--host", default=d.host, help=f"API listen address (default {d.host})")
+    p.add_argument("--port", type=int, default=d.port, help=f"API port, 0 = any free port (default {d.port})")
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help=f"seed of the generated history (default {d.seed})"
+    )
+    p.add_argument(
+        "--history-days",
+        type=int,
+        default=d.history_days,
+        help=f"days of history (default {d.history_days}; 15 are kept)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=d.rate,
+        help=f"live events per minute across all webhooks, 0 = none (default {d.rate:g})",
+    )
+    p.add_argument(
+        "--volume",
+        choices=("demo", "full"),
+        default=d.volume,
+        help="demo: 5 webhooks, a few hundred deliveries a day each; full: 10 x 10,000 a day",
+    )
+    p.add_argument(
+        "--api-key",
+        default=d.api_key,
+        help=f"the accepted API key (default {d.api_key}); '<key>-readonly' is read-only",
+    )
+    p.add_argument(
+        "--delivery-timeout",
+        type=float,
+        default=d.delivery_timeout_s,
+        help=f"seconds before a delivery times out (default {d.delivery_timeout_s:g})",
+    )
+    p.add_argument(
+        "--receiver-port",
+        type=int,
+        default=d.receiver_port,
+        help="built-in receiver port, 0 = any free port (default)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print nothing at start")
+    a = p.parse_args(argv)
+    return SandboxOptions(
+        host=a.host,
+        port=a.port,
+        seed=a.seed,
+        history_days=a.history_days,
+        rate=a.rate,
+        volume=a.volume,
+        api_key=a.api_key,
+        delivery_timeout_s=a.delivery_timeout,
+        receiver_port=a.receiver_port,
+        quiet=a.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    try:
+        serve(parse_args(argv))
+    except SandboxError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
