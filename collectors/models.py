@@ -121,7 +121,7 @@ def parse_bytes(value: Any, *, name: str = "bytes") -> bytes:
 def _obj(value: Any, name: str) -> Mapping[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):  # JSON objects decode to dict; a plain type check is much cheaper than an ABC
         raise MalformedMessage(f"{name}: expected a JSON object, got {type(value).__name__}")
     return value
 

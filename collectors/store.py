@@ -126,24 +126,27 @@ def save_deliveries(
         for found in conn.execute(_SELECT_EXISTING + f"({', '.join('?' for _ in chunk)})", chunk):
             existing[found[0]] = found
     touched: set[tuple[str, str]] = set()
-    new = updated = 0
+    inserts: list[list[object]] = []
+    updates: list[list[object]] = []
+    unchanged: list[tuple[str, str]] = []
     seen = format_timestamp(seen_at)
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
-            conn.execute(_INSERT, [row[c] for c in _ALL_COLUMNS])
-            new += 1
+            inserts.append([row[c] for c in _ALL_COLUMNS])
             touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
             continue
-        old_content = old[3:]
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
-        if tuple(old_content) == new_content:
-            conn.execute("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", (seen, delivery_id))
+        if tuple(old[3:]) == new_content:
+            unchanged.append((seen, delivery_id))
             continue
-        conn.execute(_UPDATE, [*new_content, seen, delivery_id])
-        updated += 1
+        updates.append([*new_content, seen, delivery_id])
         touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
         touched.add((old[2], hour_of(old[1])))
+    conn.executemany(_INSERT, inserts)
+    conn.executemany(_UPDATE, updates)
+    conn.executemany("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", unchanged)
+    new, updated = len(inserts), len(updates)
     refresh_hourly(db, touched)
     return SaveResult(new=new, updated=updated)
 
