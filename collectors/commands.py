@@ -1,0 +1,310 @@
+"""The collector's commands: ``collect``, ``schedule`` and ``status`` (registered in :mod:`collectors.cli`).
+
+Thin click wrappers over :mod:`collectors.sync`, :mod:`collectors.scheduler` and
+:func:`collectors.runs.archive_status`. Every failure a user can cause or fix is one line on
+stderr and exit status 1; ``status`` exits 2 when something is at risk.
+
+Import :mod:`collectors.cli` (not this module) to get the commands: this module uses its decorators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sqlite3
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import click
+
+from . import archive
+from .cli_support import CONTEXT_SETTINGS, one_line_errors, settings_options
+from .config import ConfigError, Settings, parse_duration
+from .coverage import RETENTION, Interval
+from .runs import ArchiveStatus, CollectorBusy, WebhookStatus, archive_status
+from .scheduler import default_jitter, log as schedule_log, run_schedule, stop_on_signals
+from .sync import SyncProgress, collect
+
+__all__ = ["collect_command", "schedule_command", "status_command", "format_status"]
+
+
+def _duration(name: str, *, minimum: timedelta, maximum: timedelta) -> Callable[..., timedelta | None]:
+    """A click callback parsing ``30s``/``10m``/``6h`` within bounds."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+        if value is None:
+            return None
+        try:
+            parsed = parse_duration(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+        if not minimum <= parsed <= maximum:
+            raise click.BadParameter(f"{name} must be between {_span(minimum)} and {_span(maximum)}, got {value}")
+        return parsed
+
+    return convert
+
+
+def _span(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _sync_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--chunk`` and ``--overlap``, shared by ``collect`` and ``schedule``."""
+    func = click.option(
+        "--overlap", callback=_duration("--overlap", minimum=timedelta(0), maximum=timedelta(days=2)),
+        help="How far before the last sync each run re-reads, for entries MoeGo is still retrying "
+             "[env MOEGO_SYNC_OVERLAP; default 1h].",
+    )(func)
+    func = click.option(
+        "--chunk", default="1d", show_default=True,
+        callback=_duration("--chunk", minimum=timedelta(minutes=1), maximum=RETENTION),
+        help="Length of the time slices the window is read in (one committed resume point per page).",
+    )(func)
+    return func
+
+
+def _with_overlap(settings: Settings, overlap: timedelta | None) -> Settings:
+    return dataclasses.replace(settings, overlap=overlap) if overlap is not None else settings
+
+
+class _ProgressBars:
+    """One ``click.progressbar`` per webhook on stderr, only on a terminal and only for long windows (backfills)."""
+
+    SCALE = 1000
+
+    def __init__(self, *, threshold: timedelta) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.threshold = threshold
+        self._webhook: str | None = None
+        self._bar: Any = None
+        self._shown = 0
+
+    def __call__(self, progress: SyncProgress) -> None:
+        if not self.enabled:
+            return
+        if progress.webhook_id != self._webhook:
+            self.close()
+            self._webhook = progress.webhook_id
+            if progress.window.end - progress.window.start > self.threshold:
+                self._bar = click.progressbar(length=self.SCALE, label=f"{progress.webhook_id} backfill",
+                                              file=sys.stderr, show_eta=True, show_percent=True)
+                self._bar.__enter__()
+                self._shown = 0
+        if self._bar is not None:
+            target = int(progress.fraction * self.SCALE)
+            if target > self._shown:
+                self._bar.update(target - self._shown)
+                self._shown = target
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _guard(settings: Settings, action: Callable[[], Any]) -> Any:
+    """Run ``action``, turning "another collector" and SQLite failures into one line."""
+    try:
+        return action()
+    except CollectorBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"cannot write the archive at {settings.db_path} ({exc}): check the disk and the file's permissions"
+        ) from None
+
+
+@click.command("collect", context_settings=CONTEXT_SETTINGS)
+@settings_options
+@_sync_options
+@one_line_errors
+def collect_command(settings: Settings, chunk: timedelta, overlap: timedelta | None) -> None:
+    """Archive every webhook's new and changed deliveries, once (for cron or a systemd timer)."""
+    settings = _with_overlap(settings, overlap)
+    settings.require_api_key()  # a configuration error is not a run: say so before touching the archive
+    stop = threading.Event()
+    bars = _ProgressBars(threshold=chunk)
+
+    def on_signal(name: str) -> None:
+        bars.close()
+        click.echo(f"{name}: stopping after the current page…", err=True)
+
+    try:
+        with stop_on_signals(stop, on_signal):
+            result = _guard(settings, lambda: collect(settings, trigger="collect", stop=stop, progress=bars,
+                                                      chunk=chunk))
+    finally:
+        bars.close()
+    for one in result.webhooks:
+        click.echo(one.summary_line())
+    if result.outcome == "interrupted":
+        raise click.ClickException("collect interrupted: the next run resumes where this one stopped")
+    if not result.ok:
+        raise click.ClickException(result.error or "collect failed")
+    if not result.webhooks:
+        click.echo("no webhooks: MoeGo lists none for this API key")
+
+
+@click.command("schedule", context_settings=CONTEXT_SETTINGS)
+@settings_options
+@_sync_options
+@click.option("--every", default="10m", show_default=True,
+              callback=_duration("--every", minimum=timedelta(seconds=1), maximum=timedelta(days=1)),
+              help="Time between passes (e.g. 5m, 10m, 1h).")
+@click.option("--jitter", is_flag=False, flag_value="auto", default=None, metavar="[DURATION]",
+              help="Start each pass up to DURATION late, spreading load (alone: a tenth of --every, at most 5m).")
+@one_line_errors
+def schedule_command(settings: Settings, chunk: timedelta, overlap: timedelta | None, every: timedelta,
+                     jitter: str | None) -> None:
+    """Collect now and then every --every, until Ctrl-C or SIGTERM (ends between pages, exit 0)."""
+    settings = _with_overlap(settings, overlap)
+    settings.require_api_key()  # fail at once, not on every pass
+    spread = _jitter(jitter, every)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    saved = schedule_log.level, schedule_log.propagate
+    schedule_log.addHandler(handler)
+    schedule_log.setLevel(logging.INFO)
+    schedule_log.propagate = False
+    stop = threading.Event()
+    try:
+        schedule_log.info("collecting every %s%s into %s", _span(every),
+                          f" (+ up to {_span(spread)})" if spread else "", settings.db_path)
+        with stop_on_signals(stop, lambda name: schedule_log.info("%s: stopping after the current page", name)):
+            _guard(settings, lambda: run_schedule(settings, every=every, jitter=spread, chunk=chunk, stop=stop))
+    finally:
+        schedule_log.removeHandler(handler)
+        schedule_log.setLevel(saved[0])
+        schedule_log.propagate = saved[1]
+    click.echo("moego-monitor schedule stopped; the archive is consistent and the next run resumes", err=True)
+
+
+def _jitter(value: str | None, every: timedelta) -> timedelta | None:
+    if value is None:
+        return None
+    if value == "auto":
+        return default_jitter(every)
+    try:
+        parsed = parse_duration(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--jitter") from None
+    if parsed > every:
+        raise click.BadParameter("must not exceed --every", param_hint="--jitter")
+    return parsed
+
+
+@click.command("status", context_settings=CONTEXT_SETTINGS)
+@settings_options
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@one_line_errors
+def status_command(settings: Settings, as_json: bool) -> None:
+    """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk."""
+    db = archive.connect(settings.db_path, readonly=True)
+    try:
+        status = archive_status(db, datetime.now(timezone.utc))
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read the archive at {settings.db_path} ({exc})") from None
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        for line in format_status(status):
+            click.echo(line)
+    if status.at_risk:
+        sys.exit(2)
+
+
+# -- text rendering ---------------------------------------------------------------------------------
+
+
+def format_status(status: ArchiveStatus) -> list[str]:
+    """The ``status`` command's text: a block per webhook, then the last run."""
+    lines: list[str] = []
+    if not status.webhooks:
+        lines.append("no webhooks archived yet: run 'moego-monitor collect'")
+    for hook in status.webhooks:
+        lines.extend(_webhook_lines(hook, status.now))
+        lines.append("")
+    run = status.last_run
+    if run is None:
+        lines.append("last run    none yet")
+    else:
+        finished = f" → {run.finished_at[11:16]}" if run.finished_at else ""
+        lines.append(
+            f"last run    #{run.id} {run.trigger} {run.outcome.upper()}, {_stamp(run.started_at)}{finished} UTC: "
+            f"{_plural(run.webhooks, 'webhook')}, {_plural(run.pages, 'page')}, {run.new_rows:,} new, "
+            f"{run.updated_rows:,} updated"
+        )
+        if run.error:
+            lines.append(f"            {run.error}")
+    if status.at_risk:
+        lines.append("AT RISK: entries MoeGo deletes within 48 h are not archived: run 'moego-monitor collect' now")
+    return lines
+
+
+def _webhook_lines(hook: WebhookStatus, now: datetime) -> list[str]:
+    state = "deleted upstream (archive kept)" if hook.deleted_at else ("active" if hook.is_active else "inactive")
+    lines = [f"{hook.webhook_id}  {hook.endpoint_url or '(unknown endpoint)'}  [{state}]"]
+    if hook.last_success_at:
+        lines.append(f"  last sync   {_when(hook.last_success_at)} ({_ago(now - hook.last_success_at)} ago)")
+    else:
+        lines.append("  last sync   never completed")
+    if hook.resuming:
+        lines.append("  resuming    an interrupted sync resumes on the next run")
+    if hook.last_error:
+        lines.append(f"  last error  {_when(hook.last_error_at)}: {hook.last_error}")
+    if hook.oldest and hook.newest:
+        lines.append(f"  archived    {_when(hook.oldest)} → {_when(hook.newest)}")
+    else:
+        lines.append("  archived    nothing yet")
+    if hook.deleted_at:
+        return lines
+    if not hook.gaps:
+        lines.append("  gaps        none in the 15-day window")
+    for gap in hook.gaps:
+        lines.append(f"  gap         {_gap(gap, now)}")
+    if hook.pending_since:
+        lines.append(f"  pending     since {_when(hook.pending_since)} ({_ago(now - hook.pending_since)}): "
+                     "archived by the next collect")
+    for risk in hook.at_risk:
+        expires = risk.start + RETENTION - now
+        when = f"starts deleting it in {_ago(expires)}" if expires > timedelta(minutes=1) else "is deleting it now"
+        lines.append(f"  AT RISK     {_gap(risk, now)} is not archived; MoeGo {when}")
+    return lines
+
+
+def _gap(gap: Interval, now: datetime) -> str:
+    end = "now" if gap.end >= now else _when(gap.end)
+    return f"{_when(gap.start)} → {end} ({_ago(gap.end - gap.start)})"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "?"
+
+
+def _stamp(text: str) -> str:
+    return text[:16].replace("T", " ")
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"

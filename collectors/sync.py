@@ -1,0 +1,652 @@
+"""Sync: copy MoeGo's delivery log into the archive, incrementally, before retention deletes it.
+
+Two entry points:
+
+- :func:`collect` is one pass over every webhook (the ``collect`` and ``schedule`` commands, the
+  dashboard's "collect now"). It holds the collector lock, lists the webhooks, saves their
+  configuration, syncs each one, and records the pass in ``collector_runs``.
+- :func:`sync_webhook` syncs one webhook; the dashboard calls it with ``since=`` right after a
+  redelivery to fetch the new attempt.
+
+How one webhook is synced (nothing here relies on the order MoeGo lists entries in):
+
+1. ``now`` is fixed when the sync starts. The window to read is ``[max(retention start,
+   watermark - overlap), now)``; the watermark is the end of the coverage that runs without a gap
+   from the retention start (see :mod:`collectors.coverage`), so the first run reads all 15 days.
+   The overlap re-reads recent entries, which change while MoeGo retries them.
+2. The window is read in time chunks, oldest first (what expires soonest is saved first), each
+   with ``ListWebhookDeliveries`` filtered on ``deliveryTime``, page by page.
+3. Each page is committed in ONE transaction with the position to resume from (the chunk and the
+   next page's token, in ``sync_state``) and, on the chunk's last page, the chunk's coverage
+   interval. Coverage therefore never claims more than is committed. Coverage is clipped at the
+   retention start of the moment the chunk's last page was read: entries older than that may have
+   been deleted upstream before they were read.
+4. A killed collector resumes from ``sync_state``: the saved chunk continues from the saved token
+   (or from its first page if MoeGo refuses the token as INVALID_ARGUMENT; upserts make
+   re-reading harmless), then the rest of the window is planned from the new watermark. A saved
+   chunk reaching back to within :data:`RESUME_MARGIN` of the retention start is re-planned
+   instead, because deletions at the retention edge could shift a position-based token.
+5. ``stop`` (a ``threading.Event``) is checked between pages, never inside a transaction: the sync
+   ends ``interrupted`` and the next one resumes.
+
+A page that cannot be read (wrong key, unreachable host, limits outlasting the client's retries,
+a malformed answer) ends that webhook's sync as ``failed`` with one line saying why; nothing of
+that page is committed. :func:`collect` carries on with the next webhook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+from urllib.parse import urlparse
+
+import sqlite_utils
+
+from . import archive
+from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, make_client
+from .config import Settings
+from .coverage import Interval, load_intervals, record_interval, retention_start, watermark
+from .models import Webhook, WebhookDelivery, format_timestamp, parse_timestamp
+from .runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
+from .store import SaveResult, mark_webhooks_deleted, save_deliveries, save_webhooks
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "EDGE_CHUNK",
+    "RESUME_MARGIN",
+    "SyncProgress",
+    "SyncResult",
+    "CollectResult",
+    "sync_webhook",
+    "collect",
+    "plan_chunks",
+]
+
+#: Length of the time chunks a window is read in.
+DEFAULT_CHUNK = timedelta(days=1)
+#: The first chunk of a window that starts at the retention edge is this short, so that it is read
+#: (and committed) within moments, before MoeGo deletes more of it.
+EDGE_CHUNK = timedelta(minutes=15)
+#: A saved chunk is resumed from its page token only if it starts at least this far inside the
+#: retention window, so that no deletion at the edge can shift entries under the token while it is read.
+RESUME_MARGIN = timedelta(minutes=5)
+
+ProgressCallback = Callable[["SyncProgress"], None]
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """Where a webhook's sync stands after a committed page (for progress bars)."""
+
+    webhook_id: str
+    window: Interval
+    covered_until: datetime  # the end of the last chunk completed in this sync (window.start before the first)
+    pages: int
+    new: int
+    updated: int
+
+    @property
+    def fraction(self) -> float:
+        """The share of the window read, 0.0 .. 1.0."""
+        total = (self.window.end - self.window.start).total_seconds()
+        if total <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.covered_until - self.window.start).total_seconds() / total))
+
+
+@dataclass
+class SyncResult:
+    """How one webhook's sync went.
+
+    ``outcome`` is ``ok``, ``failed`` (``error`` says why, on one line) or ``interrupted`` (stopped
+    between pages; the next sync resumes). ``covered`` is the webhook's coverage after the sync,
+    merged, oldest first.
+    """
+
+    webhook_id: str
+    label: str = ""
+    outcome: str = "ok"
+    window: Interval | None = None
+    pages: int = 0
+    new: int = 0
+    updated: int = 0
+    resumed: bool = False
+    error: str | None = None
+    now: datetime | None = None
+    covered: list[Interval] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole window was read."""
+        return self.outcome == "ok"
+
+    def latest_coverage(self) -> Interval | None:
+        """The most recent covered interval (after a complete sync it reaches ``now``)."""
+        return self.covered[-1] if self.covered else None
+
+    def summary_line(self) -> str:
+        """One line for a human: ``whk_1 host/path: 1,234 new, 5 updated, 4 pages, covered 2026-11-14 10:00 → now``."""
+        name = f"{self.webhook_id} {self.label}".strip()
+        counts = f"{self.new:,} new, {self.updated:,} updated, {self.pages:,} page{'s' if self.pages != 1 else ''}"
+        if self.outcome == "failed":
+            return f"{name}: FAILED after {counts}: {self.error}"
+        if self.outcome == "interrupted":
+            return f"{name}: interrupted after {counts}; the next run resumes"
+        covered = self.latest_coverage()
+        if covered is None or self.now is None:
+            return f"{name}: {counts}, not covered yet"
+        until = "now" if covered.end >= self.now else _short_time(covered.end)
+        return f"{name}: {counts}, covered {_short_time(covered.start)} → {until}"
+
+
+@dataclass
+class CollectResult:
+    """How one :func:`collect` pass went: per-webhook results, totals, the run row and its outcome."""
+
+    run_id: int
+    trigger: str
+    outcome: str = "ok"
+    error: str | None = None
+    webhooks: list[SyncResult] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True only when every webhook was synced completely."""
+        return self.outcome == "ok"
+
+    @property
+    def new(self) -> int:
+        """Entries archived for the first time, over all webhooks."""
+        return sum(r.new for r in self.webhooks)
+
+    @property
+    def updated(self) -> int:
+        """Archived entries whose content changed (retries), over all webhooks."""
+        return sum(r.updated for r in self.webhooks)
+
+    @property
+    def pages(self) -> int:
+        """Pages committed, over all webhooks."""
+        return sum(r.pages for r in self.webhooks)
+
+    @property
+    def summary_lines(self) -> list[str]:
+        """One line per webhook, then, when the pass did not succeed, one line saying why."""
+        lines = [r.summary_line() for r in self.webhooks]
+        if self.outcome == "failed" and self.error:
+            lines.append(f"collect failed: {self.error}")
+        elif self.outcome == "interrupted":
+            lines.append("collect interrupted: the next run resumes where this one stopped")
+        elif not self.webhooks:
+            lines.append("no webhooks: MoeGo lists none for this API key")
+        return lines
+
+
+class _Clock:
+    """The sync's fixed ``start`` plus a monotonic reading clock running from it.
+
+    With ``now`` given (tests, or a caller with its own notion of MoeGo's time) both follow it;
+    otherwise the wall clock in UTC.
+    """
+
+    def __init__(self, now: datetime | None = None) -> None:
+        if now is not None and now.tzinfo is None:
+            raise ValueError("now must be an aware datetime")
+        self.start = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self._origin)
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+
+def plan_chunks(start: datetime, end: datetime, *, length: timedelta = DEFAULT_CHUNK,
+                edge: datetime | None = None) -> list[Interval]:
+    """``[start, end)`` as consecutive chunks of at most ``length``, oldest first.
+
+    When ``start`` is within :data:`EDGE_CHUNK` of ``edge`` (the retention start), the first chunk
+    is cut at ``start + EDGE_CHUNK`` so the entries about to expire are committed first.
+    """
+    if length <= timedelta(0):
+        raise ValueError("chunk length must be positive")
+    chunks: list[Interval] = []
+    cursor = start
+    if edge is not None and start < edge + EDGE_CHUNK and start < end:
+        first_end = min(end, start + min(EDGE_CHUNK, length))
+        chunks.append(Interval(cursor, first_end))
+        cursor = first_end
+    while cursor < end:
+        chunk_end = min(end, cursor + length)
+        chunks.append(Interval(cursor, chunk_end))
+        cursor = chunk_end
+    return chunks
+
+
+# -- sync_state -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Position:
+    chunk: Interval
+    page_token: str
+
+
+def _ensure_state(db: sqlite_utils.Database, webhook_id: str) -> None:
+    with archive.transaction(db) as conn:
+        conn.execute("INSERT OR IGNORE INTO sync_state (webhook_id) VALUES (?)", (webhook_id,))
+
+
+def _saved_position(db: sqlite_utils.Database, webhook_id: str) -> _Position | None:
+    row = db.conn.execute(
+        "SELECT chunk_start, chunk_end, page_token FROM sync_state WHERE webhook_id = ?", (webhook_id,)
+    ).fetchone()
+    if not row or not row[0] or not row[1] or not row[2]:
+        return None
+    try:
+        chunk = Interval(parse_timestamp(row[0]), parse_timestamp(row[1]))
+    except ValueError:
+        return None
+    return _Position(chunk, row[2])
+
+
+def _set_position(conn: sqlite3.Connection, webhook_id: str, position: _Position | None) -> None:
+    """Save (or clear) the resume position; inside the page's transaction."""
+    values = (
+        (format_timestamp(position.chunk.start), format_timestamp(position.chunk.end), position.page_token)
+        if position else (None, None, None)
+    )
+    conn.execute(
+        "UPDATE sync_state SET chunk_start = ?, chunk_end = ?, page_token = ? WHERE webhook_id = ?",
+        (*values, webhook_id),
+    )
+
+
+def _record_outcome(db: sqlite_utils.Database, webhook_id: str, *, success_at: datetime | None = None,
+                    error: str | None = None, error_at: datetime | None = None) -> None:
+    with archive.transaction(db) as conn:
+        if success_at is not None:
+            conn.execute("UPDATE sync_state SET last_success_at = ? WHERE webhook_id = ?",
+                         (format_timestamp(success_at), webhook_id))
+        if error is not None and error_at is not None:
+            conn.execute("UPDATE sync_state SET last_error = ?, last_error_at = ? WHERE webhook_id = ?",
+                         (one_line(error), format_timestamp(error_at), webhook_id))
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+class _Stopped(Exception):
+    """The stop event was set; raised between pages only."""
+
+
+@dataclass
+class _Sync:
+    """The state of one webhook's sync while it runs."""
+
+    settings: Settings
+    db: sqlite_utils.Database
+    client: MoeGoClient
+    clock: _Clock
+    result: SyncResult
+    resumable: bool
+    stop: threading.Event | None
+    progress: ProgressCallback | None
+    window: Interval
+    covered_until: datetime
+
+    def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
+        """Read one chunk from ``page_token`` (or its first page), committing page by page."""
+        pages = self.client.iter_delivery_pages(
+            self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
+            page_token=page_token,
+        )
+        try:
+            while True:
+                self._check_stop()
+                page = next(pages, None)
+                if page is None:
+                    return
+                deliveries = _checked(page.deliveries, self.result.webhook_id)
+                last = not page.next_page_token
+                with archive.transaction(self.db) as conn:
+                    saved: SaveResult = save_deliveries(self.db, deliveries, seen_at=self.clock.now(),
+                                                        secret_headers=self.settings.secret_headers)
+                    if self.resumable:
+                        _set_position(conn, self.result.webhook_id,
+                                      None if last else _Position(chunk, page.next_page_token))
+                    if last:
+                        covered = Interval(max(chunk.start, retention_start(self.clock.now())), chunk.end)
+                        record_interval(self.db, self.result.webhook_id, covered)
+                self.result.pages += 1
+                self.result.new += saved.new
+                self.result.updated += saved.updated
+                if last:
+                    self.covered_until = max(self.covered_until, chunk.end)
+                self._report()
+        finally:
+            close = getattr(pages, "close", None)  # a generator: release its HTTP response at once
+            if close is not None:
+                close()
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise _Stopped()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(SyncProgress(self.result.webhook_id, self.window, self.covered_until, self.result.pages,
+                                       self.result.new, self.result.updated))
+
+
+def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[WebhookDelivery]:
+    """The page's entries ready to save: a missing webhook id is filled in; a missing time is malformed."""
+    out = []
+    for delivery in deliveries:
+        if delivery.delivered_at is None:
+            raise MalformedResponse(
+                f"MoeGo listed delivery {delivery.id} without deliveredAt: nothing of this page was saved; "
+                "try again, and report it to MoeGo if it persists"
+            )
+        if not delivery.webhook_id:
+            delivery = dataclasses.replace(delivery, webhook_id=webhook_id)
+        out.append(delivery)
+    return out
+
+
+def _sync(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, webhook_id: str, *,
+          clock: _Clock, since: datetime | None, stop: threading.Event | None,
+          progress: ProgressCallback | None, chunk: timedelta, label: str = "",
+          edge_only: bool = False) -> SyncResult:
+    """Sync one webhook (see the module docstring); MoeGo failures end up in the result, not raised.
+
+    ``edge_only`` reads nothing but the short first chunk at the retention edge, if the window
+    starts there and no interrupted sync is pending (see :func:`collect`).
+    """
+    now = clock.start
+    result = SyncResult(webhook_id=webhook_id, label=label, now=now)
+    resumable = since is None
+    _ensure_state(db, webhook_id)
+    edge = retention_start(now)
+    sync = _Sync(settings, db, client, clock, result, resumable, stop, progress,
+                 window=Interval(now, now), covered_until=now)
+    try:
+        if resumable:
+            position = _saved_position(db, webhook_id)
+            if position is not None and edge_only:
+                return result  # the pending chunk is finished first, by the full sync
+            if position is not None:
+                _resume(sync, position)
+            start = max(edge, watermark(load_intervals(db, webhook_id), edge) - settings.overlap)
+        else:
+            start = max(edge, since.astimezone(timezone.utc))  # type: ignore[union-attr]
+        chunks = plan_chunks(start, now, length=chunk, edge=edge)
+        if edge_only:
+            at_edge = bool(chunks) and chunks[0].start < edge + EDGE_CHUNK and chunks[0].end - chunks[0].start <= EDGE_CHUNK
+            chunks = chunks[:1] if at_edge else []
+        if result.resumed:
+            sync.window = Interval(min(start, sync.window.start), now)
+        else:
+            sync.window, sync.covered_until = Interval(start, now), start
+        result.window = sync.window
+        for part in chunks:
+            sync.read_chunk(part)
+    except _Stopped:
+        result.outcome = "interrupted"
+    except MoeGoError as exc:
+        result.outcome = "failed"
+        result.error = one_line(str(exc))
+        _record_outcome(db, webhook_id, error=result.error, error_at=clock.now())
+    else:
+        if resumable and not edge_only:
+            _record_outcome(db, webhook_id, success_at=now)
+    result.covered = load_intervals(db, webhook_id)
+    return result
+
+
+def _resume(sync: _Sync, position: _Position) -> None:
+    """Finish the chunk an earlier sync was reading, from its saved page token when that is safe."""
+    chunk = position.chunk
+    if chunk.start < retention_start(sync.clock.now()) + RESUME_MARGIN or chunk.end > sync.clock.start:
+        # Entries at the start may be deleted while we page (or the chunk is not ours): re-plan instead.
+        with archive.transaction(sync.db) as conn:
+            _set_position(conn, sync.result.webhook_id, None)
+        return
+    sync.result.resumed = True
+    sync.window = Interval(chunk.start, sync.clock.start)
+    sync.covered_until = chunk.start
+    try:
+        sync.read_chunk(chunk, position.page_token)
+    except InvalidArgument:
+        # MoeGo no longer accepts the token (expired, or from another version): read the chunk again.
+        sync.read_chunk(chunk)
+
+
+# -- public entry points ----------------------------------------------------------------------------
+
+
+def sync_webhook(
+    settings: Settings,
+    db: sqlite_utils.Database,
+    webhook_id: str,
+    *,
+    client: MoeGoClient | None = None,
+    since: datetime | None = None,
+    trigger: str = "redeliver",
+    now: datetime | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> SyncResult:
+    """Sync one webhook's deliveries into ``db`` and record the run in ``collector_runs`` (``trigger``).
+
+    Without ``since``: from the watermark, resuming an interrupted sync (what :func:`collect` does
+    for each webhook). With ``since`` (aware datetime): only ``[since, now)``, e.g. right after a
+    redelivery; its coverage is recorded, but it neither uses nor moves the resume position nor
+    ``last_success_at``, so it is safe beside a running collector. ``now`` defaults to the wall
+    clock (UTC). MoeGo failures do not raise: the result's ``outcome`` is ``failed`` and ``error``
+    is one line. ``client`` defaults to one made from ``settings`` (and closed here); without
+    ``client`` and without an API key it raises :class:`collectors.config.ConfigError` before
+    recording anything. Archive failures raise after the run is recorded as failed.
+    """
+    if since is not None and since.tzinfo is None:
+        raise ValueError("since must be an aware datetime")
+    if client is None:
+        settings.require_api_key()
+    clock = _Clock(now)
+    archive.ensure_db_shape(db)
+    known = db.conn.execute("SELECT endpoint_url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+    run_id = start_run(db, trigger, clock.start)
+    try:
+        with _client_for(settings, client) as moego:
+            result = _sync(settings, db, moego, webhook_id, clock=clock, since=since, stop=stop,
+                           progress=progress, chunk=chunk, label=_label(known[0]) if known else "")
+    except BaseException as exc:
+        finish_run(db, run_id, outcome="failed", finished_at=clock.now(), webhooks=1, pages=0, new_rows=0,
+                   updated_rows=0, error=_describe_crash(exc))
+        raise
+    finish_run(db, run_id, outcome=result.outcome, finished_at=clock.now(), webhooks=1, pages=result.pages,
+               new_rows=result.new, updated_rows=result.updated, error=result.error)
+    return result
+
+
+def collect(
+    settings: Settings,
+    *,
+    client: MoeGoClient | None = None,
+    trigger: str = "collect",
+    stop: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    now: datetime | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> CollectResult:
+    """One pass over every webhook MoeGo lists, into the archive at ``settings.db_path``.
+
+    Holds the collector lock for the whole pass (raises :class:`collectors.runs.CollectorBusy`
+    at once when another collector holds it). Saves the webhooks' configuration and marks those
+    MoeGo no longer lists as deleted (their archive stays); active and inactive webhooks are both
+    synced, those furthest behind first. Every webhook's oldest slice at the retention edge is read
+    before any webhook is read in full, so that a long backfill of one does not let the others'
+    oldest entries expire. A failing webhook does not stop the others. Records the
+    pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
+    ``interrupted`` (``stop`` was set; the next pass resumes). MoeGo failures are reported in the
+    result, not raised; archive failures raise after the run is recorded. Without ``client`` and
+    without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
+    """
+    if client is None:
+        settings.require_api_key()
+    with collector_lock(settings.db_path):
+        db = archive.connect(settings.db_path)
+        try:
+            archive.ensure_db_shape(db)
+            clock = _Clock(now)
+            close_abandoned_runs(db, clock.start)
+            result = CollectResult(run_id=start_run(db, trigger, clock.start), trigger=trigger,
+                                   started_at=clock.start)
+            try:
+                _collect(settings, db, client, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
+            except BaseException as exc:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                _finish(db, result, clock, outcome="interrupted" if interrupted else "failed",
+                        error=_describe_crash(exc))
+                raise
+            _finish(db, result, clock, outcome=result.outcome, error=result.error)
+            return result
+        finally:
+            db.close()
+
+
+def _collect(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient | None, result: CollectResult, *,
+             clock: _Clock, stop: threading.Event | None, progress: ProgressCallback | None,
+             chunk: timedelta) -> None:
+    """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
+    try:
+        with _client_for(settings, client) as moego:
+            webhooks = list(moego.list_webhooks(page_size=settings.page_size))
+            with archive.transaction(db):
+                save_webhooks(db, webhooks, seen_at=clock.start)
+                mark_webhooks_deleted(db, [w.id for w in webhooks], seen_at=clock.start)
+            ordered = _most_behind_first(db, webhooks, clock.start)
+            _sync_all(settings, db, moego, ordered, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
+    except MoeGoError as exc:
+        result.outcome = "failed"
+        result.error = one_line(str(exc))
+        return
+    if result.outcome == "interrupted":
+        return
+    failed = [r for r in result.webhooks if r.outcome == "failed"]
+    if failed:
+        result.outcome = "failed"
+        first = failed[0]
+        prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
+        result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
+
+
+def _sync_all(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, ordered: list[Webhook],
+              result: CollectResult, *, clock: _Clock, stop: threading.Event | None,
+              progress: ProgressCallback | None, chunk: timedelta) -> None:
+    """Every webhook's oldest slice first (what MoeGo deletes next), then each webhook in full.
+
+    A long backfill of one webhook must not let the others' oldest entries expire meanwhile. A
+    webhook whose slice failed is not retried in the same pass. On a stop, webhooks not yet synced
+    in full are reported ``interrupted``.
+    """
+    results: dict[str, SyncResult] = {}
+    done: set[str] = set()
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    try:
+        for hook in ordered:
+            if stopped():
+                result.outcome = "interrupted"
+                return
+            head = _sync(settings, db, client, hook.id, clock=_Clock(clock.now()), since=None, stop=stop,
+                         progress=None, chunk=chunk, label=_label(hook.endpoint_url), edge_only=True)
+            results[hook.id] = head
+            if head.outcome != "ok":
+                done.add(hook.id)
+            if head.outcome == "interrupted":
+                result.outcome = "interrupted"
+                return
+        for hook in ordered:
+            if hook.id in done:
+                continue
+            if stopped():
+                result.outcome = "interrupted"
+                return
+            head = results[hook.id]
+            full = _sync(settings, db, client, hook.id, clock=_Clock(clock.now()), since=None, stop=stop,
+                         progress=progress, chunk=chunk, label=_label(hook.endpoint_url))
+            full.pages, full.new, full.updated = full.pages + head.pages, full.new + head.new, full.updated + head.updated
+            results[hook.id] = full
+            done.add(hook.id)
+            if full.outcome == "interrupted":
+                result.outcome = "interrupted"
+                return
+    finally:
+        for webhook_id, one in results.items():
+            if webhook_id not in done:
+                one.outcome = "interrupted"
+        result.webhooks = [results[hook.id] for hook in ordered if hook.id in results]
+
+
+def _most_behind_first(db: sqlite_utils.Database, webhooks: list[Webhook], now: datetime) -> list[Webhook]:
+    """Webhooks ordered by watermark, oldest first (ties by id), so the most exposed go first."""
+    edge = retention_start(now)
+    return sorted(webhooks, key=lambda w: (watermark(load_intervals(db, w.id), edge), w.id))
+
+
+def _finish(db: sqlite_utils.Database, result: CollectResult, clock: _Clock, *, outcome: str,
+            error: str | None) -> None:
+    result.outcome = outcome
+    result.error = error
+    result.finished_at = clock.now()
+    finish_run(db, result.run_id, outcome=outcome, finished_at=result.finished_at, webhooks=len(result.webhooks),
+               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=error)
+
+
+class _client_for:
+    """``client`` as given (left open), or one made from ``settings`` and closed on exit."""
+
+    def __init__(self, settings: Settings, client: MoeGoClient | None) -> None:
+        self._settings = settings
+        self._given = client
+        self._made: MoeGoClient | None = None
+
+    def __enter__(self) -> MoeGoClient:
+        if self._given is not None:
+            return self._given
+        self._made = make_client(self._settings)
+        return self._made
+
+    def __exit__(self, *exc: object) -> None:
+        if self._made is not None:
+            self._made.close()
+
+
+def _describe_crash(exc: BaseException) -> str:
+    """One line for an unexpected failure (never includes settings, so never the key)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C) outside a page boundary; the next run resumes from the last committed page"
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _label(endpoint_url: str) -> str:
+    """A short name for a webhook: its endpoint's host and path, middle-elided past 48 characters."""
+    parsed = urlparse(endpoint_url)
+    text = (parsed.netloc + parsed.path).rstrip("/") or endpoint_url
+    return text if len(text) <= 48 else text[:22] + "…" + text[-25:]
+
+
+def _short_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,93 @@
+"""Helpers for the collector's tests: the collector as a subprocess, reading the archive, the sandbox's clock."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from collectors.client import make_client
+from collectors.config import Settings
+from collectors.models import parse_timestamp
+from tests.conftest import REPO, SandboxHandle, start_sandbox, stop_sandbox
+
+#: Runs the ``moego-monitor`` command in a fresh interpreter.
+CLI = [sys.executable, "-m", "collectors"]
+
+
+def cli_env(handle: SandboxHandle | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a collector subprocess: the repo importable, MOEGO_* pointing at ``handle``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    if handle is not None:
+        env["MOEGO_API_KEY"] = handle.api_key
+        env["MOEGO_BASE_URL"] = handle.base_url
+    env.update(extra)
+    return env
+
+
+def start_cli(*args: str, handle: SandboxHandle | None = None, **env: str) -> subprocess.Popen[str]:
+    """Start ``moego-monitor ARGS`` in the background (stdout and stderr piped, text)."""
+    return subprocess.Popen([*CLI, *args], cwd=REPO, env=cli_env(handle, **env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run_cli(*args: str, handle: SandboxHandle | None = None, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``moego-monitor ARGS`` to completion."""
+    return subprocess.run([*CLI, *args], cwd=REPO, env=cli_env(handle, **env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def sandbox_settings(handle: SandboxHandle, db_path: Path, **changes: Any) -> Settings:
+    return Settings(api_key=handle.api_key, base_url=handle.base_url, db_path=db_path, timeout_s=15.0, **changes)
+
+
+def sandbox_now(handle: SandboxHandle) -> datetime:
+    """The sandbox's clock (wall clock plus however far tests advanced it)."""
+    return parse_timestamp(handle.health()["now"])
+
+
+def listed_ids(handle: SandboxHandle) -> dict[str, set[str]]:
+    """Every entry the sandbox holds, per webhook that has any, listed directly with the client (no time filter)."""
+    with make_client(sandbox_settings(handle, Path("unused.db"))) as client:
+        listed = {hook.id: {d.id for d in client.list_deliveries(hook.id)} for hook in client.list_webhooks()}
+    return {webhook_id: ids for webhook_id, ids in listed.items() if ids}
+
+
+def db_rows(db_path: Path, sql: str, *params: Any) -> list[tuple]:
+    """Rows of a query against the archive (a plain read-only connection, closed after)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def archived_by_webhook(db_path: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for delivery_id, webhook_id in db_rows(db_path, "SELECT id, webhook_id FROM deliveries"):
+        out.setdefault(webhook_id, set()).add(delivery_id)
+    return out
+
+
+def assert_archive_consistent(db_path: Path) -> None:
+    """The file is sound, and the hourly rollup counts every archived entry exactly once."""
+    assert db_rows(db_path, "PRAGMA integrity_check") == [("ok",)]
+    assert db_rows(db_path, "SELECT COUNT(*) FROM deliveries") == db_rows(
+        db_path, "SELECT COALESCE(SUM(deliveries), 0) FROM delivery_hourly")
+
+
+@pytest.fixture(scope="module")
+def own_sandbox() -> Iterator[SandboxHandle]:
+    """A sandbox for one test module (its clock is never advanced, so it agrees with the wall clock)."""
+    handle = start_sandbox()
+    try:
+        yield handle
+    finally:
+        stop_sandbox(handle)

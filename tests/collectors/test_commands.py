@@ -1,0 +1,239 @@
+"""The collector's commands through click's CliRunner: help, one-line failures and resume, status and AT RISK."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from collectors import archive
+from collectors.cli import cli
+from collectors.config import Settings
+from collectors.coverage import RETENTION
+from collectors.models import format_timestamp
+from collectors.sync import collect
+from tests.conftest import SandboxHandle, free_port, start_sandbox, stop_sandbox
+
+from .conftest import archived_by_webhook, db_rows, listed_ids
+from .fake_moego import BASE_URL, KEY, FakeMoeGo
+
+
+@pytest.fixture(scope="module")
+def small_sandbox() -> Iterator[SandboxHandle]:
+    handle = start_sandbox("--history-days", "2")
+    try:
+        yield handle
+    finally:
+        stop_sandbox(handle)
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env={"MOEGO_API_KEY": None, "MOEGO_BASE_URL": None, **(env or {})})
+
+
+def sandbox_args(handle: SandboxHandle, db_path, *, key: str | None = None) -> list[str]:
+    return ["--api-key", key or handle.api_key, "--base-url", handle.base_url, "--db", str(db_path), "--chunk", "1d"]
+
+
+# -- help -------------------------------------------------------------------------------------------
+
+
+def test_every_command_has_help():
+    assert {"collect", "schedule", "status"} <= set(cli.commands)
+    for name, command in cli.commands.items():
+        result = invoke(name, "--help")
+        assert result.exit_code == 0, (name, result.output)
+        assert command.help and command.help.strip(), f"{name} has no help"
+        first_line = command.help.strip().splitlines()[0]
+        assert " ".join(first_line.split()[:4]) in " ".join(result.output.split()), name
+
+
+# -- collect: success and one-line failures ---------------------------------------------------------
+
+
+def test_collect_prints_one_line_per_webhook_and_exits_0(small_sandbox, tmp_path):
+    result = invoke("collect", *sandbox_args(small_sandbox, tmp_path / "a.db"))
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    listed = listed_ids(small_sandbox)
+    assert len(lines) == 5  # every webhook, the inactive one too
+    for webhook_id, ids in listed.items():
+        (line,) = [line for line in lines if line.startswith(webhook_id + " ")]
+        assert f": {len(ids):,} new, 0 updated, " in line and line.endswith(" → now")
+    assert archived_by_webhook(tmp_path / "a.db") == listed
+
+
+def test_wrong_key_is_one_line_exit_1_and_recorded(small_sandbox, tmp_path):
+    result = invoke("collect", *sandbox_args(small_sandbox, tmp_path / "a.db", key="wrong-key"))
+
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: MoeGo rejected the API key (UNAUTHENTICATED, HTTP 401): check MOEGO_API_KEY or --api-key"]
+    assert db_rows(tmp_path / "a.db", "SELECT outcome, error FROM collector_runs") == [
+        ("failed", "MoeGo rejected the API key (UNAUTHENTICATED, HTTP 401): check MOEGO_API_KEY or --api-key")]
+
+
+def test_unreachable_host_is_one_line_exit_1_and_recorded(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = invoke("collect", "--api-key", "k", "--base-url", url, "--db", str(tmp_path / "a.db"))
+
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"Error: cannot reach MoeGo at {url} for ListWebhooks (ConnectError")
+    assert line.endswith("check MOEGO_BASE_URL and the network")
+    assert db_rows(tmp_path / "a.db", "SELECT outcome FROM collector_runs") == [("failed",)]
+
+
+def test_missing_key_is_one_line_exit_1(tmp_path):
+    result = invoke("collect", "--db", str(tmp_path / "a.db"))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["Error: no MoeGo API key: pass --api-key or set MOEGO_API_KEY"]
+
+
+def test_rate_limits_outlasting_retries_fail_the_run_then_the_next_run_completes(small_sandbox, tmp_path):
+    db_path = tmp_path / "a.db"
+    # The client makes 5 attempts per call: 25 limited answers fail every webhook's first page.
+    small_sandbox.faults(429, count=25, retry_after=0, paths="/v1/webhook/deliveries")
+    try:
+        failed = invoke("collect", *sandbox_args(small_sandbox, db_path))
+    finally:
+        small_sandbox.clear_faults()
+
+    assert failed.exit_code == 1
+    error = failed.output.splitlines()[-1]
+    assert error.startswith("Error: 5 of 5 webhooks failed; whk_")
+    assert "is limiting ListWebhookDeliveries (RESOURCE_EXHAUSTED" in error and error.endswith("try again later")
+    assert sum(": FAILED after 0 new" in line for line in failed.output.splitlines()) == 5
+    assert db_rows(db_path, "SELECT outcome, error FROM collector_runs") == [("failed", error[len("Error: "):])]
+    assert db_rows(db_path, "SELECT COUNT(*) FROM deliveries") == [(0,)]
+
+    again = invoke("collect", *sandbox_args(small_sandbox, db_path))
+    assert again.exit_code == 0, again.output
+    assert archived_by_webhook(db_path) == listed_ids(small_sandbox)
+
+
+def test_a_malformed_page_fails_its_webhook_only_and_the_next_run_completes(small_sandbox, tmp_path):
+    db_path = tmp_path / "a.db"
+    small_sandbox.faults(malformed=1, paths="/v1/webhook/deliveries")
+    try:
+        failed = invoke("collect", *sandbox_args(small_sandbox, db_path))
+    finally:
+        small_sandbox.clear_faults()
+
+    assert failed.exit_code == 1
+    lines = failed.output.splitlines()
+    assert lines[-1].startswith("Error: whk_") and "ListWebhookDeliveries" in lines[-1]
+    assert sum(": FAILED after " in line for line in lines[:-1]) == 1
+    assert sum(line.endswith(" → now") for line in lines[:-1]) == 4  # the other webhooks synced
+    assert db_rows(db_path, "SELECT outcome FROM collector_runs") == [("failed",)]
+
+    again = invoke("collect", *sandbox_args(small_sandbox, db_path))
+    assert again.exit_code == 0, again.output
+    assert archived_by_webhook(db_path) == listed_ids(small_sandbox)
+
+
+# -- status -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def archived(tmp_path) -> tuple[Settings, FakeMoeGo]:
+    """An archive collected a moment ago (wall clock) from an in-memory MoeGo with two webhooks."""
+    fake = FakeMoeGo(now=datetime.now(timezone.utc) - timedelta(seconds=5))
+    fake.add_webhook("whk_a")
+    fake.add_webhook("whk_b")
+    fake.add_deliveries("whk_a", 200)
+    fake.add_deliveries("whk_b", 100)
+    settings = Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "a.db")
+    with fake.client() as client:
+        assert collect(settings, client=client, now=fake.now).ok
+    return settings, fake
+
+
+def punch_hole(settings: Settings, webhook_id: str, start: datetime, end: datetime) -> None:
+    """Remove ``[start, end)`` from a webhook's coverage, as if it had never been read."""
+    db = archive.connect(settings.db_path)
+    try:
+        with archive.transaction(db) as conn:
+            (cov_start, cov_end) = conn.execute(
+                "SELECT start, end FROM coverage WHERE webhook_id = ?", (webhook_id,)).fetchone()
+            conn.execute("DELETE FROM coverage WHERE webhook_id = ?", (webhook_id,))
+            conn.executemany("INSERT INTO coverage (webhook_id, start, end) VALUES (?, ?, ?)", [
+                (webhook_id, cov_start, format_timestamp(start)), (webhook_id, format_timestamp(end), cov_end)])
+    finally:
+        db.close()
+
+
+def test_status_after_a_complete_collect_is_calm_and_exits_0(archived):
+    settings, _ = archived
+    result = invoke("status", "--db", str(settings.db_path))
+
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "whk_a  https://receiver.example/whk_a  [active]" in out
+    assert out.count("gaps        none in the 15-day window") == 2
+    assert "AT RISK" not in out
+    assert "last run    #1 collect OK" in out and "2 webhooks" in out and "300 new" in out
+
+
+def test_a_hole_expiring_within_48h_is_at_risk_and_exits_2(archived):
+    settings, _ = archived
+    window_start = datetime.now(timezone.utc) - RETENTION
+    hole = (window_start + timedelta(hours=30), window_start + timedelta(hours=33))
+    punch_hole(settings, "whk_a", *hole)
+
+    result = invoke("status", "--db", str(settings.db_path))
+    assert result.exit_code == 2
+    (risk_line,) = [line for line in result.output.splitlines() if line.startswith("  AT RISK     ")]
+    assert re.search(r"\(3 h 0 min\) is not archived; MoeGo starts deleting it in (29 h 59|30 h 0) min$", risk_line)
+    assert result.output.rstrip().endswith(
+        "AT RISK: entries MoeGo deletes within 48 h are not archived: run 'moego-monitor collect' now")
+
+    as_json = invoke("status", "--db", str(settings.db_path), "--json")
+    assert as_json.exit_code == 2
+    data = json.loads(as_json.output)
+    assert data["atRisk"] is True
+    by_id = {w["webhookId"]: w for w in data["webhooks"]}
+    assert by_id["whk_a"]["atRisk"] == [{"start": format_timestamp(hole[0]), "end": format_timestamp(hole[1])}]
+    assert by_id["whk_b"]["atRisk"] == [] and by_id["whk_b"]["gaps"] == []
+
+
+def test_a_hole_expiring_later_is_a_gap_but_not_at_risk(archived):
+    settings, _ = archived
+    window_start = datetime.now(timezone.utc) - RETENTION
+    punch_hole(settings, "whk_a", window_start + timedelta(days=5), window_start + timedelta(days=5, hours=2))
+
+    result = invoke("status", "--db", str(settings.db_path), "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["atRisk"] is False
+    (whk_a,) = [w for w in data["webhooks"] if w["webhookId"] == "whk_a"]
+    assert len(whk_a["gaps"]) == 1 and whk_a["atRisk"] == []
+
+
+def test_a_webhook_never_collected_is_at_risk_but_a_deleted_one_is_not(archived):
+    settings, fake = archived
+    db = archive.connect(settings.db_path)
+    try:
+        with archive.transaction(db) as conn:
+            conn.execute("DELETE FROM coverage WHERE webhook_id = 'whk_b'")  # as if its syncs had all failed
+    finally:
+        db.close()
+    assert invoke("status", "--db", str(settings.db_path)).exit_code == 2
+
+    fake.webhooks = [w for w in fake.webhooks if w["id"] != "whk_b"]  # deleted in MoeGo: nothing left to read
+    with fake.client() as client:
+        assert collect(settings, client=client, now=datetime.now(timezone.utc)).ok
+    result = invoke("status", "--db", str(settings.db_path))
+    assert result.exit_code == 0, result.output
+    assert "whk_b  https://receiver.example/whk_b  [deleted upstream (archive kept)]" in result.output
+
+
+def test_status_without_an_archive_is_one_line_exit_1(tmp_path):
+    result = invoke("status", "--db", str(tmp_path / "none.db"))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"Error: no archive at {tmp_path / 'none.db'}: run 'moego-monitor collect' first"]
