@@ -145,6 +145,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (delivered_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook_time ON deliveries (webhook_id, delivered_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
+-- Failures are few: views of failures only scale with them, not with every delivery.
+CREATE INDEX IF NOT EXISTS deliveries_failed_by_time ON deliveries (delivered_at) WHERE success = 0;
 
 CREATE TABLE IF NOT EXISTS delivery_hourly (
     webhook_id    TEXT NOT NULL,

@@ -7,55 +7,14 @@ Each command's one-line docstring is its ``--help``. Library errors become one l
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
-
 import click
 
 from . import __version__
-from .archive import ArchiveError
-from .client import MoeGoError
-from .config import ConfigError, Settings, load_settings
+from .cli_support import CONTEXT_SETTINGS, one_line_errors, settings_options  # noqa: F401  (re-exported)
+from dashboard.commands import export_command  # reads the archive: the dashboard side owns it
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-#: Errors a command reports as one line and exit status 1.
-USER_ERRORS = (ConfigError, MoeGoError, ArchiveError)
-
-
-def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the shared connection/archive flags to a command and pass it a validated ``settings``."""
-
-    @click.option("--api-key", help="MoeGo API key [env MOEGO_API_KEY].")
-    @click.option("--base-url", help="MoeGo API base URL [env MOEGO_BASE_URL; default https://openapi.moego.pet].")
-    @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Archive file [env MOEGO_MONITOR_DB; default data/moego-monitor.db].")
-    @click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for MoeGo [env MOEGO_TIMEOUT; default 30].")
-    @click.option("--redact-header", "secret_headers", multiple=True, help="Another header whose values are secret (repeatable) [env MOEGO_REDACT_HEADERS].")
-    @functools.wraps(func)
-    def wrapper(*args: Any, api_key: str | None, base_url: str | None, db_path: str | None,
-                timeout_s: float | None, secret_headers: tuple[str, ...], **kwargs: Any) -> Any:
-        try:
-            settings = load_settings(api_key=api_key, base_url=base_url, db_path=db_path, timeout_s=timeout_s,
-                                     secret_headers=secret_headers)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-        return func(*args, settings=settings, **kwargs)
-
-    return wrapper
-
-
-def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's errors into ``click.ClickException`` (one line, exit status 1)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
+from .commands import collect_command, schedule_command, status_command
+from .config import load_settings
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="moego-monitor")
@@ -102,3 +61,9 @@ def demo_command(sandbox_port: int, dashboard_port: int, db_path: str, every: st
                              every=every, rate=rate), echo=click.echo)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+cli.add_command(collect_command)
+cli.add_command(schedule_command)
+cli.add_command(status_command)
+cli.add_command(export_command)

@@ -21,7 +21,8 @@ Exceptions::
 
 Retries: 429, 502, 503, 504 and timeouts are retried with bounded exponential backoff and full
 jitter, honouring ``Retry-After``; other statuses are not. Calls that send a webhook (redeliver,
-test) or create one are not retried after a timeout, since the first attempt may have gone through.
+test) or create one are retried only on 429 and 503, never after a timeout, 502 or 504, since the
+first attempt may have gone through.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ _CODES: dict[int, tuple[str, type[ApiError]]] = {
 }
 _HTTP_TO_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 502: 14, 503: 14, 504: 14}
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+# For calls that send a webhook, only answers that say the request was not acted on are retried:
+# a 502/504 from a gateway may come after MoeGo already sent the event.
+_RETRYABLE_STATUS_NOT_IDEMPOTENT = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,8 @@ class MoeGoClient:
                     f"cannot reach MoeGo at {where} for {rpc} ({type(exc).__name__}: {exc}): "
                     "check MOEGO_BASE_URL and the network"
                 ) from exc
-            if response.status_code in _RETRYABLE_STATUS and not last:
+            retryable = _RETRYABLE_STATUS if idempotent else _RETRYABLE_STATUS_NOT_IDEMPOTENT
+            if response.status_code in retryable and not last:
                 hinted = _retry_after(response)
                 if hinted is not None and hinted > self.retry.max_retry_after:
                     raise self._error(rpc, response)

@@ -208,3 +208,18 @@ def test_make_client_requires_a_key():
 def test_settings_repr_hides_the_key():
     settings = load_settings(environ={"MOEGO_API_KEY": "super-secret"})
     assert settings.api_key == "super-secret" and "super-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_errors_are_not_retried_for_redelivery(status):
+    rec = Recorder(httpx.Response(status, text="gateway"), httpx.Response(200, json={"id": "n"}))
+    client, sleeps = make(rec)
+    with pytest.raises(api.Unavailable):
+        client.redeliver("d", "w")
+    assert len(rec.requests) == 1 and sleeps == []
+
+
+def test_redelivery_is_retried_on_429_which_means_not_sent():
+    rec = Recorder(error(429, 8, "push limit", **{"Retry-After": "2"}), httpx.Response(200, json={"id": "n"}))
+    client, sleeps = make(rec)
+    assert client.redeliver("d", "w").id == "n" and sleeps == [2.0]

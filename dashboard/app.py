@@ -1,0 +1,90 @@
+"""The dashboard's entry point and router: ``streamlit run dashboard/app.py``.
+
+The frame around every page: settings (read once, from ``MOEGO_*``, by
+:func:`collectors.config.load_settings`), a check that the archive exists and has this version's
+shape, the navigation, and the sidebar filters shared by all pages (kept in the URL). Each page in
+``dashboard/views/`` reads the run's :class:`dashboard.ui.Context`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import NoReturn
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project: make the packages importable.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from collectors import archive  # noqa: E402
+from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
+from dashboard import ui  # noqa: E402
+from dashboard.filters import ceil_minute  # noqa: E402
+from dashboard.sidebar import render_filters  # noqa: E402
+
+
+@st.cache_resource(show_spinner=False)
+def _settings() -> Settings:
+    """The dashboard's settings, read from the environment once per process."""
+    return load_settings()
+
+
+def _fail(message: str) -> NoReturn:
+    """Show one line and stop the run (no traceback)."""
+    st.error(message, icon=":material/error:")
+    st.stop()
+
+
+def _check_archive(settings: Settings) -> None:
+    """Stop with one line when there is no archive, or one this version cannot read."""
+    path = settings.db_path
+    if not path.exists():
+        _fail(f"No archive at {path}: run `moego-monitor collect` first, or set MOEGO_MONITOR_DB to an archive.")
+    try:
+        db = archive.connect(path, readonly=True)
+        try:
+            version = archive.schema_version(db)
+        finally:
+            db.conn.close()
+    except (archive.ArchiveError, sqlite3.DatabaseError) as exc:
+        _fail(f"Cannot read the archive at {path}: {exc}")
+    if version < archive.SCHEMA_VERSION:
+        _fail(f"The archive at {path} is not ready (schema {version} of {archive.SCHEMA_VERSION}): "
+              "run `moego-monitor collect` once to prepare it.")
+    if version > archive.SCHEMA_VERSION:
+        _fail(f"The archive at {path} was written by a newer moego-monitor (schema {version}): upgrade the dashboard.")
+
+
+st.set_page_config(page_title="MoeGo Webhook Monitor", page_icon=":material/webhook:", layout="wide")
+
+try:
+    settings = _settings()
+except ConfigError as exc:
+    _fail(f"Configuration problem: {exc}")
+_check_archive(settings)
+
+page = st.navigation(
+    [
+        st.Page("views/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+        st.Page("views/deliveries.py", title="Deliveries", icon=":material/list_alt:", url_path="deliveries"),
+        st.Page("views/archive_health.py", title="Archive health", icon=":material/inventory_2:", url_path="archive"),
+        st.Page("views/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
+    ]
+)
+
+now = datetime.now(timezone.utc)
+try:
+    options = ui.read(str(settings.db_path), "filter_options", ceil_minute(now) - timedelta(days=31))
+except sqlite3.DatabaseError as exc:
+    _fail(f"Cannot read the archive at {settings.db_path}: {exc}")
+filters, tz = render_filters(options.webhooks, options.event_types, now)
+ui.set_context(ui.Context(settings, filters, now, tz, options))
+with st.sidebar:
+    st.caption(f"Archive: `{settings.db_path}`")
+
+page.run()

@@ -1,0 +1,141 @@
+""""Redeliver every failed entry in this view": count first, confirm, send within MoeGo's rate, cancel.
+
+Flow (widget keys in brackets): [``bulk_count``] reads the view's failed entries and plans them
+with :func:`collectors.actions.plan_bulk` (later-succeeded and duplicate events skipped), showing
+the counts and an ETA; [``bulk_confirm``] sends with :func:`collectors.actions.bulk_redeliver`
+under a progress bar; [``bulk_cancel``] (or any other interaction) stops it: Streamlit interrupts
+the run, and ``bulk_redeliver`` audits the entries it did not send as ``skipped`` before stopping;
+the next run reports the batch from its audit rows. The plan is
+tied to the filters it was counted for; changing them discards it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from collectors import actions, archive
+from collectors.client import RetryConfig, make_client
+
+from . import queries, ui
+
+__all__ = ["MAX_BULK", "render_bulk"]
+
+#: The most entries one bulk redelivery sends (about 20 minutes at MoeGo's rate for one webhook).
+MAX_BULK = 2_000
+_PLAN = "_bulk_plan"
+_BATCH = "_bulk_batch"
+_DONE = "_bulk_done"
+
+
+def _plan(ctx: ui.Context) -> None:
+    db = archive.connect(ctx.settings.db_path, readonly=True)
+    try:
+        found = queries.failed_candidates(db.conn, ctx.filters, ctx.window, limit=MAX_BULK + 1)
+        plan = actions.plan_bulk(db.conn, found[:MAX_BULK])
+    finally:
+        db.conn.close()
+    st.session_state[_PLAN] = {"filters": ctx.filters, "window": ctx.window, "plan": plan,
+                               "truncated": len(found) > MAX_BULK}
+    st.session_state.pop(_DONE, None)
+
+
+def _report(batch_id: str, ctx: ui.Context) -> None:
+    """Show a finished (or cancelled) batch from its audit rows."""
+    db = archive.connect(ctx.settings.db_path, readonly=True)
+    try:
+        rows = db.conn.execute(
+            "SELECT outcome, COUNT(*) FROM redeliveries WHERE batch_id = ? GROUP BY outcome", (batch_id,)
+        ).fetchall()
+    finally:
+        db.conn.close()
+    counts = dict(rows)
+    st.info(f"Batch `{batch_id}`: {counts.get('sent', 0)} sent, {counts.get('failed', 0)} failed, "
+            f"{counts.get('skipped', 0)} skipped (see the `redeliveries` audit table).")
+
+
+def _send(ctx: ui.Context, plan: actions.BulkPlan) -> None:
+    batch_id = actions.new_batch_id()
+    st.session_state[_BATCH] = batch_id
+    st.caption("Sending. Cancel, or any other click on the page, stops it before the next entry.")
+    st.button("Cancel", key="bulk_cancel", icon=":material/cancel:", help="Stops before the next entry is sent.")
+    bar = st.progress(0.0, text="Starting…")
+
+    def on_progress(p: actions.BulkProgress) -> None:
+        text = f"{p.done} of {p.total} done: {p.sent} sent, {p.failed} failed, {p.skipped} skipped"
+        if p.waiting_s > 0:
+            text += f" · waiting {p.waiting_s:.0f} s for MoeGo's rate limit"
+        bar.progress(p.done / p.total if p.total else 1.0, text=text)
+
+    db = archive.connect(ctx.settings.db_path)
+    try:
+        # No retries inside the client: the bulk loop waits for 429s itself, where it can be cancelled.
+        with make_client(ctx.settings, retry=RetryConfig(attempts=1)) as client:
+            result = actions.bulk_redeliver(client, db, plan, batch_id=batch_id, on_progress=on_progress,
+                                            secret_headers=ctx.settings.secret_headers)
+        sent = [r for r in result.results if r.outcome == "sent"]
+        lines: list[str] = []
+        if sent:
+            earliest = min((r.new_delivery.delivered_at for r in sent if r.new_delivery and r.new_delivery.delivered_at),
+                           default=ctx.now)
+            with st.spinner("Syncing the webhooks so the new attempts show…"):
+                lines = actions.resync(ctx.settings, db, {r.candidate.webhook_id for r in sent},
+                                       since=earliest - timedelta(minutes=5))
+    finally:
+        db.conn.close()
+    ui.clear_caches()
+    st.session_state.pop(_PLAN, None)
+    st.session_state.pop(_BATCH, None)
+    st.session_state[_DONE] = {"batch": batch_id, "summary": result.summary, "sync": lines}
+    st.toast(f"Bulk redelivery: {result.summary}.", icon=":material/done_all:")
+
+
+def render_bulk(ctx: ui.Context) -> None:
+    """The bulk redelivery panel for the current view."""
+    with st.expander("Redeliver every failed entry in this view", icon=":material/replay:"):
+        if not ctx.settings.api_key:
+            st.info("Set MOEGO_API_KEY to redeliver from the dashboard.")
+            return
+        stopped = st.session_state.pop(_BATCH, None)
+        if stopped is not None:  # set while a batch runs: still here means the run was cancelled or interrupted
+            st.warning("Bulk redelivery stopped before the end: the entries not sent yet were left alone. "
+                       "A request already in flight finishes on its own (up to the MoeGo timeout); "
+                       "the audit table then shows its outcome.")
+            _report(stopped, ctx)
+            st.session_state.pop(_PLAN, None)
+        done = st.session_state.get(_DONE)
+        if done:
+            st.success(f"Bulk redelivery finished: {done['summary']}.")
+            for line in done["sync"]:
+                st.caption(line)
+        st.button("Count failed entries", key="bulk_count", on_click=_plan, args=(ctx,),
+                  help="Lists the failed entries of this view and what would be sent, before anything is.")
+        held = st.session_state.get(_PLAN)
+        if not held:
+            return
+        if held["filters"] != ctx.filters:
+            st.session_state.pop(_PLAN, None)
+            st.caption("The filters changed since the count: count again.")
+            return
+        plan: actions.BulkPlan = held["plan"]
+        if held["truncated"]:
+            st.warning(f"More than {MAX_BULK:,} failed entries in this view: only the oldest {MAX_BULK:,} are planned. "
+                       "Narrow the filters to send the rest in another batch.")
+        minutes = plan.eta_seconds() / 60
+        st.markdown(
+            f"**{plan.total:,}** failed entries in this view: **{len(plan.to_send):,}** to redeliver, "
+            f"**{len(plan.skipped):,}** skipped. At {actions.DEFAULT_PER_MINUTE} a minute per webhook this takes "
+            f"{'under a minute' if minutes < 1 else f'about {minutes:,.0f} minutes'}."
+        )
+        if plan.skipped:
+            st.dataframe(
+                pd.DataFrame([(c.delivery_id, c.webhook_id, c.event_id, why) for c, why in plan.skipped],
+                             columns=["delivery", "webhook", "event", "skipped because"]),
+                hide_index=True, key="bulk_skipped",
+            )
+        if st.button(f"Redeliver {len(plan.to_send):,} entries", key="bulk_confirm", type="primary",
+                     disabled=not plan.to_send):
+            _send(ctx, plan)
+            st.rerun()

@@ -1,0 +1,164 @@
+"""The detail view of one delivery (``?delivery=<id>`` on the Deliveries page), with its redelivery button.
+
+Shows the outcome, timings and retries; request and response headers (secret-like values
+redacted once more on display) and bodies (pretty JSON); every attempt at the same event as a
+timeline; the redeliveries already requested. The Redeliver button asks for confirmation
+(``redeliver`` then ``redeliver_confirm`` / ``redeliver_cancel``), calls
+:func:`collectors.actions.redeliver`, shows a toast, and syncs the webhook so the new attempt shows.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import streamlit as st
+
+from collectors import actions, archive
+from collectors.client import make_client
+
+from . import charts, ui
+from .present import header_rows, pretty_body, status_text
+
+__all__ = ["render_detail"]
+
+_CONFIRM = "_confirm_redeliver"
+_RECENT = "_redelivered_at"  # delivery id -> time.monotonic() of the last redelivery from this session
+_LAST_RESULT = "_redeliver_result"
+
+
+def _body(text: str, is_base64: int) -> None:
+    body = pretty_body(text, bool(is_base64))
+    if body.note:
+        st.caption(body.note)
+    if body.text:
+        st.code(body.text, language=body.language, wrap_lines=True)
+
+
+def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
+    rows = header_rows(headers, ctx.settings.secret_headers)
+    if rows.empty:
+        st.caption("No headers.")
+    else:
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
+    """Call MoeGo, audit, toast, and sync the webhook from just before the new attempt."""
+    candidate = actions.Candidate(record["id"], record["webhook_id"], record["event_id"], record["delivered_at"])
+    st.session_state.setdefault(_RECENT, {})[record["id"]] = time.monotonic()
+    db = archive.connect(ctx.settings.db_path)
+    try:
+        with st.spinner("Asking MoeGo to redeliver…"):
+            with make_client(ctx.settings) as client:
+                result = actions.redeliver(client, db, candidate, requested_by="dashboard",
+                                           secret_headers=ctx.settings.secret_headers)
+        lines: list[str] = []
+        if result.outcome == "sent":
+            new = result.new_delivery
+            since = (new.delivered_at if new and new.delivered_at else ctx.now) - timedelta(minutes=5)
+            with st.spinner("Syncing the webhook so the new attempt shows…"):
+                lines = actions.resync(ctx.settings, db, [record["webhook_id"]], since=since)
+    finally:
+        db.conn.close()
+    ui.clear_caches()
+    # Shown (and toasted, once) by the run that follows, so it survives the st.rerun().
+    st.session_state[_LAST_RESULT] = {"id": record["id"], "outcome": result.outcome, "message": result.message,
+                                      "sync": lines, "toasted": False}
+
+
+def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
+    delivery_id = record["id"]
+    last = st.session_state.get(_LAST_RESULT)
+    if last and last["id"] == delivery_id:
+        outcome = last["outcome"]
+        if not last["toasted"]:
+            icon = {"sent": ":material/check_circle:", "skipped": ":material/block:"}.get(outcome, ":material/error:")
+            st.toast(last["message"], icon=icon)
+            last["toasted"] = True
+        show = st.success if outcome == "sent" else st.warning if outcome == "skipped" else st.error
+        show(last["message"])
+        for line in last["sync"]:
+            st.caption(line)
+    if not ctx.settings.api_key:
+        st.button("Redeliver", key="redeliver", disabled=True, help="Set MOEGO_API_KEY to redeliver from the dashboard.")
+        return
+    sent_at = st.session_state.get(_RECENT, {}).get(delivery_id)
+    recently = sent_at is not None and time.monotonic() - sent_at < actions.GUARD_SECONDS
+    if st.session_state.get(_CONFIRM) != delivery_id:
+        if st.button("Redeliver", key="redeliver", icon=":material/replay:", disabled=recently,
+                     help="Asks MoeGo to send this event to the endpoint again (you confirm first)."
+                     + (" Just redelivered: wait a minute before sending it again." if recently else "")):
+            st.session_state[_CONFIRM] = delivery_id
+            st.rerun()
+        return
+    st.warning(f"Ask MoeGo to send event `{record['event_id']}` ({record['event_type']}) to "
+               f"{record['request_url']} again? The endpoint receives it once more.")
+    yes, no = st.columns([1, 4])
+    if yes.button("Yes, redeliver", key="redeliver_confirm", type="primary", disabled=recently):
+        st.session_state.pop(_CONFIRM, None)
+        _redeliver(ctx, record)
+        st.rerun()
+    if no.button("Cancel", key="redeliver_cancel"):
+        st.session_state.pop(_CONFIRM, None)
+        st.rerun()
+
+
+def render_detail(ctx: ui.Context, delivery_id: str) -> None:
+    """Draw the detail view of ``delivery_id`` (a one-line warning when the archive does not have it)."""
+    record = ui.query(ctx, "delivery", delivery_id)
+    if record is None:
+        st.warning(f"No delivery `{delivery_id}` in the archive.")
+        return
+    st.subheader(f"Delivery `{delivery_id}`")
+    st.markdown(f"[Link to this delivery](deliveries?delivery={delivery_id})")
+    cols = st.columns(4)
+    cols[0].metric("Outcome", "Succeeded" if record["success"] else "Failed")
+    cols[1].metric("Response", status_text(record["response_status"]))
+    cols[2].metric("Duration", ui.fmt_ms(record["duration_ms"]))
+    cols[3].metric("Retries", f"{record['retry_count']}", help="Retries MoeGo made before this outcome.")
+    _redelivery_controls(ctx, record)
+    facts = {
+        "Delivered at": ui.fmt_time(record["delivered_at"], ctx.tz),
+        "Webhook": record["webhook_id"],
+        "Event": f"{record['event_type']} · {record['event_id']}",
+        "Error class": record["error_class"],
+        "Error": record["error"] or "—",
+        "Request URL": record["request_url"],
+        "Delivered to": record["delivered_to"] or "—",
+        "Formats": f"request {record['request_format'] or '—'}, response {record['response_format'] or '—'}",
+        "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
+                    f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
+    }
+    st.table({"": list(facts.keys()), "value": list(facts.values())})
+    request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
+    with request:
+        _headers(record["request_headers"], ctx)
+        _body(record["request_body"], record["request_body_base64"])
+    with response:
+        _headers(record["response_headers"], ctx)
+        _body(record["response_body"], record["response_body_base64"])
+    with attempts:
+        tries = ui.query(ctx, "event_attempts", record["event_id"])
+        if len(tries) <= 1:
+            st.caption("This is the only archived attempt at this event.")
+        if not tries.empty:
+            tries = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz))
+            st.plotly_chart(charts.attempts_figure(tries, delivery_id), key="chart_attempts")
+            tries = tries.assign(link="deliveries?delivery=" + tries["id"])
+            st.dataframe(
+                tries, hide_index=True, key="attempts_table",
+                column_config={
+                    "delivered_at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss.SSS"),
+                    "link": st.column_config.LinkColumn("Open", display_text="open"),
+                    "success": st.column_config.CheckboxColumn("Succeeded"),
+                },
+            )
+    with audit:
+        rows = ui.query(ctx, "redeliveries_of", delivery_id)
+        if rows.empty:
+            st.caption("No redelivery requested for this entry.")
+        else:
+            st.dataframe(rows.assign(requested_at=ui.local(rows["requested_at"], ctx.tz)), hide_index=True,
+                         key="redeliveries_table")

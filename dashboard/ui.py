@@ -1,0 +1,162 @@
+"""What every page shares: the run's context, cached read-only queries, and time formatting.
+
+``app.py`` builds a :class:`Context` once per run (settings, filters, window, time zone) and keeps it
+in session state; pages read it with :func:`context`. Queries go through :func:`query`, which opens
+the archive read-only for the call and caches the result for :data:`CACHE_TTL_S` seconds, keyed by
+the query's name and arguments (the window's end is rounded to the minute, so the key is stable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import streamlit as st
+
+from collectors import archive
+from collectors.config import Settings
+
+from . import queries
+from .filters import Bucket, Filters, Window, choose_bucket
+
+__all__ = ["CACHE_TTL_S", "Context", "context", "set_context", "read", "query", "clear_caches", "local", "fmt_time",
+           "fmt_ms", "fmt_rate", "STATE_COLORS", "state_style", "span_text", "window_caption"]
+
+#: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
+CACHE_TTL_S = 60
+
+_CTX_KEY = "_moego_context"
+_QUERIES = frozenset(queries.__all__)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One run's frame: validated settings, the shared filters, their window, the user's time zone."""
+
+    settings: Settings
+    filters: Filters
+    now: datetime
+    tz: ZoneInfo
+    options: queries.FilterOptions
+
+    @property
+    def db_path(self) -> str:
+        """The archive's path, as text (a cache key part)."""
+        return str(self.settings.db_path)
+
+    @property
+    def window(self) -> Window:
+        """The UTC window the filters select at this run's ``now``."""
+        return self.filters.window(self.now)
+
+    @property
+    def bucket(self) -> Bucket:
+        """The chart bucket for the window."""
+        return choose_bucket(self.window)
+
+    def fresh(self) -> "Context":
+        """This context at the current time (for a fragment that reruns on its own)."""
+        return Context(self.settings, self.filters, datetime.now(timezone.utc), self.tz, self.options)
+
+
+def set_context(ctx: Context) -> None:
+    """Make ``ctx`` this run's context (called by ``app.py`` before the page runs)."""
+    st.session_state[_CTX_KEY] = ctx
+
+
+def context() -> Context:
+    """This run's context; a page run without ``app.py`` stops with a one-line message."""
+    ctx = st.session_state.get(_CTX_KEY)
+    if ctx is None:
+        st.error("Start the dashboard with `streamlit run dashboard/app.py`.")
+        st.stop()
+    return ctx
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=512)
+def _cached(db_path: str, name: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]) -> Any:
+    db = archive.connect(db_path, readonly=True)
+    try:
+        return getattr(queries, name)(db.conn, *args, **dict(kwargs))
+    finally:
+        db.conn.close()
+
+
+def read(db_path: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    """``dashboard.queries.<name>(read_connection, *args, **kwargs)`` on the archive at ``db_path``, cached
+    for :data:`CACHE_TTL_S` seconds."""
+    if name not in _QUERIES:
+        raise ValueError(f"no query named {name!r}")
+    return _cached(db_path, name, args, tuple(sorted(kwargs.items())))
+
+
+def query(ctx: Context, name: str, *args: Any, **kwargs: Any) -> Any:
+    """:func:`read` on the context's archive."""
+    return read(ctx.db_path, name, *args, **kwargs)
+
+
+def clear_caches() -> None:
+    """Forget cached query results (after the dashboard itself changed the archive)."""
+    _cached.clear()
+
+
+def local(values: pd.Series, tz: ZoneInfo) -> pd.Series:
+    """Aware timestamps converted to ``tz`` (missing values stay missing)."""
+    return values.dt.tz_convert(tz)
+
+
+def fmt_time(value: datetime | pd.Timestamp | str | None, tz: ZoneInfo) -> str:
+    """A moment as ``2026-11-20 13:04:56 CET`` in ``tz``; ``—`` when missing."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def fmt_ms(value: float | None) -> str:
+    """A duration in ms for a tile: ``742 ms``, ``2.4 s``; ``—`` when unknown."""
+    if value is None or pd.isna(value):
+        return "—"
+    if value >= 1000:
+        return f"{value / 1000:,.1f} s"
+    return f"{value:,.0f} ms"
+
+
+def fmt_rate(value: float | None) -> str:
+    """A success rate (0..1) as ``98.50%``; ``—`` without deliveries."""
+    if value is None or pd.isna(value):
+        return "—"
+    return f"{value * 100:.2f}%"
+
+
+#: Cell colours of a webhook's health state (background, text), readable in light and dark themes.
+STATE_COLORS = {"failing": ("#c62828", "#ffffff"), "degraded": ("#ef6c00", "#ffffff"),
+                "healthy": ("#2e7d32", "#ffffff"), "inactive": ("#757575", "#ffffff")}
+
+
+def state_style(state: str) -> str:
+    """The CSS of a health-state cell (for ``DataFrame.style.map``)."""
+    colors = STATE_COLORS.get(state)
+    return f"background-color: {colors[0]}; color: {colors[1]}; font-weight: 600" if colors else ""
+
+
+def span_text(span: timedelta) -> str:
+    """A window length in words: ``24 h``, ``7 days``, ``90 min``."""
+    seconds = span.total_seconds()
+    if seconds % 86400 == 0 and seconds >= 2 * 86400:
+        return f"{int(seconds // 86400)} days"
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 60)} min"
+
+
+def window_caption(ctx: Context) -> str:
+    """One line saying what the page shows: the window in the user's zone and the chart bucket."""
+    window = ctx.window
+    return (f"{fmt_time(window.since, ctx.tz)} → {fmt_time(window.until, ctx.tz)} "
+            f"({span_text(window.span)}, {ctx.bucket} buckets)")

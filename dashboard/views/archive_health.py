@@ -1,0 +1,130 @@
+"""Archive health: what is at risk of expiring, coverage over 30 days, collector runs, "collect now"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from collectors.archive import ArchiveError
+from collectors.client import MoeGoError
+from collectors.config import ConfigError
+from collectors.runs import CollectorBusy
+from collectors.sync import collect
+from dashboard import charts, ui
+from dashboard.filters import ceil_minute
+
+ctx = ui.context()
+now = ceil_minute(ctx.now)
+since = now - timedelta(days=30)
+hooks = list(ctx.filters.webhooks) or None
+st.title("Archive health")
+st.caption("MoeGo keeps its delivery log 15 days. What the archive does not hold by then is lost.")
+
+
+def _collect() -> None:
+    """Run one collection pass now; its summary is shown below the button."""
+    try:
+        with st.spinner("Collecting from MoeGo… (every webhook, oldest gaps first)"):
+            result = collect(ctx.settings, trigger="dashboard")
+    except CollectorBusy as exc:
+        st.session_state["_collect_result"] = ("warning", f"Not started: {exc}", [])
+    except (ConfigError, MoeGoError, ArchiveError) as exc:
+        st.session_state["_collect_result"] = ("error", f"Collection failed: {exc}", [])
+    else:
+        kind = "success" if result.ok else "error"
+        headline = (f"Collected: {result.new:,} new, {result.updated:,} updated entries."
+                    if result.ok else f"Collection ended {result.outcome}.")
+        st.session_state["_collect_result"] = (kind, headline, result.summary_lines)
+    ui.clear_caches()
+
+
+left, right = st.columns([1, 3], vertical_alignment="center")
+if left.button("Collect now", key="collect_now", icon=":material/sync:", type="primary",
+               disabled=not ctx.settings.api_key,
+               help="Reads every webhook's new entries from MoeGo into the archive." if ctx.settings.api_key
+               else "Set MOEGO_API_KEY to collect from the dashboard."):
+    _collect()
+outcome = st.session_state.pop("_collect_result", None)
+if outcome:
+    kind, headline, lines = outcome
+    getattr(right, kind)(headline)
+    for line in lines:
+        st.caption(line)
+
+risk = ui.query(ctx, "at_risk", now, webhook_ids=hooks)
+if risk.gaps.empty:
+    st.success("Nothing at risk: every webhook's log expiring within 48 hours is archived.", icon=":material/verified:")
+else:
+    for gap in risk.gaps.itertuples(index=False):
+        st.error(
+            f"**{gap.webhook_id}**: {gap.hours:,.1f} h not archived "
+            f"({ui.fmt_time(gap.start, ctx.tz)} → {ui.fmt_time(gap.end, ctx.tz)}), about {gap.estimated_entries:,} "
+            f"entries; MoeGo deletes them from {ui.fmt_time(gap.expires_at, ctx.tz)} on.",
+            icon=":material/schedule:",
+        )
+
+
+st.subheader("Coverage, last 30 days")
+intervals = ui.query(ctx, "coverage_intervals", since, now, hooks)
+gaps = ui.query(ctx, "coverage_gaps", since, now, now=now, webhook_ids=hooks)
+if not intervals and gaps.empty:
+    st.info("No coverage recorded yet: run a collection.")
+else:
+    st.plotly_chart(charts.coverage_figure(intervals, gaps, since, now, ctx.tz), key="chart_coverage")
+    if not gaps.empty:
+        shown = gaps.assign(
+            start=ui.local(gaps["start"], ctx.tz),
+            end=ui.local(gaps["end"], ctx.tz),
+            expires_at=ui.local(gaps["expires_at"], ctx.tz),
+            state=gaps["kind"].map({"expired": "deleted by MoeGo", "open": "missing: still collectable",
+                                    "pending": "since the last collection"}),
+        ).drop(columns=["expired", "kind"])
+        st.dataframe(
+            shown, hide_index=True, key="gaps_table",
+            column_config={
+                "webhook_id": "Webhook",
+                "start": st.column_config.DatetimeColumn("Gap from", format="YYYY-MM-DD HH:mm"),
+                "end": st.column_config.DatetimeColumn("to", format="YYYY-MM-DD HH:mm"),
+                "hours": st.column_config.NumberColumn("Hours", format="%.2f"),
+                "expires_at": st.column_config.DatetimeColumn("MoeGo deletes from", format="YYYY-MM-DD HH:mm"),
+                "state": "State",
+            },
+        )
+
+st.subheader("Collector runs")
+runs = ui.query(ctx, "collector_runs", limit=20)
+if runs.empty:
+    st.info("No collector run recorded yet.")
+else:
+    st.dataframe(
+        runs.assign(started_at=ui.local(runs["started_at"], ctx.tz), finished_at=ui.local(runs["finished_at"], ctx.tz)),
+        hide_index=True, key="runs_table",
+        column_config={
+            "id": None,
+            "started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
+            "finished_at": st.column_config.DatetimeColumn("Finished", format="YYYY-MM-DD HH:mm:ss"),
+            "outcome": "Outcome",
+            "trigger": "Trigger",
+            "webhooks": "Webhooks",
+            "pages": "Pages",
+            "new_rows": st.column_config.NumberColumn("New", format="localized"),
+            "updated_rows": st.column_config.NumberColumn("Updated", format="localized"),
+            "error": st.column_config.TextColumn("Error", width="large"),
+        },
+    )
+
+states = ui.query(ctx, "sync_states")
+if not states.empty:
+    st.subheader("Per webhook")
+    st.dataframe(
+        states.assign(last_success_at=ui.local(states["last_success_at"], ctx.tz),
+                      last_error_at=ui.local(states["last_error_at"], ctx.tz)),
+        hide_index=True, key="sync_state_table",
+        column_config={
+            "webhook_id": "Webhook",
+            "last_success_at": st.column_config.DatetimeColumn("Last complete sync", format="YYYY-MM-DD HH:mm:ss"),
+            "last_error": st.column_config.TextColumn("Last error", width="large"),
+            "last_error_at": st.column_config.DatetimeColumn("Error at", format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )

@@ -1,0 +1,142 @@
+"""Deliveries: the filtered entries a page at a time, one entry's detail, CSV export, bulk redelivery."""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from datetime import datetime
+from typing import BinaryIO, Sequence
+
+import streamlit as st
+
+from collectors import archive
+from dashboard import ui
+from dashboard.bulk import render_bulk
+from dashboard.detail import render_detail
+from dashboard.export import export_csv
+from dashboard.filters import Filters
+from dashboard.present import export_command_line
+from dashboard.queries import Count, Cursor, Page
+
+#: The browser download holds the whole file in the server's memory: bigger views go through the CLI.
+DOWNLOAD_ROW_LIMIT = 200_000
+PAGE_SIZES = (50, 100, 250, 500)
+_PAGES = "_list_cursors"
+_SEEN_SELECTION = "_list_selection"
+
+ctx = ui.context()
+window = ctx.window
+st.title("Deliveries")
+st.caption(ui.window_caption(ctx))
+
+
+def _csv_file(db_path: str, filters: Filters, now: datetime, secret_headers: Sequence[str]) -> BinaryIO:
+    """The view's CSV in a temporary file (streamed from the archive), rewound for the download."""
+    handle = tempfile.TemporaryFile()
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+    db = archive.connect(db_path, readonly=True)
+    try:
+        export_csv(db, filters, text, now=now, secret_headers=secret_headers)
+        text.flush()
+    finally:
+        db.conn.close()
+    text.detach()
+    handle.seek(0)
+    return handle
+
+
+count: Count = ui.query(ctx, "count_deliveries", ctx.filters, window)
+top = st.columns([1, 1, 2], vertical_alignment="bottom")
+top[0].metric("Deliveries in view", str(count),
+              help="Exact from the hourly rollup; with a search, counted up to 100,000.")
+if count.exact and count.value <= DOWNLOAD_ROW_LIMIT:
+    top[1].download_button(
+        "Download CSV", key="export_csv", icon=":material/download:", mime="text/csv", on_click="ignore",
+        file_name=f"deliveries-{window.since:%Y%m%dT%H%M}-{window.until:%Y%m%dT%H%M}.csv",
+        data=functools.partial(_csv_file, ctx.db_path, ctx.filters, ctx.now, ctx.settings.secret_headers),
+        disabled=count.value == 0, help="Every entry of this view (secrets redacted), oldest first.",
+    )
+else:
+    top[1].caption(f"Over {DOWNLOAD_ROW_LIMIT:,} rows: export from the command line.")
+with top[2].popover("Export from the command line", icon=":material/terminal:"):
+    st.code(export_command_line(ctx.filters, window), language="bash")
+    if ctx.filters.event_types or ctx.filters.search or len(ctx.filters.status_classes) > 1:
+        st.caption("The command has no event-type, search or multi-status filter: it exports a wider set.")
+    st.caption("It also writes a manifest with the file's SHA-256 for an audit.")
+
+render_bulk(ctx)
+
+order = st.segmented_control("Order", ["newest", "oldest"], key="list_order", default="newest",
+                             format_func={"newest": "Newest first", "oldest": "Oldest first"}.__getitem__) or "newest"
+size = st.session_state.get("list_page_size", PAGE_SIZES[0])
+signature = (ctx.filters, order, size)
+pages = st.session_state.get(_PAGES)
+if pages is None or pages["signature"] != signature:
+    pages = {"signature": signature, "stack": []}
+    st.session_state[_PAGES] = pages
+cursor: Cursor | None = pages["stack"][-1] if pages["stack"] else None
+page: Page = ui.query(ctx, "delivery_page", ctx.filters, window, after=cursor, order=order, limit=size)
+
+
+def _go(step: int, next_cursor: Cursor | None) -> None:
+    """Move a page older (+1, pushing the next cursor) or newer (-1); forget the table's selection."""
+    stack = st.session_state[_PAGES]["stack"]
+    if step > 0 and next_cursor is not None:
+        stack.append(next_cursor)
+    elif step < 0 and stack:
+        stack.pop()
+    st.session_state.pop("deliveries_table", None)
+
+
+rows = page.rows.assign(
+    delivered_at=ui.local(page.rows["delivered_at"], ctx.tz),
+    link="deliveries?delivery=" + page.rows["id"],
+)
+event = st.dataframe(
+    rows,
+    key="deliveries_table",
+    on_select="rerun",
+    selection_mode="single-row",
+    hide_index=True,
+    height=420,
+    column_order=["delivered_at", "success", "response_status", "webhook_id", "event_type", "event_id",
+                  "duration_ms", "retry_count", "error_class", "error", "id", "link"],
+    column_config={
+        "delivered_at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss"),
+        "success": st.column_config.CheckboxColumn("OK", help="Succeeded (HTTP 2xx)."),
+        "response_status": st.column_config.NumberColumn("Status", help="HTTP status; 0 = no response."),
+        "webhook_id": st.column_config.TextColumn("Webhook"),
+        "event_type": st.column_config.TextColumn("Event type"),
+        "event_id": st.column_config.TextColumn("Event id"),
+        "duration_ms": st.column_config.NumberColumn("Duration (ms)", format="localized"),
+        "retry_count": st.column_config.NumberColumn("Retries"),
+        "error_class": st.column_config.TextColumn("Error class"),
+        "error": st.column_config.TextColumn("Error", width="large"),
+        "id": st.column_config.TextColumn("Delivery id"),
+        "link": st.column_config.LinkColumn("Link", display_text="open", help="A link to this delivery alone."),
+    },
+)
+nav = st.columns([1, 1, 1, 3], vertical_alignment="center")
+position = len(pages["stack"])
+nav[0].button("← Newer" if order == "newest" else "← Older", key="page_prev", disabled=position == 0,
+              on_click=_go, args=(-1, None), width="stretch")
+nav[1].button("Older →" if order == "newest" else "Newer →", key="page_next", disabled=page.next is None,
+              on_click=_go, args=(1, page.next), width="stretch")
+nav[2].selectbox("Rows per page", PAGE_SIZES, key="list_page_size", label_visibility="collapsed",
+                 format_func=lambda n: f"{n} per page")
+nav[3].caption(f"Page {position + 1} · {len(rows):,} rows shown of {count}. Click a row for its detail.")
+
+selected = tuple(event.selection.rows) if event is not None else ()
+if selected != st.session_state.get(_SEEN_SELECTION, ()):
+    st.session_state[_SEEN_SELECTION] = selected
+    if selected and selected[0] < len(page.rows):
+        st.query_params["delivery"] = page.rows.iloc[selected[0]]["id"]
+
+delivery_id = st.query_params.get("delivery")
+if delivery_id:
+    st.divider()
+    if st.button("Close detail", key="close_detail", icon=":material/close:"):
+        del st.query_params["delivery"]
+        st.rerun()
+    render_detail(ctx, delivery_id)

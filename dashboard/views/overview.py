@@ -1,0 +1,134 @@
+"""Overview: headline tiles against the previous period, trends, failure breakdowns, webhook health."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, ui
+from dashboard.filters import ceil_minute, to_query_params
+from dashboard.queries import Tiles
+
+ctx = ui.context()
+st.title("Overview")
+st.caption(ui.window_caption(ctx))
+
+
+def _count_delta(current: int, previous: int) -> str:
+    """``+12``/``-3``; ``"0"`` (Streamlit's zero: grey, no arrow) when unchanged."""
+    return f"{current - previous:+,}" if current != previous else "0"
+
+
+def _ms_delta(current: float | None, previous: float | None) -> str | None:
+    if current is None or previous is None:
+        return None
+    change = round(current - previous)
+    return f"{change:+,} ms" if change else "0"
+
+
+def _rate_delta(current: float | None, previous: float | None) -> str | None:
+    if current is None or previous is None:
+        return None
+    change = round((current - previous) * 100, 2)
+    return f"{change:+.2f} pp" if change else "0"
+
+
+@st.fragment(run_every=ui.CACHE_TTL_S)
+def live_tiles() -> None:
+    """The headline tiles; reruns on their own every minute to stay live."""
+    live = ctx.fresh()
+    window = live.window
+    # At-risk is a state of now, whatever the window: anchor it at the current minute.
+    tiles: Tiles = ui.query(live, "tiles", live.filters, window, ceil_minute(live.now))
+    cur, prev = tiles.current, tiles.previous
+    versus = f"vs the previous {ui.span_text(window.span)}"
+    row1 = st.columns(4)
+    row1[0].metric("Deliveries", f"{cur.deliveries:,}", _count_delta(cur.deliveries, prev.deliveries),
+                   delta_color="off", delta_description=versus, border=True)
+    row1[1].metric("Success rate", ui.fmt_rate(cur.success_rate), _rate_delta(cur.success_rate, prev.success_rate),
+                   delta_description=versus, border=True, help="Deliveries answered with HTTP 2xx.")
+    row1[2].metric("Failures", f"{cur.failures:,}", _count_delta(cur.failures, prev.failures), delta_color="inverse",
+                   delta_description=versus, border=True)
+    row1[3].metric("Redeliveries", f"{tiles.redeliveries:,}",
+                   _count_delta(tiles.redeliveries, tiles.previous_redeliveries), delta_color="off",
+                   delta_description=versus, border=True, help="Redeliveries sent from moego-monitor in the window.")
+    row2 = st.columns(4)
+    for column, label, value, before in (
+        (row2[0], "Latency p50", cur.p50_ms, prev.p50_ms),
+        (row2[1], "Latency p95", cur.p95_ms, prev.p95_ms),
+        (row2[2], "Latency p99", cur.p99_ms, prev.p99_ms),
+    ):
+        column.metric(label, ui.fmt_ms(value), _ms_delta(value, before), delta_color="inverse",
+                      delta_description=versus, border=True,
+                      help="Estimated from the archive's latency histogram (within one bucket of the exact value).")
+    risk = tiles.at_risk
+    row2[3].metric(
+        "At risk of expiry (48 h)", f"{risk.estimated_entries:,}",
+        delta=f"{risk.gap_hours:,.0f} h not archived" if risk.gap_hours else None, delta_color="inverse",
+        delta_arrow="off", delta_description="expiring at MoeGo within 48 h", border=True,
+        help="Entries in parts of MoeGo's 15-day window the archive does not cover yet, which MoeGo deletes "
+             "within 48 h: estimated as the uncovered hours times each webhook's usual rate. A current state, "
+             "so it has no previous period. See Archive health.",
+    )
+    if risk.gap_hours:
+        st.warning(
+            f"{risk.gap_hours:,.0f} hours of MoeGo's log (about {risk.estimated_entries:,} entries) are not archived "
+            "and expire within 48 hours: run a collection (Archive health → Collect now).",
+            icon=":material/schedule:",
+        )
+
+
+live_tiles()
+
+window, bucket = ctx.window, ctx.bucket
+series = ui.query(ctx, "time_series", ctx.filters, window, bucket, ctx.tz)
+left, right = st.columns(2)
+left.plotly_chart(charts.volume_figure(series, bucket), key="chart_volume")
+right.plotly_chart(charts.success_rate_figure(series, bucket), key="chart_success_rate")
+left, right = st.columns(2)
+left.plotly_chart(charts.latency_figure(series, bucket), key="chart_latency")
+by_class = ui.query(ctx, "failures_by", ctx.filters, window, "error_class")
+if by_class.empty:
+    right.success("No failed deliveries in this view.", icon=":material/check_circle:")
+else:
+    right.plotly_chart(charts.failures_figure(by_class, "error_class", "Failures by error class"), key="chart_error_class")
+
+if not by_class.empty:
+    cols = st.columns(3)
+    cols[0].plotly_chart(charts.status_figure(ui.query(ctx, "failures_by_status", ctx.filters, window)),
+                         key="chart_status")
+    cols[1].plotly_chart(charts.failures_figure(ui.query(ctx, "failures_by", ctx.filters, window, "event_type"),
+                                                "event_type", "Failures by event type"), key="chart_event_type")
+    cols[2].plotly_chart(charts.failures_figure(ui.query(ctx, "failures_by", ctx.filters, window, "webhook_id"),
+                                                "webhook_id", "Failures by webhook"), key="chart_webhook")
+    failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
+    st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
+                 query_params=failed_view)
+
+st.subheader("Webhook health")
+health = ui.query(ctx, "webhook_health", ctx.filters, window)
+if health.empty:
+    st.info("No webhooks in the archive yet.")
+else:
+    shown = health.assign(
+        success_rate=health["success_rate"] * 100.0,
+        last_success=ui.local(health["last_success"], ctx.tz),
+        last_failure=ui.local(health["last_failure"], ctx.tz),
+    )
+    st.dataframe(
+        shown.style.map(ui.state_style, subset=["state"]),
+        key="health_table",
+        hide_index=True,
+        column_config={
+            "webhook_id": st.column_config.TextColumn("Webhook"),
+            "endpoint_url": st.column_config.TextColumn("Endpoint"),
+            "state": st.column_config.TextColumn("State", help="failing: 5+ failures in a row or under 80% success; "
+                                                               "degraded: the latest failed, under 99% success or "
+                                                               "p95 over 10 s; inactive: disabled or no traffic."),
+            "deliveries": st.column_config.NumberColumn("Deliveries", format="localized"),
+            "success_rate": st.column_config.NumberColumn("Success rate", format="%.2f%%"),
+            "p95_ms": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
+            "last_success": st.column_config.DatetimeColumn("Last success", format="YYYY-MM-DD HH:mm:ss"),
+            "last_failure": st.column_config.DatetimeColumn("Last failure", format="YYYY-MM-DD HH:mm:ss"),
+            "consecutive_failures": st.column_config.NumberColumn("Failures in a row"),
+        },
+    )

@@ -1,0 +1,126 @@
+"""Webhooks: their configuration as archived (no secrets), and "send a test event"."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from collectors import actions, archive
+from collectors.client import make_client
+from collectors.models import EVENT_TYPES
+from dashboard import ui
+from dashboard.present import header_rows, pretty_body, status_text
+
+ctx = ui.context()
+st.title("Webhooks")
+st.caption("As last listed by MoeGo. Secret tokens are never stored: only whether one is set and a fingerprint "
+           "that changes when it is rotated. Custom header values are redacted.")
+
+hooks = ui.query(ctx, "webhooks")
+if hooks.empty:
+    st.info("No webhook archived yet: run a collection.")
+    st.stop()
+
+table = hooks.assign(
+    event_types=hooks["event_types"].map(", ".join),
+    secret=hooks["secret_fingerprint"].where(hooks["has_secret"], "none").fillna("set"),
+    created_time=ui.local(hooks["created_time"], ctx.tz),
+    updated_time=ui.local(hooks["updated_time"], ctx.tz),
+    last_seen_at=ui.local(hooks["last_seen_at"], ctx.tz),
+    deleted_at=ui.local(hooks["deleted_at"], ctx.tz),
+)
+st.dataframe(
+    table, hide_index=True, key="webhooks_table",
+    column_order=["id", "endpoint_url", "is_active", "secret", "verify_ssl", "event_types", "content_type",
+                  "created_time", "updated_time", "last_seen_at", "deleted_at"],
+    column_config={
+        "id": "Webhook",
+        "endpoint_url": st.column_config.TextColumn("Endpoint", width="large"),
+        "is_active": st.column_config.CheckboxColumn("Active"),
+        "event_types": "Event types",
+        "secret": st.column_config.TextColumn("Secret", help="The secret token's fingerprint, or none."),
+        "verify_ssl": st.column_config.CheckboxColumn("Verifies TLS"),
+        "content_type": "Content type",
+        "created_time": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
+        "updated_time": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm"),
+        "last_seen_at": st.column_config.DatetimeColumn("Last listed", format="YYYY-MM-DD HH:mm"),
+        "deleted_at": st.column_config.DatetimeColumn("Gone from MoeGo", format="YYYY-MM-DD HH:mm"),
+    },
+)
+
+for hook in hooks.itertuples(index=False):
+    with st.expander(f"{hook.id} · {hook.endpoint_url}"):
+        st.markdown(f"**Secret token:** {'set, fingerprint `' + str(hook.secret_fingerprint) + '`' if hook.has_secret else 'none'}")
+        rows = header_rows(hook.headers, ctx.settings.secret_headers)
+        st.markdown("**Custom headers**")
+        if rows.empty:
+            st.caption("None.")
+        else:
+            st.dataframe(rows, hide_index=True)
+        st.markdown("**Retry policy**")
+        st.json(hook.retry_policy or {}, expanded=True)
+        if hook.organizations:
+            st.markdown("**Organizations:** " + ", ".join(f"{o.get('type', '')} {o.get('id', '')}".strip()
+                                                         for o in hook.organizations))
+
+st.subheader("Send a test event")
+live = hooks[hooks["deleted_at"].isna()]
+if not ctx.settings.api_key:
+    st.info("Set MOEGO_API_KEY to send test events from the dashboard.")
+    st.stop()
+if live.empty:
+    st.info("Every archived webhook is gone from MoeGo: nothing to test.")
+    st.stop()
+
+_DEFAULT_EVENT = "(MoeGo's default)"
+with st.form("test_event"):
+    webhook_id = st.selectbox("Webhook", list(live["id"]), key="test_webhook")
+    event_type = st.selectbox("Event type", [_DEFAULT_EVENT, *EVENT_TYPES], key="test_event_type")
+    payload_text = st.text_area("Payload (optional JSON)", key="test_payload", height=120,
+                                placeholder='{"appointmentId": "test-1"}')
+    submitted = st.form_submit_button("Send test event", key="send_test", icon=":material/send:", type="primary")
+
+if submitted:
+    payload: bytes | None = None
+    problem = None
+    if payload_text.strip():
+        try:
+            json.loads(payload_text)
+        except json.JSONDecodeError as exc:
+            problem = f"The payload is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        payload = payload_text.strip().encode()
+    if problem:
+        st.error(problem)
+    else:
+        db = archive.connect(ctx.settings.db_path)
+        try:
+            with st.spinner(f"Asking MoeGo to send a test event to {webhook_id}…"), make_client(ctx.settings) as client:
+                sent = actions.send_test_event(client, db, webhook_id,
+                                               event_type=None if event_type == _DEFAULT_EVENT else event_type,
+                                               payload=payload, secret_headers=ctx.settings.secret_headers)
+        finally:
+            db.conn.close()
+        ui.clear_caches()
+        st.session_state["_test_result"] = sent
+
+result: actions.SentTestEvent | None = st.session_state.get("_test_result")
+if result is not None:
+    if result.delivery is None:
+        st.error(f"MoeGo did not send it: {result.error}")
+    else:
+        d = result.delivery
+        verdict = "answered" if d.success else "failed"
+        show = st.success if d.success else st.error
+        show(f"Test event sent to {result.webhook_id}: the endpoint {verdict} with {status_text(d.response_status)} "
+             f"in {ui.fmt_ms(d.duration_ms)}" + (f": {d.error}" if d.error else "."))
+        cols = st.columns(3)
+        cols[0].metric("Outcome", "Succeeded" if d.success else "Failed")
+        cols[1].metric("Response", status_text(d.response_status))
+        cols[2].metric("Duration", ui.fmt_ms(d.duration_ms))
+        body = pretty_body(d.response_body.decode("utf-8", errors="replace"), False)
+        if body.text:
+            st.caption("Response body")
+            st.code(body.text, language=body.language, wrap_lines=True)
+        st.page_link("views/deliveries.py", label=f"Open delivery {d.id}", icon=":material/open_in_new:",
+                     query_params={"delivery": d.id})

@@ -1,0 +1,207 @@
+"""The dashboard in Streamlit's AppTest, page by page, on a seeded archive: the numbers a person reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from streamlit.testing.v1 import AppTest
+
+from collectors import archive
+
+from .seed import ALPHA, BETA, GAMMA, Seed
+
+
+def metrics(at: AppTest) -> dict[str, tuple[str, str]]:
+    return {m.label: (m.value, m.delta) for m in at.metric}
+
+
+def table_with(at: AppTest, *columns: str, without: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The first table shown with all ``columns`` and none of ``without`` (display-only tables carry no key in AppTest)."""
+    for frame in at.dataframe:
+        value = frame.value
+        if all(c in value.columns for c in columns) and not any(c in value.columns for c in without):
+            return value
+    raise AssertionError(f"no table with columns {columns}")
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def everything_shown(at: AppTest) -> str:
+    """All text an AppTest run rendered: markdown, captions, alerts, code, tables, metrics."""
+    parts: list[Any] = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "code", "metric", "subheader", "title"):
+        parts.extend(str(getattr(e, "value", "")) for e in at.get(kind))
+    parts.extend(df.value.to_csv() for df in at.dataframe)
+    parts.extend(str(t.value) for t in at.table)
+    return "\n".join(parts)
+
+
+def test_no_archive_is_one_clear_line(run_app, tmp_path: Path) -> None:
+    at = run_app(tmp_path / "nowhere.db")
+    no_exception(at)
+    assert [e.value for e in at.error] == [f"No archive at {tmp_path / 'nowhere.db'}: run `moego-monitor collect` "
+                                           "first, or set MOEGO_MONITOR_DB to an archive."]
+    assert not at.metric
+
+
+def test_an_uninitialised_archive_is_one_clear_line(run_app, tmp_path: Path) -> None:
+    (tmp_path / "empty.db").write_bytes(b"")
+    at = run_app(tmp_path / "empty.db")
+    no_exception(at)
+    assert len(at.error) == 1 and "is not ready (schema 0" in at.error[0].value
+
+
+def test_an_empty_archive_reads_as_zero(run_app, tmp_path: Path) -> None:
+    archive.ensure_db_shape(archive.connect(tmp_path / "fresh.db"))
+    at = run_app(tmp_path / "fresh.db")
+    no_exception(at)
+    shown = metrics(at)
+    assert shown["Deliveries"] == ("0", "0") and shown["Success rate"][0] == "—" and shown["Latency p95"][0] == "—"
+    assert any(s.value == "No failed deliveries in this view." for s in at.success)
+    at.switch_page("views/deliveries.py").run()
+    no_exception(at)
+    assert metrics(at)["Deliveries in view"][0] == "0" and at.dataframe(key="deliveries_table").value.empty
+
+
+def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path)
+    no_exception(at)
+    shown = metrics(at)
+    assert shown["Deliveries"] == ("53", "+33")
+    assert shown["Success rate"] == ("73.58%", "-26.42 pp")
+    assert shown["Failures"] == ("14", "+14")
+    assert shown["Redeliveries"] == ("1", "+1")
+    assert shown["At risk of expiry (48 h)"][1] == "108 h not archived"
+    assert int(shown["At risk of expiry (48 h)"][0]) > 0
+    assert shown["Latency p99"][0].endswith(" s")
+    assert len(at.get("plotly_chart")) == 7
+    health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
+    assert health.loc[BETA, "state"] == "failing" and health.loc[ALPHA, "state"] == "degraded"
+    assert health.loc[GAMMA, "state"] == "inactive" and health.loc[BETA, "consecutive_failures"] == 8
+    assert any("expire within 48 hours" in w.value for w in at.warning)
+
+
+def test_outcome_filter_changes_the_numbers_and_the_url(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path)
+    at.radio(key="filter_outcome").set_value("failed").run()
+    no_exception(at)
+    assert metrics(at)["Deliveries"][0] == "14" and metrics(at)["Success rate"][0] == "0.00%"
+    assert at.query_params == {"outcome": "failed"}
+    at.multiselect(key="filter_webhooks").set_value([BETA]).run()
+    assert metrics(at)["Deliveries"][0] == "8"
+    assert at.query_params == {"outcome": "failed", "webhook": BETA}
+
+
+def test_a_shared_link_opens_the_same_view(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, query={"outcome": "failed", "webhook": [ALPHA, BETA], "range": "7d"})
+    no_exception(at)
+    assert metrics(at)["Deliveries"][0] == "14"
+    assert at.selectbox(key="filter_range").value == "7d"
+    assert at.radio(key="filter_outcome").value == "failed"
+    assert at.multiselect(key="filter_webhooks").value == [ALPHA, BETA]
+
+
+def test_filters_follow_the_user_to_another_page(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path)
+    at.radio(key="filter_outcome").set_value("failed").run()
+    at.switch_page("views/deliveries.py").run()
+    no_exception(at)
+    assert metrics(at)["Deliveries in view"][0] == "14"
+    assert at.query_params.get("outcome") == "failed"
+
+
+def test_custom_dates_reach_back_past_moegos_retention(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, timezone_name="UTC")
+    at.selectbox(key="filter_range").set_value("custom").run()
+    first = (live_seed.now - timedelta(days=20, minutes=5)).date()  # the five old entries span 5 minutes
+    last = (live_seed.now - timedelta(days=20)).date()
+    at.date_input(key="filter_dates").set_value((first, last)).run()
+    no_exception(at)
+    assert metrics(at)["Deliveries"][0] == "5"  # only the archive still has these
+    assert at.query_params["range"] == "custom"
+    assert at.query_params["since"] == f"{first:%Y-%m-%d}T00:00:00Z"
+    assert at.query_params["until"] == f"{last + timedelta(days=1):%Y-%m-%d}T00:00:00Z"
+
+
+def test_times_are_shown_in_the_browsers_zone(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, timezone_name="Asia/Tokyo")
+    assert at.selectbox(key="filter_tz").value == "Asia/Tokyo"
+    assert " JST → " in at.caption[0].value
+    at.selectbox(key="filter_tz").set_value("UTC").run()
+    assert " UTC → " in at.caption[0].value
+
+
+def test_deliveries_page_lists_a_page_and_pages_on(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py")
+    no_exception(at)
+    assert metrics(at)["Deliveries in view"][0] == "53"
+    table = at.dataframe(key="deliveries_table").value
+    assert len(table) == 50 and table["id"].iloc[0] == "dlv_a01"
+    assert at.button(key="page_prev").disabled and not at.button(key="page_next").disabled
+    at.button(key="page_next").click().run()
+    rest = at.dataframe(key="deliveries_table").value
+    assert len(rest) == 3 and not set(rest["id"]) & set(table["id"])
+    assert at.button(key="page_next").disabled
+    assert at.download_button(key="export_csv") is not None
+
+
+def test_search_box_finds_payload_text(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py")
+    at.text_input(key="filter_search").set_value("Lovelace").run()
+    assert metrics(at)["Deliveries in view"][0] == "1"
+    assert list(at.dataframe(key="deliveries_table").value["id"]) == ["dlv_a07"]
+    assert at.query_params.get("q") == "Lovelace"
+
+
+def test_delivery_detail_redacts_and_pretty_prints(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py", query={"delivery": "dlv_r2"})
+    no_exception(at)
+    shown = metrics(at)
+    assert shown["Outcome"][0] == "Failed" and shown["Response"][0] == "HTTP 502" and shown["Retries"][0] == "0"
+    text = everything_shown(at)
+    assert "Delivery `dlv_r2`" in text
+    assert "X-Moe-Signature-256,[redacted]" in text and "Set-Cookie,[redacted]" in text
+    assert "c2lnbmF0dXJl" not in text and "session=abc" not in text
+    assert '{\n  "id": "evt_retry",' in text  # JSON body, pretty-printed
+    attempts = table_with(at, "id", "retry_count", "link", without=("event_type",))
+    assert list(attempts["id"]) == ["dlv_r1", "dlv_r2", "dlv_r3"]
+    button = at.button(key="redeliver")
+    assert button.disabled  # no API key configured
+    at.button(key="close_detail").click().run()
+    assert "delivery" not in at.query_params
+
+
+def test_unknown_delivery_link_says_so(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py", query={"delivery": "dlv_nope"})
+    no_exception(at)
+    assert [w.value for w in at.warning] == ["No delivery `dlv_nope` in the archive."]
+
+
+def test_archive_health_page(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/archive_health.py")
+    no_exception(at)
+    risks = [e.value for e in at.error]
+    assert len(risks) == 3 and risks[0].startswith(f"**{ALPHA}**: 12.0 h not archived")
+    assert at.button(key="collect_now").disabled
+    runs = table_with(at, "outcome", "trigger", "new_rows")
+    assert list(runs["outcome"]) == ["ok", "failed"] and runs["error"].iloc[1].startswith("MoeGo is unavailable")
+    gaps = table_with(at, "webhook_id", "hours", "expires_at")
+    assert set(gaps["webhook_id"]) == {ALPHA, BETA, GAMMA}
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_webhooks_page_never_shows_secrets(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/webhooks.py")
+    no_exception(at)
+    table = table_with(at, "id", "endpoint_url", "secret").set_index("id")
+    assert len(table.loc[ALPHA, "secret"]) == 8 and table.loc[BETA, "secret"] == "none"
+    text = everything_shown(at)
+    assert "s3cr3t-token-value" not in text and "very-secret-key" not in text
+    assert "X-Api-Key,[redacted]" in text
+    assert any("Set MOEGO_API_KEY" in i.value for i in at.info)

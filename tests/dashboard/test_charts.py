@@ -1,0 +1,80 @@
+"""Charts: each figure draws the numbers it is given, with the agreed colours and labels."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from dashboard import charts, queries
+from dashboard.filters import Filters
+from dashboard.stats import time_series
+
+from .seed import ALPHA, BETA, NOW
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_volume_and_success_rate(conn) -> None:
+    series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
+    volume = charts.volume_figure(series, "hour")
+    ok, failed = volume.data
+    assert (ok.name, failed.name) == ("succeeded", "failed")
+    assert sum(ok.y) == 39 and sum(failed.y) == 14
+    assert ok.marker.color == charts.SUCCESS_COLOR and failed.marker.color == charts.FAILURE_COLOR
+    assert volume.layout.barmode == "stack" and volume.layout.title.text == "Deliveries per hour"
+    assert pd.Timestamp(ok.x[0]) == series["time"].iloc[0].tz_localize(None)  # Berlin wall-clock time
+    rate = charts.success_rate_figure(series, "hour").data[0]
+    expected = (series["success_rate"] * 100).tolist()
+    assert [None if pd.isna(v) else round(v, 6) for v in rate.y] == [None if pd.isna(v) else round(v, 6) for v in expected]
+
+
+def test_latency_lines(conn) -> None:
+    series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
+    fig = charts.latency_figure(series, "hour")
+    assert [t.name for t in fig.data] == ["p50", "p95", "p99"]
+    for trace, column in zip(fig.data, ["p50_ms", "p95_ms", "p99_ms"]):
+        assert pd.Series(trace.y, dtype="float64").fillna(-1).tolist() == series[column].fillna(-1).tolist()
+
+
+def test_failure_breakdowns(conn) -> None:
+    window = Filters().window(NOW)
+    by_hook = queries.failures_by(conn, Filters(), window, "webhook_id")
+    fig = charts.failures_figure(by_hook, "webhook_id", "Failures by webhook")
+    bar = fig.data[0]
+    assert list(bar.y) == [ALPHA, BETA] and list(bar.x) == [6, 8]  # largest drawn on top (last)
+    status = charts.status_figure(queries.failures_by_status(conn, Filters(), window)).data[0]
+    assert "no response" in list(status.y) and dict(zip(status.y, status.x))["500"] == 9
+
+
+def test_coverage_timeline_shows_gaps(conn) -> None:
+    since, until = NOW - timedelta(days=30), NOW
+    intervals = queries.coverage_intervals(conn, since, until, [ALPHA, BETA])
+    gaps = queries.coverage_gaps(conn, since, until, now=NOW, webhook_ids=[ALPHA, BETA])
+    fig = charts.coverage_figure(intervals, gaps, since, until, BERLIN)
+    kinds = {t.name: t for t in fig.data}
+    assert set(kinds) == {"archived", "gap", "deleted by MoeGo", "not collected yet"}
+    archived = kinds["archived"]
+    assert list(archived.y).count(ALPHA) == 2 and list(archived.y).count(BETA) == 1
+    gap_hours = sum(kinds["gap"].x) / 3_600_000
+    assert round(gap_hours, 3) == round(gaps.loc[gaps["kind"] == "open", "hours"].sum(), 3) == 12 + 120
+    assert list(fig.layout.yaxis.categoryarray) == [ALPHA, BETA]
+
+
+def test_attempts_timeline_rings_the_current_entry(conn) -> None:
+    attempts = queries.event_attempts(conn, "evt_retry")
+    fig = charts.attempts_figure(attempts, "dlv_r2")
+    ok, failed = fig.data
+    assert (ok.name, len(ok.x), failed.name, len(failed.x)) == ("succeeded", 1, "failed", 2)
+    assert list(failed.marker.size) == [10, 16]  # dlv_r1, then dlv_r2 (the one shown) larger
+    when = attempts.loc[attempts["id"] == "dlv_r3", "delivered_at"].iloc[0]
+    assert pd.Timestamp(ok.x[0]) == when.tz_localize(None)
+
+
+def test_empty_inputs_draw_empty_figures() -> None:
+    empty = pd.DataFrame({"error_class": pd.Series(dtype="object"), "failures": pd.Series(dtype="int64")})
+    assert len(charts.failures_figure(empty, "error_class", "x").data[0].y) == 0
+    fig = charts.coverage_figure({}, pd.DataFrame(columns=["webhook_id", "start", "end", "hours", "expires_at", "expired", "kind"]),
+                                 NOW - timedelta(days=1), NOW, BERLIN)
+    assert len(fig.data) == 0
