@@ -1,0 +1,171 @@
+"""``python -m bench [--rows N]``: the product's way against a baseline, side by side, as ratios.
+
+Machines here are shared and noisy, so nothing is judged by absolute time: each pair runs
+alternately several times in one process and the ratio of the medians is reported.
+
+- overview: the dashboard's 30-day hourly aggregate (rollup for whole hours + raw edges) vs the
+  same aggregate computed from the raw rows;
+- page: the deliveries table's deepest page by keyset vs the same page by LIMIT/OFFSET;
+- export: peak Python memory of the streaming CSV export vs pandas read_sql + to_csv;
+- write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sqlite3
+import statistics
+import tempfile
+import time
+import tracemalloc
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from collectors import archive, store
+
+from .archive_gen import build_archive, synthetic_deliveries
+
+
+def _median_time(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def side_by_side(product: Callable[[], object], baseline: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median seconds of each, run alternately ``repeat`` times after one warm-up each."""
+    product(), baseline()
+    p, b = [], []
+    for _ in range(repeat):
+        p.append(_median_time(product))
+        b.append(_median_time(baseline))
+    return statistics.median(p), statistics.median(b)
+
+
+def peak_memory(fn: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def bench_overview(conn: sqlite3.Connection, end, repeat: int) -> str:
+    from dashboard import stats
+    from dashboard.filters import Filters
+
+    filters = Filters(time_range="custom", since=end - timedelta(days=30, minutes=17), until=end - timedelta(minutes=17))
+    window = filters.window(end)
+    product = lambda: stats.aggregate(conn, filters, window, grain="hour")  # noqa: E731
+    baseline = lambda: stats._raw(conn, filters, window.since_text, window.until_text, "hour", ())  # noqa: E731
+    a, b = product(), baseline()
+    assert int(a["deliveries"].sum()) == int(b["deliveries"].sum()), "rollup and raw rows disagree"
+    p, q = side_by_side(product, baseline, repeat)
+    return f"overview 30 d hourly: rollup {q / p:6.1f}x faster than raw rows ({int(a['deliveries'].sum()):,} deliveries)"
+
+
+def bench_page(conn: sqlite3.Connection, end, repeat: int) -> str:
+    from dashboard import queries
+    from dashboard.filters import Filters
+
+    filters = Filters(time_range="custom", since=end - timedelta(days=30), until=end, webhooks=("whk_3",))
+    window = filters.window(end)
+    # Walk to a page deep in the range once, then time fetching it again by keyset vs by OFFSET.
+    page, depth = queries.delivery_page(conn, filters, window, limit=200), 1
+    while page.next is not None and depth < 60:
+        cursor = page.next
+        page, depth = queries.delivery_page(conn, filters, window, after=cursor, limit=200), depth + 1
+    offset = (depth - 1) * 200
+    product = lambda: queries.delivery_page(conn, filters, window, after=cursor, limit=200)  # noqa: E731
+    baseline = lambda: conn.execute(  # noqa: E731
+        "SELECT delivered_at, id FROM deliveries WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?"
+        " ORDER BY delivered_at DESC, id DESC LIMIT 201 OFFSET ?",
+        ("whk_3", window.since_text, window.until_text, offset),
+    ).fetchall()
+    p, q = side_by_side(product, baseline, repeat)
+    return f"deliveries page {depth} of 200: keyset {q / p:6.1f}x faster than OFFSET"
+
+
+def bench_export(conn: sqlite3.Connection, end) -> str:
+    from dashboard.export import export_csv
+    from dashboard.filters import Filters
+
+    filters = Filters(time_range="custom", since=end - timedelta(days=30), until=end)
+
+    def product() -> None:
+        export_csv(conn, filters, io.TextIOWrapper(io.BufferedWriter(_Null()), encoding="utf-8"), now=end)
+
+    def baseline() -> None:
+        pd.read_sql_query("SELECT * FROM deliveries", conn).to_csv(io.TextIOWrapper(io.BufferedWriter(_Null()), encoding="utf-8"))
+
+    p, b = peak_memory(product), peak_memory(baseline)
+    return f"export peak memory: streaming {b / p:6.1f}x smaller than pandas ({p / 1e6:.1f} MB vs {b / 1e6:.1f} MB)"
+
+
+class _Null(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
+
+
+def bench_write(workdir: Path, repeat: int) -> str:
+    pages = list(synthetic_deliveries(5000, webhooks=2, days=1, end=pd.Timestamp("2026-11-01", tz="UTC").to_pydatetime()))
+    chunks = [pages[i : i + 500] for i in range(0, len(pages), 500)]
+    rows = [store.delivery_row(d, seen_at=d.delivered_at) for d in pages]
+    columns = list(rows[0])
+
+    def product() -> None:
+        path = workdir / "write.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        db = archive.connect(path)
+        archive.ensure_db_shape(db)
+        for chunk in chunks:
+            with archive.transaction(db):
+                store.save_deliveries(db, chunk, seen_at=chunk[0].delivered_at)
+        db.conn.close()
+
+    def baseline() -> None:
+        path = workdir / "bare.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"CREATE TABLE d ({', '.join(columns)})")
+        for i in range(0, len(rows), 500):
+            conn.execute("BEGIN")
+            conn.executemany(f"INSERT INTO d VALUES ({', '.join('?' for _ in columns)})",
+                             [[r[c] for c in columns] for r in rows[i : i + 500]])
+            conn.execute("COMMIT")
+        conn.close()
+
+    p, b = side_by_side(product, baseline, repeat)
+    return f"archive writer: {p / b:6.1f}x the time of a bare INSERT (redaction, upsert check, rollup, FTS)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000, help="deliveries in the synthetic archive")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="moego-bench-") as tmp:
+        workdir = Path(tmp)
+        started = time.perf_counter()
+        end = build_archive(workdir / "bench.db", rows=args.rows)
+        print(f"built a {args.rows:,}-row archive over 30 days in {time.perf_counter() - started:.0f}s")
+        conn = sqlite3.connect(f"file:{workdir / 'bench.db'}?mode=ro", uri=True)
+        for line in (bench_overview(conn, end, args.repeat), bench_page(conn, end, args.repeat), bench_export(conn, end)):
+            print(line, flush=True)
+        conn.close()
+        print(bench_write(workdir, args.repeat), flush=True)
+
+
+if __name__ == "__main__":
+    main()
