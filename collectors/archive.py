@@ -43,6 +43,7 @@ __all__ = [
     "status_class",
     "error_class",
     "hour_of",
+    "histogram_sql",
 ]
 
 #: Where the archive lives unless ``--db`` or ``MOEGO_MONITOR_DB`` says otherwise.
@@ -85,6 +86,25 @@ def error_class(success: bool, response_status: int, error: str) -> str:
     if any(word in text for word in ("refused", "connect", "dial tcp", "no such host", "reset", "unreachable", "eof", "tls", "certificate")):
         return "connection"
     return "other"
+
+
+def histogram_sql(column: str = "duration_ms") -> str:
+    """SQL aggregates that count ``column`` into the latency buckets: ``SUM(...) AS h00, ..., SUM(...) AS h21``.
+
+    This defines what the rollup's histogram columns hold; every reader that builds the same
+    histogram from raw rows uses it, so raw and rolled-up numbers always agree.
+    """
+    parts, lower = [], None
+    for name, upper in zip(HISTOGRAM_COLUMNS, [*LATENCY_BUCKET_BOUNDS_MS, None]):
+        if lower is None:
+            cond = f"{column} <= {upper}"
+        elif upper is None:
+            cond = f"{column} > {lower}"
+        else:
+            cond = f"{column} > {lower} AND {column} <= {upper}"
+        parts.append(f"SUM({cond}) AS {name}")
+        lower = upper
+    return ", ".join(parts)
 
 
 def hour_of(delivered_at: str) -> str:

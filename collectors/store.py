@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import sqlite_utils
 
-from .archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, error_class, hour_of, status_class
+from .archive import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from .models import Webhook, WebhookDelivery, format_timestamp
 from .redaction import REDACTED, redact_headers, secret_fingerprint
 
@@ -151,25 +151,11 @@ def save_deliveries(
     return SaveResult(new=new, updated=updated)
 
 
-def _histogram_sql() -> str:
-    parts, lower = [], None
-    for column, upper in zip(HISTOGRAM_COLUMNS, list(LATENCY_BUCKET_BOUNDS_MS) + [None]):
-        if lower is None:
-            cond = f"duration_ms <= {upper}"
-        elif upper is None:
-            cond = f"duration_ms > {lower}"
-        else:
-            cond = f"duration_ms > {lower} AND duration_ms <= {upper}"
-        parts.append(f"SUM({cond}) AS {column}")
-        lower = upper
-    return ", ".join(parts)
-
-
 _REFRESH_HOUR = f"""
 INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
     deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)})
 SELECT webhook_id, ?, event_type, success, status_class, error_class,
-    COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {_histogram_sql()}
+    COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
 FROM deliveries
 WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?
 GROUP BY event_type, success, status_class, error_class

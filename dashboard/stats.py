@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 
 import pandas as pd
 
-from collectors.archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS
+from collectors.archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, histogram_sql
 from collectors.models import format_timestamp
 
 from .filters import Bucket, Filters, Window
@@ -89,17 +89,7 @@ def _measures_raw() -> str:
         "SUM(duration_ms) AS duration_sum",
         "MAX(duration_ms) AS duration_max",
     ]
-    lower: int | None = None
-    for column, upper in zip(HISTOGRAM_COLUMNS, [*LATENCY_BUCKET_BOUNDS_MS, None]):
-        if lower is None:
-            cond = f"duration_ms <= {upper}"
-        elif upper is None:
-            cond = f"duration_ms > {lower}"
-        else:
-            cond = f"duration_ms > {lower} AND duration_ms <= {upper}"
-        parts.append(f"SUM({cond}) AS {column}")
-        lower = upper
-    return ", ".join(parts)
+    return ", ".join([*parts, histogram_sql()])
 
 
 def _measures_rollup() -> str:

@@ -83,7 +83,8 @@ def _commands(options: DemoOptions) -> list[tuple[str, list[str]]]:
         ("collector", [py, "-m", "collectors", "schedule", "--every", options.every]),
         ("dashboard", [py, "-m", "streamlit", "run", str(app), "--server.port", str(options.dashboard_port),
                        "--server.headless", "false" if options.open_browser else "true",
-                       "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1"]),
+                       "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
+                       "--client.toolbarMode", "minimal"]),
     ]
 
 

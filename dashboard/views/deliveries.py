@@ -91,6 +91,8 @@ def _go(step: int, next_cursor: Cursor | None) -> None:
 
 rows = page.rows.assign(
     delivered_at=ui.local(page.rows["delivered_at"], ctx.tz),
+    # 0 means no HTTP answer at all (timeout, refused): say so rather than show a status that never came.
+    response_status=page.rows["response_status"].map(lambda s: str(s) if s else "—"),
     link="deliveries?delivery=" + page.rows["id"],
 )
 event = st.dataframe(
@@ -105,7 +107,7 @@ event = st.dataframe(
     column_config={
         "delivered_at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss"),
         "success": st.column_config.CheckboxColumn("OK", help="Succeeded (HTTP 2xx)."),
-        "response_status": st.column_config.NumberColumn("Status", help="HTTP status; 0 = no response."),
+        "response_status": st.column_config.TextColumn("Status", help="HTTP status; — = no response (timeout, refused)."),
         "webhook_id": st.column_config.TextColumn("Webhook"),
         "event_type": st.column_config.TextColumn("Event type"),
         "event_id": st.column_config.TextColumn("Event id"),

@@ -1,0 +1,153 @@
+"""End to end, as a person would: `moego-monitor demo` up, a real Chromium, redeliver a failed entry.
+
+The demo stack (sandbox, scheduled collector, dashboard) runs as one subprocess exactly as
+`make demo` starts it; Playwright drives Debian's /usr/bin/chromium. The test saves a screenshot
+of the redelivered entry to test-artifacts/. Without chromium it skips locally and fails under CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("CI must run the browser test: /usr/bin/chromium is missing (apt-get install chromium)")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`moego-monitor demo` on free ports with its own archive; yields (dashboard URL, archive path)."""
+    _require_chromium()
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
+    sandbox_port, dashboard_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collectors", "demo", "--sandbox-port", str(sandbox_port),
+         "--dashboard-port", str(dashboard_port), "--db", str(db), "--every", "1m", "--rate", "30"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        _wait(lambda: _first_collection_done(db), 120, proc, "the first collection")
+        _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc, "the dashboard")
+        yield url, db
+    finally:
+        # Ctrl-C, as a person stops the demo: every process must go, cleanly.
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+            pytest.fail("the demo did not stop within 30 s of Ctrl-C:\n" + output[-3000:])
+    assert proc.returncode == 0, output[-3000:]
+    assert "stopping the demo" in output
+
+
+def _first_collection_done(db: Path) -> bool:
+    if not db.exists():
+        return False
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*) FROM collector_runs WHERE outcome = 'ok'").fetchone()[0] > 0
+        except sqlite3.OperationalError:
+            return False
+
+
+def _wait(check, timeout_s: float, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the demo exited ({proc.returncode}) before {what}:\n{proc.stdout.read()[-3000:]}")
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, sqlite3.Error):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not happen within {timeout_s:.0f}s")
+
+
+def test_filter_to_failures_open_one_and_redeliver_it(demo):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = demo
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/deliveries")
+            expect(page.get_by_role("heading", name="Deliveries")).to_be_visible(timeout=30_000)
+
+            # Filter to failures with the sidebar's outcome radio: the view and its link follow.
+            page.locator(".st-key-filter_outcome").get_by_text("Failed", exact=True).click()
+            expect(page).to_have_url(re.compile(r"outcome=failed"), timeout=15_000)
+
+            # Open the newest failed entry by selecting its row (the first column is the row selector).
+            grid = page.locator(".st-key-deliveries_table")
+            expect(grid).to_be_visible(timeout=15_000)
+            page.wait_for_timeout(1500)  # let the canvas grid draw its rows
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+            expect(page).to_have_url(re.compile(r"delivery=dlv_[0-9a-f]+"), timeout=15_000)
+            delivery_id = re.search(r"delivery=(dlv_[0-9a-f]+)", page.url).group(1)
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                (success,) = conn.execute("SELECT success FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            assert success == 0, "the failures filter opened an entry that succeeded"
+            expect(page.get_by_text(f"Delivery {delivery_id}")).to_be_visible(timeout=15_000)
+
+            # Redeliver it: one click, a confirmation, then the outcome.
+            page.locator(".st-key-redeliver").get_by_role("button").click()
+            page.locator(".st-key-redeliver_confirm").get_by_role("button").click()
+            outcome = page.get_by_text(re.compile(rf"Redelivered {delivery_id}: the new attempt dlv_[0-9a-f]+")).first
+            expect(outcome).to_be_visible(timeout=60_000)
+            new_id = re.search(r"the new attempt (dlv_[0-9a-f]+)", outcome.inner_text()).group(1)
+            assert new_id != delivery_id
+
+            # The audit trail and the archive hold the new attempt, and its own page shows it.
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                audit = conn.execute(
+                    "SELECT outcome, new_delivery_id, requested_by FROM redeliveries WHERE delivery_id = ?",
+                    (delivery_id,),
+                ).fetchall()
+                same_event = conn.execute(
+                    "SELECT COUNT(*) FROM deliveries WHERE event_id = (SELECT event_id FROM deliveries WHERE id = ?)",
+                    (delivery_id,),
+                ).fetchone()[0]
+            assert audit == [("sent", new_id, "dashboard")]
+            assert same_event >= 2, "the new attempt was not synced into the archive"
+            page.screenshot(path=str(ARTIFACTS / "e2e-redelivered.png"), full_page=True)
+
+            page.goto(f"{url}/deliveries?delivery={new_id}")
+            expect(page.get_by_text(f"Delivery {new_id}")).to_be_visible(timeout=30_000)
+            page.get_by_role("tab", name="Attempts at this event").click()
+            expect(page.get_by_text("This is the only archived attempt at this event.")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "e2e-new-attempt.png"), full_page=True)
+        finally:
+            browser.close()
