@@ -36,11 +36,14 @@ def cli() -> None:
 def sandbox_command(host: str, port: int, seed: int, history_days: int, rate: float, volume: str,
                     api_key: str | None, delivery_timeout: float, quiet: bool) -> None:
     """Run a local double of MoeGo's Webhook API that sends real signed webhooks."""
-    from sandbox.server import SandboxOptions, serve  # the product never imports the sandbox otherwise
+    from sandbox.server import SandboxError, SandboxOptions, serve  # the product never imports the sandbox otherwise
 
     key = api_key or load_settings().api_key or SandboxOptions.api_key
-    serve(SandboxOptions(host=host, port=port, seed=seed, history_days=history_days, rate=rate, volume=volume,
-                         api_key=key, delivery_timeout_s=delivery_timeout, quiet=quiet))
+    try:
+        serve(SandboxOptions(host=host, port=port, seed=seed, history_days=history_days, rate=rate, volume=volume,
+                             api_key=key, delivery_timeout_s=delivery_timeout, quiet=quiet))
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("demo")

@@ -206,7 +206,7 @@ def _jitter(value: str | None, every: timedelta) -> timedelta | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @one_line_errors
 def status_command(settings: Settings, as_json: bool) -> None:
-    """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk."""
+    """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk or nothing is archived."""
     db = archive.connect(settings.db_path, readonly=True)
     try:
         status = archive_status(db, datetime.now(timezone.utc))
@@ -219,7 +219,8 @@ def status_command(settings: Settings, as_json: bool) -> None:
     else:
         for line in format_status(status):
             click.echo(line)
-    if status.at_risk:
+    # Exit 2 also when no webhook has been archived at all: then nothing is protected from retention.
+    if status.at_risk or not status.webhooks:
         sys.exit(2)
 
 
@@ -230,7 +231,7 @@ def format_status(status: ArchiveStatus) -> list[str]:
     """The ``status`` command's text: a block per webhook, then the last run."""
     lines: list[str] = []
     if not status.webhooks:
-        lines.append("no webhooks archived yet: run 'moego-monitor collect'")
+        lines.append("no webhooks archived yet: nothing is protected from MoeGo's 15-day retention; run 'moego-monitor collect'")
     for hook in status.webhooks:
         lines.extend(_webhook_lines(hook, status.now))
         lines.append("")

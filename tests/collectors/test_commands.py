@@ -237,3 +237,24 @@ def test_status_without_an_archive_is_one_line_exit_1(tmp_path):
     result = invoke("status", "--db", str(tmp_path / "none.db"))
     assert result.exit_code == 1
     assert result.output.splitlines() == [f"Error: no archive at {tmp_path / 'none.db'}: run 'moego-monitor collect' first"]
+
+
+def test_status_of_an_archive_holding_no_webhook_exits_2(tmp_path):
+    """Nothing archived means nothing protected: a monitoring check must not stay green."""
+    db = archive.connect(tmp_path / "empty.db")
+    archive.ensure_db_shape(db)
+    db.close()
+    result = invoke("status", "--db", str(tmp_path / "empty.db"))
+    assert result.exit_code == 2
+    assert "no webhooks archived yet: nothing is protected" in result.output
+
+
+def test_sandbox_on_a_busy_port_says_so_in_one_line():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = invoke("sandbox", "--port", str(busy.getsockname()[1]), "--quiet")
+    assert result.exit_code == 1
+    assert "Address already in use" in result.output and "Traceback" not in result.output
