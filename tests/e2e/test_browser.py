@@ -93,6 +93,25 @@ def _wait(check, timeout_s: float, proc: subprocess.Popen, what: str) -> None:
     pytest.fail(f"{what} did not happen within {timeout_s:.0f}s")
 
 
+def _select_first_row(page, grid) -> None:
+    """Click the first row's selector cell of the canvas grid until the detail's link is in the URL.
+
+    The grid draws on a canvas after the page settles, so a click can land before rows exist;
+    clicking again is harmless (the selection stays on that row).
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(10):
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+        try:
+            page.wait_for_url(re.compile(r"delivery=dlv_[0-9a-f]+"), timeout=3_000)
+            return
+        except PlaywrightTimeout:  # the grid had not drawn its rows yet
+            continue
+    pytest.fail("selecting the first row of the deliveries table never opened a delivery")
+
+
 def test_filter_to_failures_open_one_and_redeliver_it(demo):
     from playwright.sync_api import expect, sync_playwright
 
@@ -112,10 +131,7 @@ def test_filter_to_failures_open_one_and_redeliver_it(demo):
             # Open the newest failed entry by selecting its row (the first column is the row selector).
             grid = page.locator(".st-key-deliveries_table")
             expect(grid).to_be_visible(timeout=15_000)
-            page.wait_for_timeout(1500)  # let the canvas grid draw its rows
-            box = grid.bounding_box()
-            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
-            expect(page).to_have_url(re.compile(r"delivery=dlv_[0-9a-f]+"), timeout=15_000)
+            _select_first_row(page, grid)
             delivery_id = re.search(r"delivery=(dlv_[0-9a-f]+)", page.url).group(1)
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
                 (success,) = conn.execute("SELECT success FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
