@@ -167,6 +167,8 @@ CREATE INDEX IF NOT EXISTS deliveries_by_webhook_time ON deliveries (webhook_id,
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
 -- Failures are few: views of failures only scale with them, not with every delivery.
 CREATE INDEX IF NOT EXISTS deliveries_failed_by_time ON deliveries (delivered_at) WHERE success = 0;
+-- A webhook's last success or last failure is one index seek, however long ago it was.
+CREATE INDEX IF NOT EXISTS deliveries_by_webhook_outcome_time ON deliveries (webhook_id, success, delivered_at);
 
 CREATE TABLE IF NOT EXISTS delivery_hourly (
     webhook_id    TEXT NOT NULL,
