@@ -218,13 +218,19 @@ def save_webhooks(db: sqlite_utils.Database, webhooks: Iterable[Webhook], *, see
     return count
 
 
-def mark_webhooks_deleted(db: sqlite_utils.Database, present_ids: Iterable[str], *, seen_at: datetime) -> list[str]:
-    """Mark archived webhooks MoeGo no longer lists as deleted (their deliveries stay); returns their ids."""
+def mark_webhooks_deleted(db: sqlite_utils.Database, present_ids: Iterable[str], *, seen_at: datetime,
+                          confirmed: Iterable[str] | None = None) -> list[str]:
+    """Mark archived webhooks MoeGo no longer has as deleted (their deliveries stay); returns their ids.
+
+    Without ``confirmed``, every archived webhook not in ``present_ids`` is marked. With it, only
+    those of them in ``confirmed`` (e.g. that GetWebhook answered NOT_FOUND for) are.
+    """
     present = set(present_ids)
+    allowed = None if confirmed is None else set(confirmed)
     gone = [
         row[0]
         for row in db.conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL")
-        if row[0] not in present
+        if row[0] not in present and (allowed is None or row[0] in allowed)
     ]
     for webhook_id in gone:
         db.conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (format_timestamp(seen_at), webhook_id))

@@ -48,7 +48,7 @@ from urllib.parse import urlparse
 import sqlite_utils
 
 from . import archive
-from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, make_client
+from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, NotFound, make_client
 from .config import Settings
 from .coverage import Interval, load_intervals, record_interval, retention_start, watermark
 from .models import Webhook, WebhookDelivery, format_timestamp, parse_timestamp
@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_CHUNK",
     "EDGE_CHUNK",
     "RESUME_MARGIN",
+    "SETTLE",
     "SyncProgress",
     "SyncResult",
     "CollectResult",
@@ -67,6 +68,10 @@ __all__ = [
     "plan_chunks",
 ]
 
+#: MoeGo logs an entry when its first attempt ends, dated when it began; an attempt may take the
+#: 30 s delivery timeout. Coverage therefore stops this long before the moment a chunk was read, so
+#: an entry logged late always falls where the next run reads again, whatever ``--overlap`` is.
+SETTLE = timedelta(seconds=60)
 #: Length of the time chunks a window is read in.
 DEFAULT_CHUNK = timedelta(days=1)
 #: The first chunk of a window that starts at the retention edge is this short, so that it is read
@@ -140,7 +145,7 @@ class SyncResult:
         covered = self.latest_coverage()
         if covered is None or self.now is None:
             return f"{name}: {counts}, not covered yet"
-        until = "now" if covered.end >= self.now else _short_time(covered.end)
+        until = "now" if covered.end >= self.now - SETTLE else _short_time(covered.end)  # the settle margin reads as now
         return f"{name}: {counts}, covered {_short_time(covered.start)} → {until}"
 
 
@@ -324,8 +329,10 @@ class _Sync:
                         _set_position(conn, self.result.webhook_id,
                                       None if last else _Position(chunk, page.next_page_token))
                     if last:
-                        covered = Interval(max(chunk.start, retention_start(self.clock.now())), chunk.end)
-                        record_interval(self.db, self.result.webhook_id, covered)
+                        read_at = self.clock.now()
+                        covered = Interval(max(chunk.start, retention_start(read_at)), min(chunk.end, read_at - SETTLE))
+                        if covered.start < covered.end:
+                            record_interval(self.db, self.result.webhook_id, covered)
                 self.result.pages += 1
                 self.result.new += saved.new
                 self.result.updated += saved.updated
@@ -466,7 +473,7 @@ def sync_webhook(
     known = db.conn.execute("SELECT endpoint_url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
     run_id = start_run(db, trigger, clock.start)
     try:
-        with _client_for(settings, client) as moego:
+        with _client_for(settings, client, stop=stop) as moego:
             result = _sync(settings, db, moego, webhook_id, clock=clock, since=since, stop=stop,
                            progress=progress, chunk=chunk, label=_label(known[0]) if known else "")
     except BaseException as exc:
@@ -529,11 +536,12 @@ def _collect(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient 
              chunk: timedelta) -> None:
     """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
     try:
-        with _client_for(settings, client) as moego:
-            webhooks = list(moego.list_webhooks(page_size=settings.page_size))
+        with _client_for(settings, client, stop=stop) as moego:
+            webhooks = _listed_webhooks(db, moego, settings)
             with archive.transaction(db):
                 save_webhooks(db, webhooks, seen_at=clock.start)
-                mark_webhooks_deleted(db, [w.id for w in webhooks], seen_at=clock.start)
+                mark_webhooks_deleted(db, [w.id for w in webhooks], seen_at=clock.start,
+                                             confirmed=_confirmed_deleted(db, moego, webhooks))
             ordered = _most_behind_first(db, webhooks, clock.start)
             _sync_all(settings, db, moego, ordered, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
     except MoeGoError as exc:
@@ -548,6 +556,47 @@ def _collect(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient 
         first = failed[0]
         prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
         result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
+
+
+class NoWebhooksListed(MoeGoError):
+    """MoeGo lists no webhook for this key although the archive tracks some: most likely the wrong key."""
+
+
+def _listed_webhooks(db: sqlite_utils.Database, moego: MoeGoClient, settings: Settings) -> list[Webhook]:
+    """ListWebhooks, refusing an empty answer while the archive tracks live webhooks.
+
+    An empty list from a key of another account (or a bad answer) must not mark every archived
+    webhook deleted and pass as a successful run.
+    """
+    webhooks = list(moego.list_webhooks(page_size=settings.page_size))
+    if not webhooks:
+        tracked = db.conn.execute("SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL").fetchone()[0]
+        if tracked:
+            raise NoWebhooksListed(
+                f"MoeGo lists no webhooks for this API key, but the archive tracks {tracked}: check that "
+                "MOEGO_API_KEY belongs to the right MoeGo account (nothing was marked deleted)"
+            )
+    return webhooks
+
+
+def _confirmed_deleted(db: sqlite_utils.Database, moego: MoeGoClient, listed: list[Webhook]) -> list[str]:
+    """Archived webhooks MoeGo no longer lists AND answers NOT_FOUND for: only those count as deleted.
+
+    A webhook missing from the list but still readable is kept (and appended to ``listed`` so it
+    is synced); one that cannot be checked now (any other error) is left as it was.
+    """
+    present = {w.id for w in listed}
+    confirmed: list[str] = []
+    for (webhook_id,) in db.conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL").fetchall():
+        if webhook_id in present:
+            continue
+        try:
+            listed.append(moego.get_webhook(webhook_id))
+        except NotFound:
+            confirmed.append(webhook_id)
+        except MoeGoError:
+            pass
+    return confirmed
 
 
 def _sync_all(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, ordered: list[Webhook],
@@ -616,17 +665,24 @@ def _finish(db: sqlite_utils.Database, result: CollectResult, clock: _Clock, *, 
 
 
 class _client_for:
-    """``client`` as given (left open), or one made from ``settings`` and closed on exit."""
+    """``client`` as given (left open), or one made from ``settings`` and closed on exit.
 
-    def __init__(self, settings: Settings, client: MoeGoClient | None) -> None:
+    A client made here waits out its retry backoff on ``stop``, so Ctrl-C or SIGTERM is not held
+    up by a long ``Retry-After`` (the stop then takes effect at the next page boundary).
+    """
+
+    def __init__(self, settings: Settings, client: MoeGoClient | None, *, stop: threading.Event | None = None) -> None:
         self._settings = settings
         self._given = client
+        self._stop = stop
         self._made: MoeGoClient | None = None
 
     def __enter__(self) -> MoeGoClient:
         if self._given is not None:
             return self._given
         self._made = make_client(self._settings)
+        if self._stop is not None:
+            self._made.sleep = self._stop.wait
         return self._made
 
     def __exit__(self, *exc: object) -> None:

@@ -79,6 +79,8 @@ class FakeMoeGo:
     refused_tokens: set[str] = field(default_factory=set)
     requests: list[dict[str, Any]] = field(default_factory=list)
     deliveries_calls: int = 0
+    #: Webhooks that exist (GetWebhook finds them) but ListWebhooks leaves out.
+    unlisted: set[str] = field(default_factory=set)
     seed: int = 1
 
     # -- setup ------------------------------------------------------------------------------------
@@ -125,7 +127,12 @@ class FakeMoeGo:
         if request.headers.get("Authorization") != "Basic " + base64.b64encode(KEY.encode()).decode():
             return _error(401, 16, "invalid api key")
         if request.url.path == "/v1/webhooks:list":
-            return httpx.Response(200, json={"webhooks": self.webhooks})
+            listed = [w for w in self.webhooks if w["id"] not in self.unlisted]
+            return httpx.Response(200, json={"webhooks": listed})
+        if request.method == "GET" and request.url.path.startswith("/v1/webhooks/"):
+            wanted = request.url.path.rsplit("/", 1)[-1]
+            found = [w for w in self.webhooks if w["id"] == wanted]
+            return httpx.Response(200, json=found[0]) if found else _error(404, 5, "webhook not found")
         if request.url.path == "/v1/webhook/deliveries:list":
             self.deliveries_calls += 1
             answer = self.script.pop(self.deliveries_calls, None)

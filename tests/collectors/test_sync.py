@@ -15,7 +15,7 @@ from collectors.config import Settings
 from collectors.coverage import RETENTION, gaps, load_intervals
 from collectors.models import format_timestamp
 from collectors.runs import CollectorBusy, collector_lock
-from collectors.sync import collect, sync_webhook
+from collectors.sync import SETTLE, collect, sync_webhook
 
 from .fake_moego import BASE_URL, KEY, FakeMoeGo, error, utc
 
@@ -76,11 +76,14 @@ def test_backfill_archives_every_entry_of_every_webhook_once(fake, settings, cli
     assert {r.webhook_id for r in result.webhooks} == {"whk_a", "whk_b"}
     runs = query(settings, "SELECT outcome, trigger, webhooks, pages, new_rows, updated_rows, error FROM collector_runs")
     assert runs == [("ok", "collect", 2, result.pages, 1000, 0, None)]
-    # The whole retention window is covered, and the summary says so.
+    # The whole retention window is covered up to the settle margin before the run, and the summary says so.
     db = archive.connect(settings.db_path)
     try:
         for webhook_id in ("whk_a", "whk_b"):
-            assert gaps(load_intervals(db, webhook_id), fake.now - RETENTION + timedelta(seconds=5), fake.now) == []
+            covered = load_intervals(db, webhook_id)
+            assert gaps(covered, fake.now - RETENTION + timedelta(seconds=5), fake.now - SETTLE) == []
+            # the last minute before reading may still get late entries: not claimed as archived
+            assert fake.now - SETTLE <= covered[-1].end < fake.now - SETTLE + timedelta(seconds=30)
     finally:
         db.close()
     line = next(r for r in result.webhooks if r.webhook_id == "whk_a").summary_line()
@@ -244,7 +247,7 @@ def test_the_window_moving_during_a_long_backfill(fake, settings, client):
     try:
         for webhook_id in ("whk_a", "whk_b"):
             covered = load_intervals(db, webhook_id)
-            assert gaps(covered, fake.now - RETENTION + timedelta(seconds=5), fake.now) == []
+            assert gaps(covered, fake.now - RETENTION + timedelta(seconds=5), fake.now - SETTLE) == []
             # Coverage never reaches back past what MoeGo still held when it was read.
             assert covered[0].start >= NOW - RETENTION
     finally:
@@ -312,3 +315,52 @@ def test_every_webhooks_oldest_slice_is_read_before_any_webhook_is_read_in_full(
     at_edge = [start[:16] == edge[:16] for _, start in reads]  # to the minute: the reading clock runs on
     assert [webhook_id for webhook_id, _ in reads[:2]] == ["whk_a", "whk_b"] and at_edge[:2] == [True, True]
     assert at_edge.index(False) == 3  # then whk_a in full: its edge slice again (the overlap), then the rest
+
+
+def test_an_entry_logged_late_is_collected_even_without_overlap(fake, settings, client):
+    """MoeGo logs an entry when its first attempt ends, dated when it began: it can appear behind us."""
+    no_overlap = dataclasses.replace(settings, overlap=timedelta(0))
+    collect(no_overlap, client=client, now=fake.now)
+    late = fake.add_deliveries("whk_a", 1, newest=fake.now - timedelta(seconds=20))  # began 20 s before the run
+    fake.advance(timedelta(minutes=5))
+
+    again = collect(no_overlap, client=client, now=fake.now)
+
+    assert again.new == 1
+    assert query(settings, "SELECT id FROM deliveries WHERE id = ?", late[0]) == [(late[0],)]
+
+
+def deleted_marks(settings: Settings) -> dict[str, bool]:
+    return {i: d is not None for i, d in query(settings, "SELECT id, deleted_at FROM webhooks ORDER BY id")}
+
+
+def test_an_empty_webhook_list_fails_the_run_and_marks_nothing_deleted(fake, settings, client):
+    """A key of another account lists nothing: that must not read as 'every webhook was deleted'."""
+    collect(settings, client=client, now=fake.now)
+    fake.unlisted = {"whk_a", "whk_b"}
+    saved = fake.webhooks
+    fake.webhooks = []
+
+    result = collect(settings, client=client, now=fake.now)
+
+    fake.webhooks = saved
+    assert not result.ok and result.outcome == "failed"
+    assert result.error.startswith("MoeGo lists no webhooks for this API key, but the archive tracks 2")
+    assert deleted_marks(settings) == {"whk_a": False, "whk_b": False}
+    assert query(settings, "SELECT outcome FROM collector_runs ORDER BY id DESC LIMIT 1") == [("failed",)]
+
+
+def test_a_webhook_is_marked_deleted_only_when_moego_says_not_found(fake, settings, client):
+    collect(settings, client=client, now=fake.now)
+    fake.add_webhook("whk_c")                                         # a new one, listed
+    fake.unlisted = {"whk_a"}                                         # left out of the list, but still there
+    fake.webhooks = [w for w in fake.webhooks if w["id"] != "whk_b"]  # really deleted: GetWebhook says NOT_FOUND
+    fake.add_deliveries("whk_a", 1, newest=fake.now + timedelta(minutes=1))
+    fake.advance(timedelta(minutes=5))
+
+    result = collect(settings, client=client, now=fake.now)
+
+    assert result.ok
+    assert deleted_marks(settings) == {"whk_a": False, "whk_b": True, "whk_c": False}
+    assert {r.webhook_id for r in result.webhooks} == {"whk_a", "whk_c"}  # the unlisted one is still synced
+    assert result.new == 1
