@@ -14,7 +14,7 @@ from .cli_support import CONTEXT_SETTINGS, one_line_errors, settings_options  # 
 from dashboard.commands import export_command  # reads the archive: the dashboard side owns it
 
 from .commands import collect_command, schedule_command, status_command
-from .config import load_settings
+from .config import ConfigError, load_settings
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="moego-monitor")
@@ -38,7 +38,10 @@ def sandbox_command(host: str, port: int, seed: int, history_days: int, rate: fl
     """Run a local double of MoeGo's Webhook API that sends real signed webhooks."""
     from sandbox.server import SandboxError, SandboxOptions, serve  # the product never imports the sandbox otherwise
 
-    key = api_key or load_settings().api_key or SandboxOptions.api_key
+    try:
+        key = api_key or load_settings().api_key or SandboxOptions.api_key
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         serve(SandboxOptions(host=host, port=port, seed=seed, history_days=history_days, rate=rate, volume=volume,
                              api_key=key, delivery_timeout_s=delivery_timeout, quiet=quiet))

@@ -129,16 +129,24 @@ class MalformedResponse(MoeGoError):
 
 
 _CODES: dict[int, tuple[str, type[ApiError]]] = {
+    1: ("CANCELLED", ApiError),
+    2: ("UNKNOWN", ApiError),
     3: ("INVALID_ARGUMENT", InvalidArgument),
+    4: ("DEADLINE_EXCEEDED", ApiError),
     5: ("NOT_FOUND", NotFound),
     6: ("ALREADY_EXISTS", AlreadyExists),
     7: ("PERMISSION_DENIED", PermissionDenied),
     8: ("RESOURCE_EXHAUSTED", ResourceExhausted),
     13: ("INTERNAL", Internal),
     14: ("UNAVAILABLE", Unavailable),
+    9: ("FAILED_PRECONDITION", ApiError),
+    10: ("ABORTED", ApiError),
+    11: ("OUT_OF_RANGE", ApiError),
+    12: ("UNIMPLEMENTED", ApiError),
+    15: ("DATA_LOSS", ApiError),
     16: ("UNAUTHENTICATED", Unauthenticated),
 }
-_HTTP_TO_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 502: 14, 503: 14, 504: 14}
+_HTTP_TO_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 501: 12, 502: 14, 503: 14, 504: 4}
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 # For calls that send a webhook, only answers that say the request was not acted on are retried:
 # a 502/504 from a gateway may come after MoeGo already sent the event.
@@ -241,7 +249,7 @@ class MoeGoClient:
     def _call(self, rpc: str, method: str, path: str, *, body: Any = None,
               params: Mapping[str, str] | None = None, idempotent: bool = True) -> dict[str, Any]:
         """Send one RPC, retrying what is safe to retry; the decoded JSON object, or a MoeGoError."""
-        where = str(self.http.base_url).rstrip("/")
+        where = _public_url(self.http.base_url)
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             try:
@@ -403,6 +411,9 @@ class MoeGoClient:
             items = self._list("ListWebhookDeliveries", data, "deliveries")
             deliveries = [self._parse("ListWebhookDeliveries", WebhookDelivery.from_json, i) for i in items]
             next_token = data.get("nextPageToken") or ""
+            if next_token and next_token == token:
+                raise MalformedResponse("MoeGo answered ListWebhookDeliveries with the same page token again "
+                                        "(the listing would never end): try again; report it if it persists")
             yield DeliveryPage(deliveries=deliveries, page_token=token, next_page_token=next_token)
             if not next_token:
                 return
@@ -436,6 +447,11 @@ class MoeGoClient:
         data = self._call("TriggerTestWebhookDelivery", "POST", f"/v1/webhooks/{_seg(webhook_id)}/test",
                           body=body, idempotent=False)
         return self._parse("TriggerTestWebhookDelivery", WebhookDelivery.from_json, data)
+
+
+def _public_url(url: httpx.URL) -> str:
+    """The base URL as it may be printed: any ``user:password@`` removed."""
+    return str(url.copy_with(userinfo=b"")).rstrip("/")
 
 
 def _seg(value: str) -> str:

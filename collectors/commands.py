@@ -116,9 +116,10 @@ def _guard(settings: Settings, action: Callable[[], Any]) -> Any:
         return action()
     except CollectorBusy as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise click.ClickException(
-            f"cannot write the archive at {settings.db_path} ({exc}): check the disk and the file's permissions"
+            f"cannot write the archive at {settings.db_path} ({reason}): check the path, the disk and the permissions"
         ) from None
 
 

@@ -82,7 +82,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
     base_url = str(pick("base_url", "MOEGO_BASE_URL", DEFAULT_BASE_URL)).strip().rstrip("/")
     parsed = urlparse(base_url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"MoeGo base URL must be http(s)://host[:port], got {base_url!r}")
+        shown = base_url.split("@", 1)[-1]  # never echo a user:password@ part back
+        raise ConfigError(f"MoeGo base URL must be http(s)://host[:port], got {shown!r}")
     try:
         timeout_s = float(pick("timeout_s", "MOEGO_TIMEOUT", 30.0))  # type: ignore[arg-type]
     except ValueError:

@@ -195,6 +195,26 @@ def _optional_time(msg: Mapping[str, Any], key: str) -> datetime | None:
     return parse_timestamp(value, name=key)
 
 
+def _list(value: Any, name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise MalformedMessage(f"{name}: expected a list")
+    return value
+
+
+def _display_only(parse: Any, value: Any, default: Any) -> Any:
+    """Parse a configuration field the monitor only shows; an unexpected shape gives ``default``.
+
+    The contract leaves some types open (a ``backoffFactor`` of 1.5, say): one odd field of one
+    webhook must not stop every webhook from being archived.
+    """
+    if value is None:
+        return default
+    try:
+        return parse(value)
+    except MalformedMessage:
+        return default
+
+
 @dataclass(frozen=True)
 class Organization:
     """An organization a webhook is scoped to."""
@@ -263,21 +283,18 @@ class Webhook:
     @classmethod
     def from_json(cls, msg: Any) -> "Webhook":
         msg = _obj(msg, "webhook")
-        orgs = msg.get("organizations") or []
-        if not isinstance(orgs, list):
-            raise MalformedMessage("organizations: expected a list")
-        policy = msg.get("retryPolicy")
         return cls(
             id=_str(msg, "id"),
             endpoint_url=_str(msg, "endpointUrl"),
             event_types=_str_list(msg, "eventTypes"),
             secret_token=_str(msg, "secretToken"),
             content_type=_str(msg, "contentType") or "CONTENT_TYPE_JSON",
-            retry_policy=RetryPolicy.from_json(policy) if policy is not None else None,
+            retry_policy=_display_only(RetryPolicy.from_json, msg.get("retryPolicy"), None),
             is_active=_bool(msg, "isActive"),
             verify_ssl=_bool(msg, "verifySsl"),
             headers=_headers(msg, "headers"),
-            organizations=[Organization.from_json(o) for o in orgs],
+            organizations=_display_only(lambda v: [Organization.from_json(o) for o in _list(v, "organizations")],
+                                        msg.get("organizations"), []),
             created_time=_optional_time(msg, "createdTime"),
             updated_time=_optional_time(msg, "updatedTime"),
         )

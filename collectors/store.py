@@ -97,6 +97,19 @@ def delivery_row(delivery: WebhookDelivery, *, seen_at: datetime, secret_headers
     }
 
 
+def _custom_header_names(conn: sqlite3.Connection, webhook_ids: set[str]) -> dict[str, tuple[str, ...]]:
+    """Per webhook, the names of its custom headers (from its archived configuration).
+
+    MoeGo sends a webhook's custom headers (often credentials for the receiver) with every
+    delivery and logs them; their values are redacted in deliveries just as in the configuration.
+    """
+    if not webhook_ids:
+        return {}
+    ids = sorted(webhook_ids)
+    found = conn.execute(f"SELECT id, headers FROM webhooks WHERE id IN ({', '.join('?' for _ in ids)})", ids)
+    return {webhook_id: tuple(json.loads(headers)) for webhook_id, headers in found}
+
+
 _INSERT = f"INSERT INTO deliveries ({', '.join(_ALL_COLUMNS)}) VALUES ({', '.join('?' for _ in _ALL_COLUMNS)})"
 _UPDATE = (
     f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, last_seen_at = ? WHERE id = ?"
@@ -116,7 +129,11 @@ def save_deliveries(
     if not conn.in_transaction:
         raise RuntimeError("save_deliveries must run inside archive.transaction()")
     secret_headers = tuple(secret_headers)
-    rows = {d.id: delivery_row(d, seen_at=seen_at, secret_headers=secret_headers) for d in deliveries}
+    custom = _custom_header_names(conn, {d.webhook_id for d in deliveries})
+    rows = {
+        d.id: delivery_row(d, seen_at=seen_at, secret_headers=secret_headers + custom.get(d.webhook_id, ()))
+        for d in deliveries
+    }
     if not rows:
         return SaveResult()
     existing: dict[str, sqlite3.Row | tuple] = {}

@@ -210,12 +210,13 @@ def test_settings_repr_hides_the_key():
     assert settings.api_key == "super-secret" and "super-secret" not in repr(settings)
 
 
-@pytest.mark.parametrize("status", [502, 504])
-def test_gateway_errors_are_not_retried_for_redelivery(status):
+@pytest.mark.parametrize("status, name", [(502, "UNAVAILABLE"), (504, "DEADLINE_EXCEEDED")])
+def test_gateway_errors_are_not_retried_for_redelivery(status, name):
     rec = Recorder(httpx.Response(status, text="gateway"), httpx.Response(200, json={"id": "n"}))
     client, sleeps = make(rec)
-    with pytest.raises(api.Unavailable):
+    with pytest.raises(api.ApiError) as info:
         client.redeliver("d", "w")
+    assert info.value.code_name == name
     assert len(rec.requests) == 1 and sleeps == []
 
 
@@ -223,3 +224,25 @@ def test_redelivery_is_retried_on_429_which_means_not_sent():
     rec = Recorder(error(429, 8, "push limit", **{"Retry-After": "2"}), httpx.Response(200, json={"id": "n"}))
     client, sleeps = make(rec)
     assert client.redeliver("d", "w").id == "n" and sleeps == [2.0]
+
+
+def test_credentials_in_the_base_url_never_reach_an_error_line():
+    http = api.make_http_client("http://ops:hunter2@127.0.0.1:9", "k", timeout_s=2)
+    with api.MoeGoClient(http) as client, pytest.raises(api.TransportError) as info:
+        client.get_webhook("whk_x")
+    assert "hunter2" not in str(info.value) and "cannot reach MoeGo at http://127.0.0.1:9" in str(info.value)
+
+
+def test_a_page_token_that_never_changes_ends_in_a_clear_error_not_an_endless_loop():
+    rec = Recorder(*[httpx.Response(200, json={"nextPageToken": "same", "deliveries": [{"id": "a"}]})] * 3)
+    client, _ = make(rec)
+    with pytest.raises(api.MalformedResponse, match="same page token again"):
+        list(client.list_deliveries("w"))
+    assert len(rec.requests) == 2
+
+
+def test_unimplemented_is_named():
+    client, _ = make(Recorder(error(501, 12, "method not allowed")))
+    with pytest.raises(api.ApiError) as info:
+        client.get_delivery("d")
+    assert info.value.code_name == "UNIMPLEMENTED"

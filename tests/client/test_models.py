@@ -1,4 +1,9 @@
-"""proto3 JSON as MoeGo writes it, parsed from recorded answers: omitted defaults, int64 strings, base64, nanoseconds."""
+"""proto3 JSON as MoeGo writes it: omitted defaults, int64 strings, base64, nanoseconds.
+
+The messages in messages/ are written by hand in the shapes of MoeGo's integration guide and proto
+definitions (the guide's own examples, plus edge cases such as an unknown event type); none was
+captured from the live API, which needs an account.
+"""
 
 import json
 from datetime import datetime, timezone
@@ -8,11 +13,11 @@ import pytest
 
 from collectors.models import MalformedMessage, Webhook, WebhookDelivery, format_timestamp, parse_bytes, parse_timestamp
 
-RECORDED = Path(__file__).parent / "recorded"
+MESSAGES = Path(__file__).parent / "messages"
 
 
 def load(name: str) -> dict:
-    return json.loads((RECORDED / name).read_text())
+    return json.loads((MESSAGES / name).read_text())
 
 
 def test_full_delivery_parses_every_field():
@@ -109,3 +114,16 @@ def test_wrong_types_are_malformed(message):
 
 def test_int64_accepts_numbers_too():
     assert WebhookDelivery.from_json({"id": "d", "durationMs": 12}).duration_ms == 12
+
+
+def test_an_odd_display_only_field_does_not_reject_the_webhook():
+    """The contract leaves retryPolicy's types open: a 1.5 backoff must not stop a webhook from being archived."""
+    w = Webhook.from_json({"id": "w", "endpointUrl": "https://x", "retryPolicy": {"backoffFactor": 1.5},
+                           "organizations": {"not": "a list"}})
+    assert w.id == "w" and w.endpoint_url == "https://x"
+    assert w.retry_policy is None and w.organizations == []
+
+
+def test_fields_the_monitor_relies_on_stay_strict():
+    with pytest.raises(MalformedMessage):
+        Webhook.from_json({"id": "w", "isActive": "yes"})

@@ -33,9 +33,7 @@ def test_sign_matches_an_independent_hmac(alg, name):
 
 def test_fixed_vector():
     # Computed once with: printf '%s' 'cidn1{}' | openssl dgst -sha256 -hmac s -binary | base64
-    assert sign("s", "cid", "n", "1", b"{}") == base64.b64encode(
-        std_hmac.new(b"s", b"cidn1{}", hashlib.sha256).digest()
-    ).decode()
+    assert sign("s", "cid", "n", "1", b"{}") == "kgIcNLHyAKYdC466S/3DRkwp8sqk3Jd6+SXineE4RNQ="
 
 
 def test_verify_request_accepts_moego_headers_in_any_case():

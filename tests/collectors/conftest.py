@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql
 from collectors.client import make_client
 from collectors.config import Settings
 from collectors.models import parse_timestamp
@@ -76,11 +77,22 @@ def archived_by_webhook(db_path: Path) -> dict[str, set[str]]:
     return out
 
 
+_ROLLUP_FROM_RAW = f"""
+    SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
+           COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
+    FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+"""
+_ROLLUP = f"""
+    SELECT webhook_id, hour, event_type, success, status_class, error_class,
+           deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)}
+    FROM delivery_hourly ORDER BY 1, 2, 3, 4, 5, 6
+"""
+
+
 def assert_archive_consistent(db_path: Path) -> None:
-    """The file is sound, and the hourly rollup counts every archived entry exactly once."""
+    """The file is sound, and the hourly rollup is exactly what the raw rows say, group by group."""
     assert db_rows(db_path, "PRAGMA integrity_check") == [("ok",)]
-    assert db_rows(db_path, "SELECT COUNT(*) FROM deliveries") == db_rows(
-        db_path, "SELECT COALESCE(SUM(deliveries), 0) FROM delivery_hourly")
+    assert db_rows(db_path, _ROLLUP) == db_rows(db_path, _ROLLUP_FROM_RAW)
 
 
 @pytest.fixture(scope="module")

@@ -258,3 +258,18 @@ def test_sandbox_on_a_busy_port_says_so_in_one_line():
         result = invoke("sandbox", "--port", str(busy.getsockname()[1]), "--quiet")
     assert result.exit_code == 1
     assert "Address already in use" in result.output and "Traceback" not in result.output
+
+
+def test_an_archive_path_that_cannot_be_written_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("collect", "--db", str(blocker / "archive.db"), "--api-key", KEY, "--base-url", BASE_URL)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot write the archive at {blocker / 'archive.db'}")
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_bad_setting_in_the_environment_is_one_line_for_the_sandbox_too():
+    result = CliRunner().invoke(cli, ["sandbox", "--quiet"], env={"MOEGO_TIMEOUT": "abc"})
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: timeout must be a number of seconds"
