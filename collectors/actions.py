@@ -6,8 +6,9 @@
   click never sends twice: the first request writes its audit row *before* calling MoeGo (as
   ``failed`` with :data:`IN_FLIGHT`, updated once MoeGo answers), inside a write transaction that
   also checks for a recent one, so even two dashboards racing each other send once.
-- :func:`plan_bulk` decides which failed entries of a view to send again: it skips entries whose
-  event later succeeded at the same webhook, and sends only the newest failed entry of an event.
+- :func:`plan_bulk` decides which failed entries of a view to send again: it skips entries MoeGo
+  no longer holds (older than its 15-day retention, :func:`expired_upstream`), entries whose event
+  later succeeded at the same webhook, and sends only the newest failed entry of an event.
   :func:`bulk_redeliver` sends the plan within MoeGo's per-webhook rate (:class:`RateLimiter`),
   honours ``retry_after`` on RESOURCE_EXHAUSTED, reports progress, can be cancelled, and audits
   every entry of the plan (``sent``, ``failed`` or ``skipped``) under one ``batch_id``.
@@ -32,6 +33,7 @@ import sqlite_utils
 from . import archive, store
 from .client import MoeGoClient, MoeGoError, ResourceExhausted
 from .config import Settings
+from .coverage import RETENTION
 from .models import WebhookDelivery, format_timestamp
 from .sync import sync_webhook
 
@@ -39,7 +41,9 @@ __all__ = [
     "GUARD_SECONDS",
     "IN_FLIGHT",
     "DEFAULT_PER_MINUTE",
+    "EXPIRED_UPSTREAM",
     "Candidate",
+    "expired_upstream",
     "RedeliveryResult",
     "redeliver",
     "RateLimiter",
@@ -62,6 +66,8 @@ IN_FLIGHT = ("no answer recorded yet: the request is in flight; if this stays, m
 #: Redeliveries a minute per webhook. MoeGo allows 100 pushes a minute per webhook, live deliveries
 #: included: 10 are left for them.
 DEFAULT_PER_MINUTE = 90
+#: Why an entry older than MoeGo's retention is not redelivered: MoeGo has deleted it, so it cannot.
+EXPIRED_UPSTREAM = f"expired upstream (older than {RETENTION.days} days)"
 #: Wait for MoeGo's ``retry_after`` up to this long in a bulk run; a longer one (a daily quota) ends that webhook's part.
 MAX_RETRY_WAIT_S = 300.0
 #: ``retry_after`` assumed when MoeGo limits without saying how long to wait.
@@ -80,6 +86,15 @@ class Candidate:
     webhook_id: str
     event_id: str = ""
     delivered_at: str = ""
+
+
+def expired_upstream(delivered_at: str, now: datetime) -> bool:
+    """True when MoeGo no longer holds an entry delivered at ``delivered_at`` (archive text): older than its retention.
+
+    MoeGo deletes log entries after :data:`~collectors.coverage.RETENTION`; only the archive still has
+    them, and MoeGo cannot redeliver them. An unknown time (``""``) is not taken as expired.
+    """
+    return bool(delivered_at) and delivered_at < format_timestamp(now - RETENTION)
 
 
 @dataclass(frozen=True)
@@ -245,10 +260,12 @@ class BulkPlan:
         return 60.0 * ((max(per_hook.values()) - 1) // per_minute)
 
 
-def plan_bulk(conn: sqlite3.Connection, candidates: Iterable[Candidate]) -> BulkPlan:
+def plan_bulk(conn: sqlite3.Connection, candidates: Iterable[Candidate], *, now: datetime | None = None) -> BulkPlan:
     """Decide what a bulk redelivery of failed ``candidates`` sends, in their order.
 
-    Skipped: a repeated delivery id; an entry whose event later succeeded at the same webhook (a
+    Skipped: a repeated delivery id; an entry older than MoeGo's retention at ``now`` (default: the
+    current time), which MoeGo has deleted (:data:`EXPIRED_UPSTREAM`: audited, never sent, so it
+    costs no request and nothing of the rate); an entry whose event later succeeded at the same webhook (a
     delivery with the same ``event_id`` and ``webhook_id``, ``success = 1`` and a later
     ``delivered_at``); and an entry of an event with a newer failed entry among the candidates
     (only the newest is sent, so the endpoint receives the event once).
@@ -260,6 +277,10 @@ def plan_bulk(conn: sqlite3.Connection, candidates: Iterable[Candidate]) -> Bulk
             skipped.append((candidate, "listed twice"))
         else:
             unique[candidate.delivery_id] = candidate
+    now = now or _utcnow()
+    for candidate in [c for c in unique.values() if expired_upstream(c.delivered_at, now)]:
+        skipped.append((candidate, EXPIRED_UPSTREAM))
+        del unique[candidate.delivery_id]
     newest: dict[tuple[str, str], Candidate] = {}
     for candidate in unique.values():
         if not candidate.event_id:

@@ -1,7 +1,8 @@
 """"Redeliver every failed entry in this view": count first, confirm, send within MoeGo's rate, cancel.
 
 Flow (widget keys in brackets): [``bulk_count``] reads the view's failed entries and plans them
-with :func:`collectors.actions.plan_bulk` (later-succeeded and duplicate events skipped), showing
+with :func:`collectors.actions.plan_bulk` (entries MoeGo already deleted, later-succeeded and duplicate
+events skipped), showing
 the counts and an ETA; [``bulk_confirm``] sends with :func:`collectors.actions.bulk_redeliver`
 under a progress bar; [``bulk_cancel``] (or any other interaction) stops it: Streamlit interrupts
 the run, and ``bulk_redeliver`` audits the entries it did not send as ``skipped`` before stopping;
@@ -34,7 +35,7 @@ def _plan(ctx: ui.Context) -> None:
     db = archive.connect(ctx.settings.db_path, readonly=True)
     try:
         found = queries.failed_candidates(db.conn, ctx.filters, ctx.window, limit=MAX_BULK + 1)
-        plan = actions.plan_bulk(db.conn, found[:MAX_BULK])
+        plan = actions.plan_bulk(db.conn, found[:MAX_BULK], now=ctx.now)
     finally:
         db.conn.close()
     st.session_state[_PLAN] = {"filters": ctx.filters, "window": ctx.window, "plan": plan,

@@ -7,6 +7,7 @@ writes the CSV and ``failed.csv.manifest.json``; ``--out -`` streams the CSV to 
 from __future__ import annotations
 
 import re
+import sqlite3
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from collectors.archive import ArchiveError
 from collectors.config import ConfigError, load_settings
 from collectors.models import MalformedMessage, parse_timestamp
 
-from .export import STATUS_CHOICES, export_csv, filters_for_status, write_export
+from .export import COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, write_export
 
 __all__ = ["export_command", "parse_bound"]
 
@@ -31,7 +32,8 @@ def parse_bound(text: str, *, end: bool) -> datetime:
     ``2026-11-01`` is a UTC calendar day: its start for ``--since`` and, for ``--until`` (``end``),
     the start of the next day, so ``--since 2026-11-01 --until 2026-11-30`` holds all of November
     1..30. An RFC 3339 time (``2026-11-01T08:00:00Z``, ``2026-11-01T10:00:00+02:00``) is taken
-    exactly, ``--until`` exclusive. Raises ``click.BadParameter`` for anything else.
+    exactly, ``--until`` exclusive. ``--until 9999-12-31`` (no next day to end at) means "to the
+    end of time". Raises ``click.BadParameter`` for anything else.
     """
     text = text.strip()
     if _DATE.match(text):
@@ -40,16 +42,54 @@ def parse_bound(text: str, *, end: bool) -> datetime:
         except ValueError:
             raise click.BadParameter(f"not a date: {text!r}") from None
         start = datetime.combine(day, time(0), tzinfo=timezone.utc)
-        return start + timedelta(days=1) if end else start
+        if not end:
+            return start
+        return start + timedelta(days=1) if day < date.max else datetime.max.replace(tzinfo=timezone.utc)
     try:
         return parse_timestamp(text)
     except MalformedMessage:
         raise click.BadParameter(
             f"{text!r} is neither a date (2026-11-01) nor an RFC 3339 time (2026-11-01T08:00:00Z)"
         ) from None
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is out of range: in UTC it falls outside the years 1..9999") from None
 
 
-@click.command("export")
+def _check_archive(path: Path) -> None:
+    """Raise ``click.ClickException`` (one line, what to do) unless ``path`` is an archive this version can export."""
+    try:
+        db = archive.connect(path, readonly=True)
+        try:
+            version = archive.schema_version(db)
+        finally:
+            db.conn.close()
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the archive"
+        ) from None
+    if version < archive.SCHEMA_VERSION:
+        raise click.ClickException(
+            f"the archive at {path} is not ready (schema {version} of {archive.SCHEMA_VERSION}): "
+            "run 'moego-monitor collect' once to prepare it"
+        )
+    if version > archive.SCHEMA_VERSION:
+        raise click.ClickException(
+            f"the archive at {path} was written by a newer moego-monitor (schema {version}): upgrade moego-monitor"
+        )
+
+
+def _columns_epilog() -> str:
+    """The CSV's columns and what each holds, for ``export -h`` (``\\b`` keeps click from rewrapping them)."""
+    width = max(len(name) for name, _ in COLUMN_HELP) + 2
+    lines = [f"  {name:<{width}}{meaning}" for name, meaning in COLUMN_HELP]
+    return ("\b\nCSV columns, in this order (UTF-8, one header row):\n" + "\n".join(lines)
+            + "\n\nA cell that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage "
+              "return) is prefixed with '.")
+
+
+@click.command("export", epilog=_columns_epilog(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--since", required=True, help="Start: a UTC date (2026-11-01) or an RFC 3339 time, inclusive.")
 @click.option("--until", required=True, help="End: a UTC date (that whole day included) or an RFC 3339 time, exclusive.")
 @click.option("--webhook", "webhook_ids", multiple=True, metavar="ID", help="Only this webhook (repeatable).")
@@ -68,6 +108,8 @@ def export_command(since: str, until: str, webhook_ids: tuple[str, ...], status:
         settings = load_settings(db_path=db_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _check_archive(settings.db_path)
+    target = Path(out) if out and out != "-" else Path(f"deliveries-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv")
     try:
         if out == "-":
             db = archive.connect(settings.db_path, readonly=True)
@@ -80,12 +122,23 @@ def export_command(since: str, until: str, webhook_ids: tuple[str, ...], status:
                 db.conn.close()
             click.echo(f"exported {manifest.rows:,} deliveries (sha256 {manifest.sha256})", err=True)
             return
-        target = Path(out) if out else Path(f"deliveries-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv")
         manifest = write_export(settings.db_path, start, end, webhook_ids, status, target,
                                 secret_headers=settings.secret_headers)
     except BrokenPipeError:  # pragma: no cover - stdout closed early, e.g. by `| head`
         sys.stderr.close()
         return
-    except (ArchiveError, OSError) as exc:
+    except ArchiveError as exc:
         raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"cannot read the archive at {settings.db_path}: {exc}: check that --db or MOEGO_MONITOR_DB names an "
+            "intact moego-monitor archive"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if out == "-":
+            raise click.ClickException(f"cannot write to stdout: {reason}") from None
+        raise click.ClickException(
+            f"cannot write {target}: {reason}: check that its folder exists and is writable, or choose another --out"
+        ) from None
     click.echo(f"exported {manifest.rows:,} deliveries to {target} (sha256 {manifest.sha256}); manifest {target}.manifest.json")

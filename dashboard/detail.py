@@ -2,7 +2,8 @@
 
 Shows the outcome, timings and retries; request and response headers (secret-like values
 redacted once more on display) and bodies (pretty JSON); every attempt at the same event as a
-timeline; the redeliveries already requested. The Redeliver button asks for confirmation
+timeline; the redeliveries already requested. The Redeliver button (disabled, with the reason, for an
+entry older than MoeGo's 15-day retention, which MoeGo has deleted) asks for confirmation
 (``redeliver`` then ``redeliver_confirm`` / ``redeliver_cancel``), calls
 :func:`collectors.actions.redeliver`, shows a toast, and syncs the webhook so the new attempt shows.
 """
@@ -17,6 +18,7 @@ import streamlit as st
 
 from collectors import actions, archive
 from collectors.client import make_client
+from collectors.coverage import RETENTION
 
 from . import charts, ui
 from .present import header_rows, pretty_body, status_text
@@ -81,6 +83,12 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
         show(last["message"])
         for line in last["sync"]:
             st.caption(line)
+    if actions.expired_upstream(record["delivered_at"], ctx.now):
+        st.button("Redeliver", key="redeliver", disabled=True,
+                  help=f"MoeGo deletes its log entries after {RETENTION.days} days and has deleted this one, so it "
+                       "cannot be redelivered. The archive keeps its copy.")
+        st.caption(f"Not redeliverable: {actions.EXPIRED_UPSTREAM}. MoeGo has deleted this entry; only the archive has it.")
+        return
     if not ctx.settings.api_key:
         st.button("Redeliver", key="redeliver", disabled=True, help="Set MOEGO_API_KEY to redeliver from the dashboard.")
         return

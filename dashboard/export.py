@@ -47,6 +47,7 @@ from .where import deliveries_where
 
 __all__ = [
     "COLUMNS",
+    "COLUMN_HELP",
     "STATUS_CHOICES",
     "ExportManifest",
     "neutralize",
@@ -61,6 +62,29 @@ COLUMNS: tuple[str, ...] = (
     "id", "webhook_id", "event_type", "event_id", "delivered_at", "success", "response_status", "status_class",
     "error_class", "duration_ms", "retry_count", "error", "request_url", "delivered_to", "request_headers",
     "response_headers", "request_body", "response_body", "request_body_encoding", "response_body_encoding",
+)
+#: What each column holds, in :data:`COLUMNS` order (the list above; shown by ``moego-monitor export -h``).
+COLUMN_HELP: tuple[tuple[str, str], ...] = (
+    ("id", "the delivery log entry's id"),
+    ("webhook_id", "the webhook it was delivered for"),
+    ("event_type", "the event's type, e.g. APPOINTMENT_CREATED"),
+    ("event_id", "the event's id (the same for every attempt at the event)"),
+    ("delivered_at", "RFC 3339 UTC with microseconds"),
+    ("success", "true or false (true only for a 2xx answer)"),
+    ("response_status", "the HTTP status, 0 when no response came"),
+    ("status_class", "2xx .. 5xx, or none"),
+    ("error_class", "ok, timeout, connection, 4xx, 5xx or other"),
+    ("duration_ms", "how long the delivery took, in ms"),
+    ("retry_count", "retries MoeGo made before this outcome"),
+    ("error", "MoeGo's error message, empty on success"),
+    ("request_url", "the endpoint URL the event was sent to"),
+    ("delivered_to", "the address that answered"),
+    ("request_headers", "JSON {name: [values]}, secret-like values redacted"),
+    ("response_headers", "JSON {name: [values]}, secret-like values redacted"),
+    ("request_body", "the body text, or base64 when it is not UTF-8"),
+    ("response_body", "the body text, or base64 when it is not UTF-8"),
+    ("request_body_encoding", "utf-8 or base64"),
+    ("response_body_encoding", "utf-8 or base64"),
 )
 #: ``--status`` values: an outcome or a response status class.
 STATUS_CHOICES: tuple[str, ...] = ("success", "failed", "2xx", "4xx", "5xx", "none")
@@ -163,11 +187,12 @@ def export_csv(db: sqlite3.Connection | Any, filters: Filters, out: TextIO, *, n
     window = filters.window(now or datetime.now(timezone.utc))
     where = deliveries_where(filters, window.since_text, window.until_text, time_ordered=True)
     sink = _HashingWriter(out)
-    writer = csv.writer(sink, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    # The query first: an archive that cannot be read fails before anything is written.
     cursor = conn.execute(f"{_SELECT} WHERE {where.sql} ORDER BY delivered_at, id", where.params)
+    writer = csv.writer(sink, lineterminator="\r\n")
     rows = 0
     try:
+        writer.writerow(COLUMNS)
         while batch := cursor.fetchmany(_BATCH):
             for record in batch:
                 writer.writerow(_row(record, secret_headers))

@@ -22,7 +22,8 @@ q          search: a delivery id, an event id or words      ``q=cust_42``
 =========  ==============================================  ==============================
 
 Parsing is forgiving: a link with an unknown or malformed value falls back to that value's
-default rather than failing, since a link is user input.
+default rather than failing, since a link is user input. Custom dates are clamped to
+:data:`EARLIEST` .. now + :data:`LATEST_AHEAD` (a link reaching to year 1 or 9999 opens that span).
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ __all__ = [
     "OUTCOMES",
     "STATUS_CLASSES",
     "QUERY_KEYS",
+    "EARLIEST",
+    "LATEST_AHEAD",
     "Bucket",
     "Window",
     "Filters",
     "from_query_params",
+    "clamp_range",
+    "clamped",
     "to_query_params",
     "choose_bucket",
     "ceil_minute",
@@ -63,6 +68,11 @@ OUTCOMES: tuple[str, ...] = ("all", "success", "failed")
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 #: The query-parameter names the filters own; other keys in the URL (e.g. ``delivery``) are left alone.
 QUERY_KEYS: tuple[str, ...] = ("range", "since", "until", "webhook", "event", "outcome", "status", "q")
+
+#: The earliest instant a custom range from a link may start at (nothing is archived before it).
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+#: How far past "now" a custom range from a link may end.
+LATEST_AHEAD = timedelta(days=1)
 
 Bucket = Literal["minute", "hour", "day"]
 
@@ -194,11 +204,23 @@ def _time(text: str) -> datetime | None:
         return None
 
 
-def from_query_params(params: Mapping[str, str | Sequence[str]]) -> Filters:
+def clamp_range(since: datetime, until: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """``since`` and ``until`` each moved into :data:`EARLIEST` .. ``now`` + :data:`LATEST_AHEAD`."""
+    latest = now.astimezone(timezone.utc) + LATEST_AHEAD
+
+    def clamp(moment: datetime) -> datetime:
+        return min(max(moment, EARLIEST), latest)
+
+    return clamp(since), clamp(until)
+
+
+def from_query_params(params: Mapping[str, str | Sequence[str]], *, now: datetime | None = None) -> Filters:
     """The filters a URL's query parameters describe (see the module docstring); never raises.
 
     ``params`` maps a key to its value or to all its values (repeated keys). Unknown values are
-    dropped; a custom range with missing or inverted bounds falls back to the default range.
+    dropped; custom dates are clamped by :func:`clamp_range` at ``now`` (default: the current
+    time); a custom range with missing or inverted bounds (or empty once clamped) falls back to the
+    default range.
     """
     time_range = _last(params, "range") or _DEFAULT_RANGE
     if time_range not in RANGES:
@@ -206,6 +228,8 @@ def from_query_params(params: Mapping[str, str | Sequence[str]]) -> Filters:
     since = until = None
     if time_range == "custom":
         since, until = _time(_last(params, "since")), _time(_last(params, "until"))
+        if since is not None and until is not None:
+            since, until = clamp_range(since, until, now or datetime.now(timezone.utc))
         if since is None or until is None or since >= until:
             time_range, since, until = _DEFAULT_RANGE, None, None
     outcome = _last(params, "outcome") or "all"
@@ -221,6 +245,13 @@ def from_query_params(params: Mapping[str, str | Sequence[str]]) -> Filters:
         status_classes=tuple(s for s in _values(params, "status") if s in STATUS_CLASSES),
         search=_last(params, "q"),
     )
+
+
+def clamped(params: Mapping[str, str | Sequence[str]], filters: Filters) -> bool:
+    """True when ``filters``, read from ``params``, hold a custom range narrower than the link's (clamped)."""
+    if filters.time_range != "custom":
+        return False
+    return (_time(_last(params, "since")), _time(_last(params, "until"))) != (filters.since, filters.until)
 
 
 def to_query_params(filters: Filters) -> dict[str, str | list[str]]:

@@ -149,34 +149,43 @@ def health_state(*, active: bool, deliveries: int, success_rate: float | None, p
     return "healthy"
 
 
+#: A webhook's latest entry with one outcome before a time: one seek on ``deliveries_by_webhook_outcome_time``.
+_LATEST_SQL = (
+    "SELECT delivered_at FROM deliveries WHERE webhook_id = ? AND success = ? AND delivered_at < ? "
+    "ORDER BY delivered_at DESC LIMIT 1"
+)
+#: Failures after a moment (the last success), capped: a range of ``deliveries_by_webhook_outcome_time``.
+_STREAK_SQL = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_at > ? "
+    "AND delivered_at < ? LIMIT ?)"
+)
+
+
 def _latest(conn: sqlite3.Connection, webhook_id: str, until: str, success: int) -> str | None:
-    row = conn.execute(
-        "SELECT delivered_at FROM deliveries WHERE webhook_id = ? AND delivered_at < ? AND success = ? "
-        "ORDER BY delivered_at DESC LIMIT 1",
-        (webhook_id, until, success),
-    ).fetchone()
+    """When ``webhook_id``'s latest entry with this outcome before ``until`` was delivered; one index seek."""
+    row = conn.execute(_LATEST_SQL, (webhook_id, success, until)).fetchone()
     return row[0] if row else None
 
 
 def _streak(conn: sqlite3.Connection, webhook_id: str, after: str | None, until: str) -> int:
-    """Entries after the last success (all failures, by definition), capped at :data:`_STREAK_CAP`."""
-    return int(
-        conn.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ? AND delivered_at > ? "
-            "AND delivered_at < ? LIMIT ?)",
-            (webhook_id, after or "", until, _STREAK_CAP),
-        ).fetchone()[0]
-    )
+    """Entries after the last success (all failures, by definition), capped at :data:`_STREAK_CAP`.
+
+    Reads only failures (``success = 0``), so the outcome index serves it: the cost is the streak, capped.
+    """
+    return int(conn.execute(_STREAK_SQL, (webhook_id, after or "", until, _STREAK_CAP)).fetchone()[0])
 
 
 def webhook_health(conn: sqlite3.Connection, filters: Filters, window: Window) -> pd.DataFrame:
     """One row per webhook (archived, or seen in the window): :data:`HEALTH_COLUMNS`, failing first.
 
-    Success rate and p95 are over the window with the filters applied; last success, last failure
-    and consecutive failures are the webhook's latest entries up to the window's end, unfiltered
-    (they describe the endpoint, not the view). Webhooks filtered out by a webhook filter are left out.
+    Deliveries, success rate and p95 are over the window for the filtered webhooks and event types,
+    but every outcome, status class and search: they describe the webhook's health, so a view of
+    failures alone never reads as "failing 0%". Last success, last failure and consecutive failures
+    are the webhook's latest entries up to the window's end, unfiltered (they describe the endpoint,
+    not the view). Webhooks filtered out by a webhook filter are left out.
     """
-    per_hook = aggregate(conn, filters, window, dims=("webhook_id",))
+    health_filters = filters.with_changes(outcome="all", status_classes=(), search="")
+    per_hook = aggregate(conn, health_filters, window, dims=("webhook_id",))
     meta = {
         row[0]: (row[1], bool(row[2]) and row[3] is None)
         for row in conn.execute("SELECT id, endpoint_url, is_active, deleted_at FROM webhooks")

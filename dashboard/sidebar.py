@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import streamlit as st
 
-from .filters import OUTCOMES, QUERY_KEYS, RANGES, STATUS_CLASSES, Filters, from_query_params, to_query_params
+from .filters import (EARLIEST, OUTCOMES, QUERY_KEYS, RANGES, STATUS_CLASSES, Filters, clamped, from_query_params,
+                      to_query_params)
 
 __all__ = ["render_filters", "browser_zone", "url_params"]
 
@@ -29,6 +30,7 @@ _OUTCOME_LABELS = {"all": "All", "success": "Succeeded", "failed": "Failed"}
 _SEEDED = "_filters_seeded"
 _WRITTEN = "_filters_written"
 _EXACT = "_filters_custom_exact"
+_CLAMPED = "_filters_custom_clamped"
 _ZONES = sorted(available_timezones() | {"UTC"})
 
 
@@ -103,7 +105,9 @@ def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: dat
         state["filter_tz"] = browser_zone()
     current_url = url_params()
     if not state.get(_SEEDED) or (current_url and current_url != state.get(_WRITTEN)):
-        _seed(from_query_params(current_url), ZoneInfo(state["filter_tz"]), now)
+        linked = from_query_params(current_url, now=now)
+        _seed(linked, ZoneInfo(state["filter_tz"]), now)
+        state[_CLAMPED] = clamped(current_url, linked)
         state[_SEEDED] = True
 
     with st.sidebar:
@@ -120,6 +124,10 @@ def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: dat
             exact = state.get(_EXACT)
             if exact is not None and tuple(exact[0]) == tuple(days):
                 since, until = exact[1], exact[2]
+                if state.get(_CLAMPED):
+                    st.caption(f"The link's dates reach outside {EARLIEST:%Y-%m-%d} .. tomorrow: showing "
+                               f"{since.astimezone(tz):%Y-%m-%d %H:%M} → {until.astimezone(tz):%Y-%m-%d %H:%M} "
+                               f"({tz.key}).")
             elif days:
                 since, until = _custom_bounds(days, tz)
             else:

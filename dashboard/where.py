@@ -4,8 +4,9 @@ Every clause on ``deliveries`` starts with the ``delivered_at`` range, so SQLite
 and never the whole table. Only parameters carry user input; column names come from fixed lists.
 
 The search box matches, in one clause: a delivery id exactly, an event id exactly, or words in the
-request body, response body or error through the ``deliveries_fts`` FTS5 index. Words are quoted
-as FTS5 phrases, so whatever a user types is searched for, never parsed as FTS5 syntax.
+request body, response body or error through the ``deliveries_fts`` FTS5 index, read only over the
+rowids of the window's rows (see :func:`_search`), so a search costs what the window holds. Words are
+quoted as FTS5 phrases, so whatever a user types is searched for, never parsed as FTS5 syntax.
 """
 
 from __future__ import annotations
@@ -82,15 +83,27 @@ def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "
     parts = [Clause(f"{prefix}delivered_at >= ? AND {prefix}delivered_at < ?", (since, until))]
     parts.extend(_common(filters, prefix, webhook_index=not time_ordered))
     if filters.search:
-        match = fts_query(filters.search)
-        parts.append(
-            Clause(
-                f"{prefix}id = ? OR {prefix}event_id = ? OR {prefix}rowid IN "
-                "(SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH ?)",
-                (filters.search, filters.search, match),
-            )
-        )
+        parts.append(_search(filters.search, prefix, since, until))
     return _join(parts)
+
+
+def _search(text: str, prefix: str, since: str, until: str) -> Clause:
+    """The search box's clause: an exact delivery id or event id (index seeks), or words through FTS5.
+
+    The FTS5 match is bounded to the rowids of the rows delivered in ``[since, until)`` (their
+    lowest and highest, read from the ``delivered_at`` index): FTS5 seeks inside its doclists to
+    that rowid range, so a common word costs what the window holds, not what the archive holds.
+    Rows are archived roughly in time order, so that range stays close to the window; when it is
+    not (an old hole filled late), the range only widens and the result stays exact, since the
+    row's own ``delivered_at`` is checked too.
+    """
+    bound = "(SELECT {}(rowid) FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?)"
+    return Clause(
+        f"{prefix}id = ? OR {prefix}event_id = ? OR {prefix}rowid IN "
+        "(SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH ? "
+        f"AND rowid >= {bound.format('min')} AND rowid <= {bound.format('max')})",
+        (text, text, fts_query(text), since, until, since, until),
+    )
 
 
 def rollup_can_answer(filters: Filters) -> bool:

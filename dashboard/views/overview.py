@@ -105,6 +105,9 @@ if not by_class.empty:
                  query_params=failed_view)
 
 st.subheader("Webhook health")
+if ctx.filters.outcome != "all" or ctx.filters.status_classes or ctx.filters.search:
+    st.caption("Health counts every delivery of the filtered webhooks and event types in this window: "
+               "the outcome, status and search filters do not apply to it.")
 health = ui.query(ctx, "webhook_health", ctx.filters, window)
 if health.empty:
     st.info("No webhooks in the archive yet.")

@@ -179,7 +179,7 @@ def test_limiter_honours_a_penalty(fake_time) -> None:
 def test_plan_skips_events_that_later_succeeded(conn) -> None:
     found = queries.failed_candidates(conn, Filters(), Filters().window(NOW), limit=100)
     assert len(found) == 14
-    plan = actions.plan_bulk(conn, found)
+    plan = actions.plan_bulk(conn, found, now=NOW)
     skipped = {c.delivery_id: why for c, why in plan.skipped}
     assert set(skipped) == {"dlv_r1", "dlv_r2"}
     assert "later succeeded (delivery dlv_r3" in skipped["dlv_r1"]
@@ -190,10 +190,33 @@ def test_plan_sends_an_event_once_and_ignores_repeats(conn) -> None:
     old = actions.Candidate("x_old", BETA, "evt_same", "2026-11-20T01:00:00.000000Z")
     new = actions.Candidate("x_new", BETA, "evt_same", "2026-11-20T02:00:00.000000Z")
     other_hook = actions.Candidate("x_alpha", ALPHA, "evt_same", "2026-11-20T01:30:00.000000Z")
-    plan = actions.plan_bulk(conn, [old, new, other_hook, new])
+    plan = actions.plan_bulk(conn, [old, new, other_hook, new], now=NOW)
     assert [c.delivery_id for c in plan.to_send] == ["x_new", "x_alpha"]
     reasons = dict((c.delivery_id, why) for c, why in plan.skipped)
     assert reasons == {"x_new": "listed twice", "x_old": "the event's newer failed entry x_new is redelivered instead"}
+
+
+def test_plan_skips_entries_moego_already_deleted(conn) -> None:
+    expired = actions.Candidate("x_gone", BETA, "evt_gone", format_timestamp(NOW - timedelta(days=15, minutes=1)))
+    kept = actions.Candidate("x_kept", BETA, "evt_kept", format_timestamp(NOW - timedelta(days=14, hours=23)))
+    plan = actions.plan_bulk(conn, [expired, kept], now=NOW)
+    assert [c.delivery_id for c in plan.to_send] == ["x_kept"]
+    assert [(c.delivery_id, why) for c, why in plan.skipped] == [("x_gone", "expired upstream (older than 15 days)")]
+
+
+def test_bulk_never_asks_moego_for_expired_entries_nor_spends_the_rate_on_them(client, db, moego, fake_time) -> None:
+    old = format_timestamp(NOW - timedelta(days=16))
+    fresh = format_timestamp(NOW - timedelta(days=1))
+    candidates = ([actions.Candidate(f"gone_{i:03d}", ALPHA, f"evt_gone_{i}", old) for i in range(100)]
+                  + [actions.Candidate(f"new_{i:03d}", ALPHA, f"evt_new_{i}", fresh) for i in range(100)])
+    plan = actions.plan_bulk(db.conn, candidates, now=NOW)
+    result = _bulk(client, db, fake_time, plan)
+    assert result.summary == "100 sent, 0 failed, 100 skipped"
+    assert {d for _, d, _ in moego.calls} == {f"new_{i:03d}" for i in range(100)}
+    assert fake_time.sleeps == []  # 100 sends fit the 100-a-minute rate: the skipped ones took none of it
+    skipped = [r for r in audit(db) if r["outcome"] == "skipped"]
+    assert len(skipped) == 100 and {r["error"] for r in skipped} == {"expired upstream (older than 15 days)"}
+    assert {r["batch_id"] for r in skipped} == {"b1"}
 
 
 def _plan(n_alpha: int, n_beta: int) -> actions.BulkPlan:
@@ -264,7 +287,8 @@ def test_an_interrupted_bulk_audits_the_rest_then_stops(client, db, moego, fake_
 
 
 def test_plan_skips_are_audited_with_the_batch(client, db, fake_time, conn) -> None:
-    plan = actions.plan_bulk(conn, queries.failed_candidates(conn, Filters(webhooks=(ALPHA,)), Filters().window(NOW), limit=50))
+    plan = actions.plan_bulk(conn, queries.failed_candidates(conn, Filters(webhooks=(ALPHA,)), Filters().window(NOW), limit=50),
+                             now=NOW)
     result = _bulk(client, db, fake_time, plan)
     assert result.count("skipped") == 2 and result.count("sent") == len(plan.to_send)
     assert {r["delivery_id"] for r in audit(db) if r["outcome"] == "skipped"} == {"dlv_r1", "dlv_r2"}

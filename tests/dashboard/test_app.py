@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,14 @@ def test_an_uninitialised_archive_is_one_clear_line(run_app, tmp_path: Path) -> 
     assert len(at.error) == 1 and "is not ready (schema 0" in at.error[0].value
 
 
+def test_a_corrupt_archive_is_one_clear_line(run_app, tmp_path: Path) -> None:
+    (tmp_path / "corrupt.db").write_bytes(b"not an archive at all " * 100)
+    at = run_app(tmp_path / "corrupt.db")
+    no_exception(at)
+    assert [e.value for e in at.error] == [f"Cannot read the archive at {tmp_path / 'corrupt.db'}: file is not a database"]
+    assert not at.metric
+
+
 def test_an_empty_archive_reads_as_zero(run_app, tmp_path: Path) -> None:
     archive.ensure_db_shape(archive.connect(tmp_path / "fresh.db"))
     at = run_app(tmp_path / "fresh.db")
@@ -98,6 +106,16 @@ def test_outcome_filter_changes_the_numbers_and_the_url(run_app, live_seed: Seed
     assert at.query_params == {"outcome": "failed", "webhook": BETA}
 
 
+def test_health_in_a_view_of_failures_still_describes_each_webhook(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, query={"outcome": "failed"})
+    no_exception(at)
+    assert metrics(at)["Success rate"][0] == "0.00%"  # the view: failures only
+    health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
+    assert health.loc[ALPHA, "state"] == "degraded" and round(health.loc[ALPHA, "success_rate"], 2) == 86.05
+    assert health.loc[ALPHA, "deliveries"] == 43
+    assert any(c.value.startswith("Health counts every delivery of the filtered webhooks") for c in at.caption)
+
+
 def test_a_shared_link_opens_the_same_view(run_app, live_seed: Seed) -> None:
     at = run_app(live_seed.path, query={"outcome": "failed", "webhook": [ALPHA, BETA], "range": "7d"})
     no_exception(at)
@@ -127,6 +145,21 @@ def test_custom_dates_reach_back_past_moegos_retention(run_app, live_seed: Seed)
     assert at.query_params["range"] == "custom"
     assert at.query_params["since"] == f"{first:%Y-%m-%d}T00:00:00Z"
     assert at.query_params["until"] == f"{last + timedelta(days=1):%Y-%m-%d}T00:00:00Z"
+
+
+def test_a_link_with_absurd_dates_opens_the_clamped_range(run_app, live_seed: Seed) -> None:
+    link = {"range": "custom", "since": "0001-01-01T00:00:00Z", "until": "9999-12-31T00:00:00Z"}
+    at = run_app(live_seed.path, query=link, timezone_name="UTC")
+    no_exception(at)
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%d")
+    assert at.caption[0].value.startswith(f"2000-01-01 00:00:00 UTC → {tomorrow} ")
+    assert any(c.value.startswith("The link's dates reach outside 2000-01-01 .. tomorrow: showing 2000-01-01 00:00 → "
+                                  f"{tomorrow} ") for c in at.sidebar.caption)
+    assert metrics(at)["Deliveries"][0] == "78"  # everything archived, the 20-day-old entries included
+    assert at.query_params["since"] == "2000-01-01T00:00:00Z" and at.query_params["until"].startswith(tomorrow)
+    at.switch_page("views/deliveries.py").run()
+    no_exception(at)
+    assert metrics(at)["Deliveries in view"][0] == "78"
 
 
 def test_times_are_shown_in_the_browsers_zone(run_app, live_seed: Seed) -> None:
@@ -175,6 +208,17 @@ def test_delivery_detail_redacts_and_pretty_prints(run_app, live_seed: Seed) -> 
     assert button.disabled  # no API key configured
     at.button(key="close_detail").click().run()
     assert "delivery" not in at.query_params
+
+
+def test_an_entry_moego_already_deleted_cannot_be_redelivered(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py", query={"delivery": "dlv_old1"}, api_key="key")
+    no_exception(at)
+    button = at.button(key="redeliver")
+    assert button.disabled and "MoeGo deletes its log entries after 15 days" in button.help
+    assert ("Not redeliverable: expired upstream (older than 15 days). MoeGo has deleted this entry; only the archive "
+            "has it.") in [c.value for c in at.caption]
+    fresh = run_app(live_seed.path, page="views/deliveries.py", query={"delivery": "dlv_r2"}, api_key="key")
+    assert not fresh.button(key="redeliver").disabled  # an entry MoeGo still holds can be
 
 
 def test_unknown_delivery_link_says_so(run_app, live_seed: Seed) -> None:

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from collectors import archive, store
 from collectors.models import parse_timestamp
 from dashboard.commands import export_command, parse_bound
-from dashboard.export import COLUMNS, export_csv, manifest_path, neutralize, write_export
+from collectors.cli import cli
+from dashboard.export import COLUMN_HELP, COLUMNS, export_csv, manifest_path, neutralize, write_export
 from dashboard.filters import Filters
 
 from .seed import ALPHA, BETA, NOW, Seed, delivery
@@ -146,6 +147,20 @@ def test_parse_bound() -> None:
         parse_bound("2026-02-30", end=False)
 
 
+def test_bounds_at_the_edges_of_the_calendar_are_not_tracebacks(seeded: Seed) -> None:
+    assert parse_bound("9999-12-31", end=True) == datetime.max.replace(tzinfo=UTC)  # the last day has no next day
+    with pytest.raises(click.BadParameter, match="outside the years 1..9999"):
+        parse_bound("9999-12-31T23:00:00-05:00", end=True)
+    everything = CliRunner().invoke(export_command, ["--since", "0001-01-01", "--until", "9999-12-31", "--out", "-",
+                                                     "--db", str(seeded.path)])
+    assert everything.exit_code == 0, everything.output
+    assert f"exported {len(seeded.deliveries)} deliveries" in everything.stderr
+    beyond = CliRunner().invoke(export_command, ["--since", "0001-01-01T00:00:00+05:00", "--until", "2026-11-01",
+                                                 "--db", str(seeded.path)])
+    assert beyond.exit_code == 2 and "outside the years 1..9999" in beyond.output
+    assert "Traceback" not in beyond.output
+
+
 def test_cli_writes_file_and_manifest(seeded: Seed, tmp_path: Path) -> None:
     out = tmp_path / "nov.csv"
     result = CliRunner().invoke(export_command, ["--since", "2026-11-19", "--until", "2026-11-20", "--status", "failed",
@@ -185,3 +200,61 @@ def test_cli_without_an_archive(tmp_path: Path) -> None:
                                                  "--db", str(tmp_path / "none.db"), "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: no archive at {tmp_path / 'none.db'}: run 'moego-monitor collect' first"]
+
+
+def _sqlite_without_tables(path: Path, version: int) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE unrelated (x)")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("out", ["file", "-"])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"this is not an SQLite file " * 40),
+         "{db} is not a moego-monitor archive (file is not a database): point --db or MOEGO_MONITOR_DB at the archive"),
+        (lambda p: _sqlite_without_tables(p, 0),
+         "the archive at {db} is not ready (schema 0 of 1): run 'moego-monitor collect' once to prepare it"),
+        (lambda p: _sqlite_without_tables(p, 1),
+         "cannot read the archive at {db}: no such table: deliveries: check that --db or MOEGO_MONITOR_DB names an "
+         "intact moego-monitor archive"),
+    ],
+    ids=["corrupt", "no tables", "tables missing at the current version"],
+)
+def test_cli_on_a_broken_archive_is_one_line_saying_what_to_do(make, message: str, out: str, tmp_path: Path) -> None:
+    db = tmp_path / "broken.db"
+    make(db)
+    target = str(tmp_path / "x.csv") if out == "file" else "-"
+    result = CliRunner().invoke(export_command, ["--since", "2026-11-01", "--until", "2026-11-02", "--db", str(db),
+                                                 "--out", target])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [f"Error: {message.format(db=db)}"]  # nothing written before it
+    assert not list(tmp_path.glob("x.csv*"))
+
+
+def test_cli_cannot_write_is_one_line_saying_what_to_do(seeded: Seed, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "out.csv"
+    result = CliRunner().invoke(export_command, ["--since", "2026-11-19", "--until", "2026-11-20", "--db", str(seeded.path),
+                                                 "--out", str(target)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write {target}: No such file or directory: check that its folder exists and is writable, "
+        "or choose another --out"
+    ]
+
+
+def test_export_help_lists_every_column_with_its_meaning() -> None:
+    result = CliRunner().invoke(cli, ["export", "-h"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split(None, 1) for line in result.output.splitlines() if line.startswith("    ")]
+    listed = {parts[0]: parts[1] for parts in lines if len(parts) == 2 and parts[0] in COLUMNS}
+    assert list(listed) == list(COLUMNS)
+    assert listed == dict(COLUMN_HELP)
+    assert listed["success"] == "true or false (true only for a 2xx answer)"
+    overview = CliRunner().invoke(cli, ["-h"]).output
+    assert "export    Export archived deliveries to CSV" in overview  # the docstring stays the short help

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dashboard.filters import Filters, Window, ceil_minute, choose_bucket, from_query_params, to_query_params
+from dashboard.filters import (EARLIEST, Filters, Window, ceil_minute, choose_bucket, clamped, from_query_params,
+                               to_query_params)
 from dashboard.where import fts_query
 
 UTC = timezone.utc
@@ -46,6 +47,21 @@ def test_malformed_links_fall_back_to_defaults() -> None:
     assert inverted == Filters()
     garbled = from_query_params({"range": "custom", "since": "yesterday", "until": "2026-11-01T00:00:00Z"})
     assert garbled == Filters()
+
+
+def test_a_link_reaching_past_sane_dates_is_clamped() -> None:
+    link = {"range": "custom", "since": "0001-01-01T00:00:00Z", "until": "9999-12-31T00:00:00Z"}
+    f = from_query_params(link, now=NOW)
+    assert (f.since, f.until) == (datetime(2000, 1, 1, tzinfo=UTC), NOW + timedelta(days=1))
+    assert clamped(link, f)
+    window = f.window(NOW)
+    assert window.previous().until == EARLIEST  # no OverflowError: the "previous period" of it exists too
+    assert to_query_params(f) == {"range": "custom", "since": "2000-01-01T00:00:00Z", "until": "2026-11-21T12:34:56.000789Z"}
+    inside = {"range": "custom", "since": "2026-11-01T00:00:00+01:00", "until": "2026-11-02T00:00:00Z"}
+    assert not clamped(inside, from_query_params(inside, now=NOW))
+    # Both ends beyond the same edge leave nothing: the default range, as for any empty custom range.
+    assert from_query_params({"range": "custom", "since": "9000-01-01T00:00:00Z", "until": "9999-01-01T00:00:00Z"},
+                             now=NOW) == Filters()
 
 
 def test_the_last_of_repeated_single_values_wins() -> None:

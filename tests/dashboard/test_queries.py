@@ -6,16 +6,20 @@ import math
 import sqlite3
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
+from collectors import archive, store
 from collectors.archive import LATENCY_BUCKET_BOUNDS_MS, error_class
+from collectors.models import Webhook
 from dashboard import queries
 from dashboard.filters import Filters, Window
 from dashboard.stats import aggregate, percentile_from_histogram, summary, time_series
 
-from .seed import ALPHA, BETA, GAMMA, NOW, Seed
+from .seed import ALPHA, BETA, GAMMA, NOW, Seed, delivery
 
 DAY = Filters()
 
@@ -119,6 +123,71 @@ def test_search_box(conn: sqlite3.Connection, text: str, ids: set[str]) -> None:
     assert queries.count_deliveries(conn, f, window()) == queries.Count(len(ids), True)
 
 
+def _steps(conn: sqlite3.Connection, run) -> int:
+    """How much work SQLite does for ``run()``: virtual-machine steps (in units of 100), nested FTS5 reads included."""
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(tick, 100)
+    try:
+        run()
+    finally:
+        conn.set_progress_handler(None, 0)
+    return steps
+
+
+def _add_old_matches(path: Path, first: int, count: int) -> None:
+    """``count`` deliveries mentioning "needle", 20 days before the window, archived after its rows (later rowids)."""
+    db = archive.connect(path)
+    old = [delivery(f"dlv_n{first + i:05d}", BETA, NOW - timedelta(days=20, seconds=first + i),
+                    error="needle in the haystack") for i in range(count)]
+    with archive.transaction(db):
+        store.save_deliveries(db, old, seen_at=NOW)
+    db.conn.close()
+
+
+def test_search_costs_what_the_window_holds_not_the_archive(seeded: Seed) -> None:
+    """A word common in the archive but rare in the window: the search's work must not grow with the archive."""
+    db = archive.connect(seeded.path)
+    with archive.transaction(db):
+        store.save_deliveries(db, [delivery(f"dlv_w{k}", ALPHA, NOW - timedelta(hours=k), error="needle here")
+                                   for k in (2, 3, 4)], seen_at=NOW)
+    db.conn.close()
+    view = DAY.with_changes(search="needle")
+
+    def cost() -> tuple[int, set[str]]:
+        conn = archive.connect(seeded.path, readonly=True).conn
+        try:
+            found: set[str] = set()
+
+            def run() -> None:
+                assert queries.count_deliveries(conn, view, window()) == queries.Count(3, True)
+                found.update(queries.delivery_page(conn, view, window(), limit=50).rows["id"])
+                assert summary(conn, view, window()).deliveries == 3
+
+            return _steps(conn, run), found
+        finally:
+            conn.close()
+
+    _add_old_matches(seeded.path, 0, 1_000)
+    small, found = cost()
+    _add_old_matches(seeded.path, 1_000, 4_000)
+    large, found_again = cost()
+    assert found == found_again == {"dlv_w2", "dlv_w3", "dlv_w4"}
+    assert large <= small * 1.25, f"{small} -> {large} steps for 4,000 more matches outside the window"
+
+
+def test_search_is_exact_when_rows_of_other_days_sit_among_the_windows_rows(conn: sqlite3.Connection) -> None:
+    """The previous day's rows were archived in the same batch as the window's: their words stay out of the view."""
+    assert queries.delivery_page(conn, DAY.with_changes(search="dlv_p05"), window()).rows.empty
+    before = Window(window().since - timedelta(days=1), window().since)
+    assert list(queries.delivery_page(conn, DAY.with_changes(search="dlv_p05"), before).rows["id"]) == ["dlv_p05"]
+
+
 def test_search_count_stops_at_its_cap(conn: sqlite3.Connection) -> None:
     count = queries.count_deliveries(conn, DAY.with_changes(search="endpoint"), window(), cap=5)
     assert count == queries.Count(5, False)
@@ -218,6 +287,55 @@ def test_webhook_health(conn: sqlite3.Connection) -> None:
     assert alpha["last_failure"] == NOW - timedelta(minutes=30)
     assert alpha["success_rate"] == pytest.approx(37 / 43)
     assert gamma["state"] == "inactive" and gamma["deliveries"] == 0
+
+
+def test_health_describes_the_webhook_whatever_the_outcome_and_status_filters(conn: sqlite3.Connection) -> None:
+    every = queries.webhook_health(conn, DAY, window()).set_index("webhook_id")
+    for view in (DAY.with_changes(outcome="failed"), DAY.with_changes(status_classes=("5xx",)),
+                 DAY.with_changes(outcome="success", status_classes=("2xx",)), DAY.with_changes(search="bad gateway")):
+        health = queries.webhook_health(conn, view, window()).set_index("webhook_id")
+        assert health.loc[ALPHA, "state"] == "degraded" and health.loc[ALPHA, "success_rate"] == pytest.approx(37 / 43)
+        assert health.loc[BETA, "state"] == "failing" and health.loc[BETA, "success_rate"] == pytest.approx(2 / 10)
+        assert health[["state", "deliveries", "success_rate", "p95_ms"]].equals(every[["state", "deliveries", "success_rate", "p95_ms"]])
+    # The webhook and event-type filters still narrow it.
+    appointments = queries.webhook_health(conn, DAY.with_changes(event_types=("CUSTOMER_CREATED",)), window())
+    assert appointments.set_index("webhook_id").loc[ALPHA, "deliveries"] == 10
+
+
+def test_a_95_percent_healthy_webhook_does_not_read_failing_in_a_view_of_failures(tmp_path: Path) -> None:
+    db = archive.connect(tmp_path / "one.db")
+    archive.ensure_db_shape(db)
+    hook = Webhook(id="wh_ok", endpoint_url="https://receiver.example/ok", event_types=["PET_CREATED"], is_active=True)
+    rows = [delivery(f"d{k:02d}", "wh_ok", NOW - timedelta(minutes=30 * k), success=k != 20, status=200 if k != 20 else 500)
+            for k in range(1, 21)]  # 19 of 20 succeeded; the one failure is the oldest
+    with archive.transaction(db):
+        store.save_webhooks(db, [hook], seen_at=NOW)
+        store.save_deliveries(db, rows, seen_at=NOW)
+    health = queries.webhook_health(db.conn, DAY.with_changes(outcome="failed"), window())
+    db.conn.close()
+    row = health.set_index("webhook_id").loc["wh_ok"]
+    assert (row["state"], row["success_rate"], row["deliveries"]) == ("degraded", pytest.approx(0.95), 20)
+
+
+def test_last_outcomes_and_the_streak_read_the_outcome_index(conn: sqlite3.Connection) -> None:
+    """Every per-webhook lookup of the health table is a seek (or a failures-only range) on the outcome index.
+
+    So a webhook that never failed costs one seek to learn it, however many deliveries it has.
+    """
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        health = queries.webhook_health(conn, DAY, window()).set_index("webhook_id")
+    finally:
+        conn.set_trace_callback(None)
+    lookups = [sql for sql in statements if "FROM deliveries WHERE webhook_id" in sql]
+    # Last success and last failure of each of the 3 webhooks, and the streak of the 2 that failed.
+    assert len(lookups) == 3 * 2 + 2
+    for sql in lookups:
+        plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING COVERING INDEX deliveries_by_webhook_outcome_time (webhook_id=? AND success=? AND delivered_at" \
+            in plan, (sql, plan)
+    assert health.loc[BETA, "consecutive_failures"] == 8 and pd.isna(health.loc[GAMMA, "last_failure"])
 
 
 @pytest.mark.parametrize(
