@@ -55,6 +55,13 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         help="built-in receiver port, 0 = any free port (default)",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing at start")
+    p.add_argument(
+        "--daily-limit",
+        type=int,
+        default=d.daily_limit,
+        help=f"for tests: pushes a day per webhook, 1..{d.daily_limit} (default {d.daily_limit:,}, MoeGo's);"
+        " seeded history is capped by it too",
+    )
     a = p.parse_args(argv)
     return SandboxOptions(
         host=a.host,
@@ -67,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         delivery_timeout_s=a.delivery_timeout,
         receiver_port=a.receiver_port,
         quiet=a.quiet,
+        daily_limit=a.daily_limit,
     )
 
 

@@ -6,9 +6,10 @@
 - ``POST /_sandbox/traffic``: ``{"paused": bool, "rate": per-minute?}``;
 - ``GET  /_sandbox/stats``: entries, failures and pushes per webhook, totals;
 - ``POST /_sandbox/generate``: ``{"webhookId", "count", "failRate"?, "spreadSeconds"?, "eventType"?}``
-  synthesizes ``count`` entries delivered over the last ``spreadSeconds`` (default 3600);
+  synthesizes ``count`` entries delivered over the last ``spreadSeconds`` (default 3600); they are
+  test data, not pushes, and bypass the push limits;
 - ``POST /_sandbox/emit``: ``{"webhookId", "eventType"?}`` sends one live event now (with automatic
-  retries) and returns its entry after the first attempt;
+  retries) and returns its entry after the first attempt; 429 with ``Retry-After`` past a push limit;
 - ``GET  /_sandbox/received?deliveryId=ID`` (or ``?limit=N``): what the built-in receiver got;
 - ``POST /_sandbox/deliveries:mutate``: ``{"id", "success"?, "responseStatus"?, "retryCount"?,
   "error"?, "durationMs"?}`` rewrites an entry's outcome (as a late retry would).
@@ -29,7 +30,6 @@ from sandbox.errors import ApiError, error_response
 from sandbox.events import EVENT_CODES
 from sandbox.faults import FaultSpecError
 from sandbox.history import synthetic_rows
-from sandbox.limits import PushLimiter
 from sandbox.protojson import delivery_json, format_timestamp
 from sandbox.store import parse_delivery_id
 from sandbox.synth import materialize
@@ -194,10 +194,12 @@ def admin_routes(rt: Any) -> list[Route]:
         )
         if event_type not in EVENT_CODES:
             raise ValueError(f"eventType: unknown {event_type!r}")
-        wait = rt.limiter.wait_seconds(webhook.id, rt.clock.now_ns())
-        if wait > 0:
-            return _bad(str(PushLimited(PushLimiter.retry_after(wait))), 429)
-        row = await rt.dispatcher.deliver(webhook, rt.dispatcher.new_event(event_type))
+        try:
+            row = await rt.dispatcher.deliver(webhook, rt.dispatcher.new_event(event_type))
+        except PushLimited as exc:
+            return JSONResponse(
+                {"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+            )
         return JSONResponse(delivery_json(materialize(row, webhook, rt.identity)))
 
     async def received(request: Request) -> Response:

@@ -163,6 +163,7 @@ def build_api_app(rt: Runtime) -> Starlette:
     async def delete_webhook(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         webhook = rt.registry.delete(request.path_params["id"])
         rt.store.delete_webhook(webhook.idx)
+        rt.limiter.forget(webhook.id)
         return {}
 
     async def list_webhooks(request: Request, body: dict[str, Any]) -> dict[str, Any]:

@@ -7,21 +7,33 @@ start time rounded down to the minute, so they move with the start time; the dai
 
 Only the retention window (15 days) is generated: anything older would vanish at once anyway.
 
-Demo set (``volume="demo"``): 5 webhooks, ~320 deliveries per webhook per day.
-Full set (``volume="full"``): 10 webhooks, 10,000 per webhook per day (about 1.5 million rows).
+History respects the push limits (:mod:`sandbox.limits`): it is walked oldest first through the
+runtime's push limiter, each entry costing its first attempt plus its retries (a redelivery by hand
+costs one), and what the limiter refuses is held back, as live traffic would be. So no window of
+24 h (in particular no generated day) holds more than the daily limit of pushes, hence of entries,
+and the sandbox starts with the last day's pushes counted.
+
+Demo set (``volume="demo"``): 5 webhooks, ~320 deliveries per webhook per day (far below the limits).
+Full set (``volume="full"``): 10 webhooks whose demand exceeds 10,000 a day, so each day holds
+(just under) 10,000 pushes per webhook: ~10,000 entries for healthy webhooks, fewer for those
+whose retries use part of the budget (about 1.3 million rows in all).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import NamedTuple
 
 from sandbox.clock import NS_PER_DAY, NS_PER_MS, NS_PER_SECOND
 from sandbox.events import EVENT_CODES
+from sandbox.limits import PER_DAY, PushLimiter
 from sandbox.model import DEFAULT_RETRY_POLICY, WebhookRecord
 from sandbox.profiles import PROFILES, Profile
 from sandbox.store import MAX_KEY_BITS, DeliveryStore
@@ -34,6 +46,9 @@ __all__ = [
     "DEMO_SPECS",
     "FULL_SPECS",
     "EVENT_WEIGHTS",
+    "DEMAND",
+    "Demand",
+    "history_rows",
     "seed_history",
     "synthetic_rows",
 ]
@@ -69,6 +84,7 @@ _HOURLY = (
     0.2,
 )
 _HOURLY_CUM = list(itertools.accumulate(_HOURLY))
+_delivered_at = itemgetter(5)
 
 #: How common each event type is, relative to the others.
 EVENT_WEIGHTS: dict[str, float] = {
@@ -132,7 +148,30 @@ FULL_SPECS: tuple[WebhookSpec, ...] = DEMO_SPECS + (
     WebhookSpec("loyalty-points", "healthy", ("APPOINTMENT_FINISHED", *_CUSTOMERS)),
     WebhookSpec("vet-records-sync", "flaky", (*_PETS, "CUSTOMER_COMPLIANCE_CHANGED")),
 )
-_DAILY = {"demo": 320, "full": 10_000}
+
+
+class Demand(NamedTuple):
+    """How many deliveries a day a seeded webhook is asked to make, before push limits.
+
+    A day draws ``mean * uniform(low, high)`` candidates. With ``pushes``, ``mean`` counts pushes,
+    not deliveries: it is divided by the pushes a delivery of the webhook's profile makes on average
+    (first attempt and retries), so a failing webhook, whose retries use up its budget, asks for
+    fewer deliveries instead of drawing twice as many as it may send.
+    """
+
+    mean: float
+    low: float
+    high: float
+    pushes: bool = False
+
+
+#: Demo: a few hundred deliveries a day, far below the limits. Full: a little more than the 10,000
+#: pushes a day a webhook may make, so the limiter holds back the excess and every day lands at
+#: (or just under) the limit.
+DEMAND: dict[str, Demand] = {
+    "demo": Demand(320, 0.85, 1.15),
+    "full": Demand(PER_DAY, 1.03, 1.15, pushes=True),
+}
 
 
 def _token(seed: int, label: str, purpose: str, length: int) -> str:
@@ -168,68 +207,61 @@ def _type_picker(event_types: list[str]) -> tuple[list[int], list[float]]:
     return codes, list(itertools.accumulate(EVENT_WEIGHTS.get(t, 1.0) for t in event_types))
 
 
-def _rows_for(
+def _day_rows(
     webhook: WebhookRecord,
     profile: Profile,
     rng: random.Random,
     *,
-    anchor_ns: int,
-    days: int,
-    quiet_days: int,
-    daily: int,
+    n: int,
+    window_start: int,
+    anchor_tod: int,
+    quiet_from: int,
     timeout_ms: int,
-) -> Iterator[tuple]:
-    """Compact rows (``store.COMPACT_COLUMNS`` order) of one webhook's history."""
+    redeliveries: dict[int, tuple],
+) -> list[tuple]:
+    """``n`` candidate rows (``store.COMPACT_COLUMNS`` order) of one day, in draw order.
+
+    A failed row that someone redelivered by hand later has its redelivery in ``redeliveries``
+    (by the row's key); it is logged only if the row itself is.
+    """
     codes, cum = _type_picker(webhook.event_types)
     policy = webhook.retry_policy
     target = host_port(webhook.endpoint_url)
-    anchor_tod = (anchor_ns + _LOCAL_OFFSET_NS) % NS_PER_DAY
-    getrandbits, randrange, random_ = rng.getrandbits, rng.randrange, rng.random
+    # Bound methods and float draws (``random() * span`` rather than ``randrange``, ``exp(gauss)``
+    # rather than ``lognormvariate``): this loop runs 1.6 million times at full volume.
+    getrandbits, randrange, random_, gauss = rng.getrandbits, rng.randrange, rng.random, rng.gauss
+    exp = math.exp
     simulate = profile.simulate
     fail_rate, median, sigma = profile.first_failure_rate, profile.latency_median_ms, profile.latency_sigma
     success_status = profile.success_status
     log_median = math.log(median)
-    lognorm = rng.lognormvariate
     idx = webhook.idx
-    quiet_from = anchor_ns - quiet_days * NS_PER_DAY  # nothing is delivered after this
-    for day in range(days):
-        n = int(daily * rng.uniform(0.85, 1.15))
-        if day < quiet_days:
+    rows: list[tuple] = []
+    append = rows.append
+    hours = rng.choices(range(24), cum_weights=_HOURLY_CUM, k=n)
+    types = rng.choices(codes, cum_weights=cum, k=n)
+    for hour, code in zip(hours, types, strict=True):
+        offset = (hour * _HOUR_NS + int(random_() * _HOUR_NS) - anchor_tod) % NS_PER_DAY
+        at = window_start + offset
+        event_seed = getrandbits(62)
+        event_at = at - (1 + int(random_() * 899)) * NS_PER_MS
+        if random_() >= fail_rate:  # the common case, inlined for speed
+            duration = min(25_000, max(1, int(exp(gauss(log_median, sigma)))))
+            key = getrandbits(MAX_KEY_BITS)
+            append((key, idx, code, event_seed, event_at, at, duration, success_status, 1, 0, None))
             continue
-        window_start = anchor_ns - (day + 1) * NS_PER_DAY
-        hours = rng.choices(range(24), cum_weights=_HOURLY_CUM, k=n)
-        types = rng.choices(codes, cum_weights=cum, k=n)
-        for hour, code in zip(hours, types, strict=True):
-            offset = (hour * _HOUR_NS + randrange(_HOUR_NS) - anchor_tod) % NS_PER_DAY
-            at = window_start + offset
-            event_seed = getrandbits(62)
-            event_at = at - randrange(1, 900) * NS_PER_MS
-            if random_() >= fail_rate:  # the common case, inlined for speed
-                duration = min(25_000, max(1, int(lognorm(log_median, sigma))))
-                yield (
-                    getrandbits(MAX_KEY_BITS),
-                    idx,
-                    code,
-                    event_seed,
-                    event_at,
-                    at,
-                    duration,
-                    success_status,
-                    1,
-                    0,
-                    None,
-                )
-                continue
-            outcome = simulate(
-                rng,
-                timeout_ms=timeout_ms,
-                host_port=target,
-                retryable=policy.retryable_http_codes,
-                max_retries=policy.max_retries,
-                first_failure_rate=1.0,
-            )
-            yield (
-                getrandbits(MAX_KEY_BITS),
+        outcome = simulate(
+            rng,
+            timeout_ms=timeout_ms,
+            host_port=target,
+            retryable=policy.retryable_http_codes,
+            max_retries=policy.max_retries,
+            first_failure_rate=1.0,
+        )
+        key = getrandbits(MAX_KEY_BITS)
+        append(
+            (
+                key,
                 idx,
                 code,
                 event_seed,
@@ -241,27 +273,96 @@ def _rows_for(
                 outcome.retry_count,
                 outcome.error or None,
             )
-            if not outcome.success and random_() < 0.35:
-                # Someone pressed "redeliver" later: a new entry for the same event.
-                # Random draws happen whether or not the entry falls before the anchor, so that ids
-                # never depend on the start time.
-                again = at + randrange(5 * 60, 8 * 3600) * NS_PER_SECOND
-                retry = simulate(rng, timeout_ms=timeout_ms, host_port=target, retryable=(), max_retries=0)
-                key = getrandbits(MAX_KEY_BITS)
-                if again < quiet_from:
-                    yield (
-                        key,
-                        idx,
-                        code,
-                        event_seed,
-                        event_at,
-                        again,
-                        retry.duration_ms,
-                        retry.status,
-                        int(retry.success),
-                        0,
-                        retry.error or None,
-                    )
+        )
+        if not outcome.success and random_() < 0.35:
+            # Someone pressed "redeliver" later: a new entry for the same event.
+            # Random draws happen whether or not the entry falls before the anchor, so that ids
+            # never depend on the start time.
+            again = at + randrange(5 * 60, 8 * 3600) * NS_PER_SECOND
+            retry = simulate(rng, timeout_ms=timeout_ms, host_port=target, retryable=(), max_retries=0)
+            again_key = getrandbits(MAX_KEY_BITS)
+            if again < quiet_from:
+                redeliveries[key] = (
+                    again_key,
+                    idx,
+                    code,
+                    event_seed,
+                    event_at,
+                    again,
+                    retry.duration_ms,
+                    retry.status,
+                    int(retry.success),
+                    0,
+                    retry.error or None,
+                )
+    return rows
+
+
+def history_rows(
+    webhook: WebhookRecord,
+    profile: Profile,
+    *,
+    seed_key: str,
+    anchor_ns: int,
+    days: int,
+    quiet_days: int,
+    demand: Demand,
+    timeout_ms: int,
+    admit: Callable[[int, int], bool],
+) -> Iterator[tuple]:
+    """Compact rows of one webhook's history over the ``days`` days before ``anchor_ns``, oldest first.
+
+    Day ``d`` (0 = the 24 h before the anchor) draws its candidate deliveries (:class:`Demand`)
+    from ``random.Random(f"{seed_key}:{d}")``, so ids depend on neither the start time nor the
+    number of days. Candidates are then walked in time order and each must
+    pass ``admit(delivered_at_ns, pushes)`` (pushes: the first attempt plus its retries; a redelivery
+    by hand is one push): that is the webhook's push limiter, so the history never holds more than
+    the per-minute and per-day limits allow, in any window. A candidate refused is held back, as
+    live traffic is: it is not logged (nor is its redelivery).
+    """
+    mean, low, high, in_pushes = demand
+    if in_pushes:
+        policy = webhook.retry_policy
+        retryable, max_retries = policy.retryable_http_codes, policy.max_retries
+        mean /= profile.expected_pushes(retryable=retryable, max_retries=max_retries)
+    anchor_tod = (anchor_ns + _LOCAL_OFFSET_NS) % NS_PER_DAY
+    quiet_from = anchor_ns - quiet_days * NS_PER_DAY  # nothing is delivered after this
+    later: list[tuple[int, int, tuple]] = []  # redeliveries to come: (delivered_at, key, row)
+    redeliveries: dict[int, tuple] = {}
+    for day in reversed(range(days)):  # oldest first
+        rng = random.Random(f"{seed_key}:{day}")
+        n = int(mean * rng.uniform(low, high))
+        if day < quiet_days:
+            continue
+        rows = _day_rows(
+            webhook,
+            profile,
+            rng,
+            n=n,
+            window_start=anchor_ns - (day + 1) * NS_PER_DAY,
+            anchor_tod=anchor_tod,
+            quiet_from=quiet_from,
+            timeout_ms=timeout_ms,
+            redeliveries=redeliveries,
+        )
+        rows.sort(key=_delivered_at)
+        for row in rows:
+            at = row[5]
+            while later and later[0][0] <= at:
+                again = heapq.heappop(later)[2]
+                if admit(again[5], 1):
+                    yield again
+            if admit(at, 1 + row[9]):
+                yield row
+                if not row[8] and redeliveries:
+                    again = redeliveries.pop(row[0], None)
+                    if again is not None:
+                        heapq.heappush(later, (again[5], again[0], again))
+        redeliveries.clear()
+    while later:
+        again = heapq.heappop(later)[2]
+        if admit(again[5], 1):
+            yield again
 
 
 def seed_history(
@@ -274,10 +375,17 @@ def seed_history(
     store: DeliveryStore,
     endpoint_for: Callable[[WebhookSpec], str],
     timeout_ms: int,
+    limiter: PushLimiter | None = None,
 ) -> list[WebhookRecord]:
-    """Create the seeded webhooks in ``registry`` and load their history into ``store``."""
-    if volume not in _DAILY:
+    """Create the seeded webhooks in ``registry`` and load their history into ``store``.
+
+    The history goes through ``limiter`` (a fresh one with MoeGo's limits when None), which is left
+    holding the seeded pushes of the last minute and day: the sandbox starts with them counted.
+    """
+    if volume not in DEMAND:
         raise ValueError(f"volume: 'demo' or 'full', not {volume!r}")
+    if limiter is None:
+        limiter = PushLimiter()
     specs = DEMO_SPECS if volume == "demo" else FULL_SPECS
     days = max(0, min(history_days, RETENTION_DAYS))
     webhooks = []
@@ -288,18 +396,21 @@ def seed_history(
 
     def all_rows() -> Iterator[tuple]:
         for spec, webhook in zip(specs, webhooks, strict=True):
-            rng = random.Random(f"{seed}:history:{spec.label}")
-            yield from _rows_for(
+            yield from history_rows(
                 webhook,
                 PROFILES[spec.profile],
-                rng,
+                seed_key=f"{seed}:history:{spec.label}",
                 anchor_ns=anchor_ns,
                 days=days,
                 quiet_days=spec.quiet_days,
-                daily=_DAILY[volume],
+                demand=DEMAND[volume],
                 timeout_ms=timeout_ms,
+                admit=limiter.of(webhook.id).try_add,
             )
 
+    # Rows come in (webhook, deliveredAt) order, the order of the paging indexes: keeping them while
+    # inserting only appends at their ends, cheaper in time and memory than sorting them afterwards.
+    store.ensure_indexes()
     store.bulk_load(all_rows())
     return webhooks
 

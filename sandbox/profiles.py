@@ -85,6 +85,17 @@ class Profile:
                 return kind
         return kinds[-1][0]
 
+    def expected_pushes(self, *, retryable: tuple[int, ...], max_retries: int) -> float:
+        """The mean number of POSTs a delivery makes (first attempt and automatic retries) in
+        :meth:`simulate`: ``1 + p * q * (1 - a**m) / (1 - a)`` with ``p`` the first-failure rate,
+        ``q`` the share of retryable failures, ``a = q * (1 - retry success rate)``, ``m`` max retries.
+        """
+        total = sum(w for _, w in self.failures)
+        q = sum(w for k, w in self.failures if k in ("timeout", "refused") or k in retryable) / total
+        a = q * (1 - self.retry_success_rate)
+        retries = q * max_retries if a >= 1 else q * (1 - a**max_retries) / (1 - a)
+        return 1 + self.first_failure_rate * retries
+
     def simulate(
         self,
         rng: random.Random,

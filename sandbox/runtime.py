@@ -16,7 +16,7 @@ from sandbox.clock import NS_PER_DAY, NS_PER_SECOND, SandboxClock
 from sandbox.events import Identity
 from sandbox.faults import FaultInjector
 from sandbox.history import RETENTION_DAYS, WebhookSpec, seed_history
-from sandbox.limits import PushLimiter
+from sandbox.limits import PER_DAY, PushLimiter
 from sandbox.receiver import ReceivedLog
 from sandbox.relay import FlappingRelay
 from sandbox.store import DeliveryStore
@@ -43,6 +43,7 @@ class RuntimeConfig:
     delivery_timeout_s: float
     api_base_url: str
     receiver_base_url: str
+    daily_limit: int = PER_DAY
 
 
 class Runtime:
@@ -56,7 +57,7 @@ class Runtime:
         self.identity = Identity.from_seed(config.seed)
         self.registry = WebhookRegistry(seed=config.seed, company_id=self.identity.company_id)
         self.store = DeliveryStore()
-        self.limiter = PushLimiter()
+        self.limiter = PushLimiter(per_day=config.daily_limit)
         self.faults = FaultInjector()
         self.received = ReceivedLog()
         self.relay = FlappingRelay(relay_sock, receiver_port, seed=config.seed)
@@ -73,7 +74,6 @@ class Runtime:
             rate_per_minute=config.rate,
             dispatcher=self.dispatcher,
             registry=self.registry,
-            limiter=self.limiter,
             clock=self.clock,
             seed=config.seed,
         )
@@ -100,6 +100,7 @@ class Runtime:
             store=self.store,
             endpoint_for=endpoint,
             timeout_ms=int(self.config.delivery_timeout_s * 1000),
+            limiter=self.limiter,  # history respects the limits; its last day starts counted
         )
         self.purge()
 

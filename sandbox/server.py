@@ -22,6 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from sandbox.api import build_api_app
+from sandbox.limits import PER_DAY
 from sandbox.receiver import build_receiver_app
 from sandbox.runtime import Runtime, RuntimeConfig
 
@@ -44,6 +45,7 @@ class SandboxOptions:
     delivery_timeout_s: float = 30.0
     receiver_port: int = 0  # 0 = pick a free port
     quiet: bool = False
+    daily_limit: int = PER_DAY  # pushes a day per webhook; lower it only in tests
 
     def validate(self) -> None:
         """Raise SandboxError (one clear line) for impossible options."""
@@ -57,6 +59,8 @@ class SandboxOptions:
             raise SandboxError("rate must be >= 0 events per minute")
         if self.delivery_timeout_s <= 0:
             raise SandboxError("delivery_timeout_s must be > 0")
+        if not 1 <= self.daily_limit <= PER_DAY:
+            raise SandboxError(f"daily_limit must be between 1 and {PER_DAY} (MoeGo's limit)")
         if not self.api_key or any(c.isspace() for c in self.api_key):
             raise SandboxError("api_key must be a non-empty string without spaces")
 
@@ -187,6 +191,7 @@ def serve(options: SandboxOptions) -> None:
                 options.host if options.host not in ("0.0.0.0", "::") else "127.0.0.1", api_port
             ),
             receiver_base_url=_url("127.0.0.1", recv_port),
+            daily_limit=options.daily_limit,
         )
         rt = Runtime(config, relay_sock, recv_port)
         rt.seed()

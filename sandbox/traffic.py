@@ -9,8 +9,12 @@ Dispatcher contract:
   ``deliveredAt`` = the start of that first attempt, and never moves; automatic retries (up to
   ``retryPolicy.maxRetries``, after ``initialIntervalMs * backoffFactor**n``, on retryable
   statuses, timeouts and connection errors) update that same entry;
-- redeliveries and tests make one attempt and a new entry; past a push limit they raise
-  :class:`PushLimited` and send nothing.
+- redeliveries and tests make one attempt and a new entry;
+- past a push limit (:mod:`sandbox.limits`) nothing is sent and nothing is logged: a live delivery,
+  a redelivery or a test raises :class:`PushLimited` (the live generator counts it as held back,
+  the API answers 429 RESOURCE_EXHAUSTED with ``Retry-After``); an automatic retry waits until the
+  windows have room (checking every few seconds, so an advanced clock frees it too), then goes,
+  unless its entry was deleted or expired meanwhile. The entry shows its last outcome while it waits.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = ["Dispatcher", "TrafficGenerator", "PushLimited", "Attempt", "RESPONSE
 
 #: Recorded response bodies are cut at 4 KiB.
 RESPONSE_BODY_LIMIT = 4096
+#: How often a retry held back by a push limit checks again (at most).
+RETRY_LIMIT_POLL_S = 5.0
 
 
 class PushLimited(Exception):
@@ -99,6 +105,7 @@ class Dispatcher:
         limiter: PushLimiter,
         timeout_s: float,
         seed: int,
+        limit_poll_s: float = RETRY_LIMIT_POLL_S,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -106,6 +113,7 @@ class Dispatcher:
         self._clock = clock
         self._limiter = limiter
         self._timeout_s = timeout_s
+        self._limit_poll_s = limit_poll_s
         self._rng = random.Random(f"{seed}:live")
         self._clients: dict[bool, httpx.AsyncClient] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -248,9 +256,20 @@ class Dispatcher:
             row.key = self.new_key()
         return row
 
-    async def deliver(self, webhook: WebhookRecord, event: Event) -> DeliveryRow:
-        """A live delivery: first attempt now (counted as a push), retries in the background."""
-        self._limiter.acquire(webhook.id, self._clock.now_ns())
+    def reserve(self, webhook: WebhookRecord) -> None:
+        """Count one push of ``webhook`` now; PushLimited (and nothing counted) past a limit."""
+        wait = self._limiter.acquire(webhook.id, self._clock.now_ns())
+        if wait > 0:
+            raise PushLimited(PushLimiter.retry_after(wait))
+
+    async def deliver(self, webhook: WebhookRecord, event: Event, *, reserved: bool = False) -> DeliveryRow:
+        """A live delivery: first attempt now, retries in the background.
+
+        The first attempt is a push: counted here, or already by :meth:`reserve` when ``reserved``.
+        Past a limit it raises PushLimited before sending or logging anything.
+        """
+        if not reserved:
+            self.reserve(webhook)
         body = encode_body(event)
         row = await self._first_attempt(webhook, event, body)
         if not row.success and self._is_retryable(webhook, row) and webhook.retry_policy.max_retries > 0:
@@ -263,9 +282,7 @@ class Dispatcher:
 
     async def send_once(self, webhook: WebhookRecord, event: Event, body: bytes | None = None) -> DeliveryRow:
         """One attempt and a new log entry (redelivery, test); PushLimited past a limit."""
-        wait = self._limiter.acquire(webhook.id, self._clock.now_ns())
-        if wait > 0:
-            raise PushLimited(PushLimiter.retry_after(wait))
+        self.reserve(webhook)
         return await self._first_attempt(webhook, event, body if body is not None else encode_body(event))
 
     async def _retry(self, webhook_id: str, key: int, event_type: str, body: bytes) -> None:
@@ -275,7 +292,10 @@ class Dispatcher:
                 return
             await asyncio.sleep(webhook.retry_policy.delay_ms(n) / 1000)
             while (wait := self._limiter.acquire(webhook_id, self._clock.now_ns())) > 0:
-                await asyncio.sleep(min(wait, 5.0))
+                # Past a limit the retry waits (it is not dropped); re-checked every few seconds.
+                await asyncio.sleep(min(wait, self._limit_poll_s))
+                if self._registry.find(webhook_id) is None or not self._store.has_key(key):
+                    return  # deleted or expired while waiting: nothing left to retry
             webhook = self._registry.find(webhook_id)
             if webhook is None:
                 return
@@ -311,7 +331,6 @@ class TrafficGenerator:
         rate_per_minute: float,
         dispatcher: Dispatcher,
         registry: WebhookRegistry,
-        limiter: PushLimiter,
         clock: SandboxClock,
         seed: int,
     ) -> None:
@@ -321,7 +340,6 @@ class TrafficGenerator:
         self.held_back = 0
         self._dispatcher = dispatcher
         self._registry = registry
-        self._limiter = limiter
         self._clock = clock
         self._rng = random.Random(f"{seed}:traffic")
 
@@ -347,8 +365,13 @@ class TrafficGenerator:
             if picked is None:
                 continue
             webhook, event_type = picked
-            if self._limiter.wait_seconds(webhook.id, self._clock.now_ns()) > 0:
+            try:
+                # Counted now, before anything else can take the last slot: past a limit the
+                # event is held back (not sent, not logged), as MoeGo holds back pushes.
+                self._dispatcher.reserve(webhook)
+            except PushLimited:
                 self.held_back += 1
                 continue
             self.generated += 1
-            self._dispatcher.spawn(self._dispatcher.deliver(webhook, self._dispatcher.new_event(event_type)))
+            event = self._dispatcher.new_event(event_type)
+            self._dispatcher.spawn(self._dispatcher.deliver(webhook, event, reserved=True))
