@@ -38,6 +38,7 @@ __all__ = [
     "ArchiveError",
     "connect",
     "ensure_db_shape",
+    "check_readable",
     "transaction",
     "schema_version",
     "status_class",
@@ -302,6 +303,29 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def check_readable(path: str | Path) -> None:
+    """Raise :class:`ArchiveError` (one line: what is wrong, what to do) unless ``path`` is an archive
+    this version can read: it exists, is a SQLite file, and has exactly :data:`SCHEMA_VERSION`.
+    """
+    path = Path(path)
+    try:
+        db = connect(path, readonly=True)
+        try:
+            version = schema_version(db)
+        finally:
+            db.conn.close()
+    except sqlite3.Error as exc:
+        raise ArchiveError(
+            f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the archive"
+        ) from None
+    if version < SCHEMA_VERSION:
+        raise ArchiveError(f"the archive at {path} is not ready (schema {version} of {SCHEMA_VERSION}): "
+                           "run 'moego-monitor collect' once to prepare it")
+    if version > SCHEMA_VERSION:
+        raise ArchiveError(f"the archive at {path} was written by a newer moego-monitor (schema {version}): "
+                           "upgrade moego-monitor")
 
 
 def schema_version(db: sqlite_utils.Database) -> int:

@@ -42,22 +42,10 @@ def _fail(message: str) -> NoReturn:
 
 def _check_archive(settings: Settings) -> None:
     """Stop with one line when there is no archive, or one this version cannot read."""
-    path = settings.db_path
-    if not path.exists():
-        _fail(f"No archive at {path}: run `moego-monitor collect` first, or set MOEGO_MONITOR_DB to an archive.")
     try:
-        db = archive.connect(path, readonly=True)
-        try:
-            version = archive.schema_version(db)
-        finally:
-            db.conn.close()
-    except (archive.ArchiveError, sqlite3.DatabaseError) as exc:
-        _fail(f"Cannot read the archive at {path}: {exc}")
-    if version < archive.SCHEMA_VERSION:
-        _fail(f"The archive at {path} is not ready (schema {version} of {archive.SCHEMA_VERSION}): "
-              "run `moego-monitor collect` once to prepare it.")
-    if version > archive.SCHEMA_VERSION:
-        _fail(f"The archive at {path} was written by a newer moego-monitor (schema {version}): upgrade the dashboard.")
+        archive.check_readable(settings.db_path)
+    except archive.ArchiveError as exc:
+        _fail(str(exc))
 
 
 st.set_page_config(page_title="MoeGo Webhook Monitor", page_icon=":material/webhook:", layout="wide")

@@ -55,31 +55,6 @@ def parse_bound(text: str, *, end: bool) -> datetime:
         raise click.BadParameter(f"{text!r} is out of range: in UTC it falls outside the years 1..9999") from None
 
 
-def _check_archive(path: Path) -> None:
-    """Raise ``click.ClickException`` (one line, what to do) unless ``path`` is an archive this version can export."""
-    try:
-        db = archive.connect(path, readonly=True)
-        try:
-            version = archive.schema_version(db)
-        finally:
-            db.conn.close()
-    except ArchiveError as exc:
-        raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(
-            f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the archive"
-        ) from None
-    if version < archive.SCHEMA_VERSION:
-        raise click.ClickException(
-            f"the archive at {path} is not ready (schema {version} of {archive.SCHEMA_VERSION}): "
-            "run 'moego-monitor collect' once to prepare it"
-        )
-    if version > archive.SCHEMA_VERSION:
-        raise click.ClickException(
-            f"the archive at {path} was written by a newer moego-monitor (schema {version}): upgrade moego-monitor"
-        )
-
-
 def _columns_epilog() -> str:
     """The CSV's columns and what each holds, for ``export -h`` (``\\b`` keeps click from rewrapping them)."""
     width = max(len(name) for name, _ in COLUMN_HELP) + 2
@@ -108,7 +83,10 @@ def export_command(since: str, until: str, webhook_ids: tuple[str, ...], status:
         settings = load_settings(db_path=db_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    _check_archive(settings.db_path)
+    try:
+        archive.check_readable(settings.db_path)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
     target = Path(out) if out and out != "-" else Path(f"deliveries-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv")
     try:
         if out == "-":

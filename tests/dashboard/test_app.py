@@ -45,8 +45,7 @@ def everything_shown(at: AppTest) -> str:
 def test_no_archive_is_one_clear_line(run_app, tmp_path: Path) -> None:
     at = run_app(tmp_path / "nowhere.db")
     no_exception(at)
-    assert [e.value for e in at.error] == [f"No archive at {tmp_path / 'nowhere.db'}: run `moego-monitor collect` "
-                                           "first, or set MOEGO_MONITOR_DB to an archive."]
+    assert [e.value for e in at.error] == [f"no archive at {tmp_path / 'nowhere.db'}: run 'moego-monitor collect' first"]
     assert not at.metric
 
 
@@ -61,7 +60,8 @@ def test_a_corrupt_archive_is_one_clear_line(run_app, tmp_path: Path) -> None:
     (tmp_path / "corrupt.db").write_bytes(b"not an archive at all " * 100)
     at = run_app(tmp_path / "corrupt.db")
     no_exception(at)
-    assert [e.value for e in at.error] == [f"Cannot read the archive at {tmp_path / 'corrupt.db'}: file is not a database"]
+    assert [e.value for e in at.error] == [f"{tmp_path / 'corrupt.db'} is not a moego-monitor archive (file is not a "
+                                           "database): point --db or MOEGO_MONITOR_DB at the archive"]
     assert not at.metric
 
 
