@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from . import __version__
-from .cli_support import CONTEXT_SETTINGS, one_line_errors, settings_options  # noqa: F401  (re-exported)
+from .cli_support import CONTEXT_SETTINGS
 from dashboard.commands import export_command  # reads the archive: the dashboard side owns it
 
 from .commands import collect_command, schedule_command, status_command
