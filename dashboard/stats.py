@@ -25,7 +25,7 @@ from collectors.archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, hist
 from collectors.models import format_timestamp
 
 from .filters import Bucket, Filters, Window
-from .where import deliveries_where, hourly_where, rollup_can_answer
+from .where import Clause, deliveries_where, hourly_where, rollup_can_answer
 
 __all__ = [
     "DIMENSIONS",
@@ -115,26 +115,27 @@ def _check_dims(dims: Sequence[str]) -> tuple[str, ...]:
     return tuple(dims)
 
 
-def _raw(conn: sqlite3.Connection, filters: Filters, since: str, until: str, grain: Grain | None,
-         dims: tuple[str, ...]) -> pd.DataFrame:
-    keys = ([f"substr(delivered_at, 1, {_GRAIN_CHARS[grain]}) AS bucket"] if grain else []) + list(dims)
+def _grouped(conn: sqlite3.Connection, table: str, bucket: str, measures: str, where: Clause,
+             grain: Grain | None, dims: tuple[str, ...]) -> pd.DataFrame:
+    """``measures`` of ``table`` rows matching ``where``, grouped by ``bucket`` (when ``grain``) and ``dims``."""
+    keys = ([f"{bucket} AS bucket"] if grain else []) + list(dims)
     group = (["bucket"] if grain else []) + list(dims)
-    where = deliveries_where(filters, since, until)
-    sql = f"SELECT {', '.join([*keys, _RAW_MEASURES])} FROM deliveries WHERE {where.sql}"
+    sql = f"SELECT {', '.join([*keys, measures])} FROM {table} WHERE {where.sql}"
     if group:
         sql += f" GROUP BY {', '.join(group)}"
     return _frame(conn, sql, where.params, group)
+
+
+def _raw(conn: sqlite3.Connection, filters: Filters, since: str, until: str, grain: Grain | None,
+         dims: tuple[str, ...]) -> pd.DataFrame:
+    bucket = f"substr(delivered_at, 1, {_GRAIN_CHARS[grain]})" if grain else ""
+    return _grouped(conn, "deliveries", bucket, _RAW_MEASURES, deliveries_where(filters, since, until), grain, dims)
 
 
 def _rollup(conn: sqlite3.Connection, filters: Filters, hour_from: str, hour_to: str, grain: Grain | None,
             dims: tuple[str, ...]) -> pd.DataFrame:
-    keys = (["hour AS bucket"] if grain else []) + list(dims)
-    group = (["bucket"] if grain else []) + list(dims)
-    where = hourly_where(filters, hour_from, hour_to)
-    sql = f"SELECT {', '.join([*keys, _ROLLUP_MEASURES])} FROM delivery_hourly WHERE {where.sql}"
-    if group:
-        sql += f" GROUP BY {', '.join(group)}"
-    return _frame(conn, sql, where.params, group)
+    return _grouped(conn, "delivery_hourly", "hour", _ROLLUP_MEASURES, hourly_where(filters, hour_from, hour_to),
+                    grain, dims)
 
 
 def _frame(conn: sqlite3.Connection, sql: str, params: Sequence[object], group: list[str]) -> pd.DataFrame:
