@@ -50,7 +50,7 @@ def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
     candidate = Candidate(record["id"], record["webhook_id"], record["event_id"], record["delivered_at"])
     st.session_state.setdefault(_RECENT, {})[record["id"]] = time.monotonic()
     with st.spinner("Asking MoeGo to redeliver, then syncing the webhook so the new attempt shows…"):
-        done = redeliver_and_resync(ctx.settings, candidate, requested_by="dashboard")
+        done = redeliver_and_resync(ctx.settings, candidate, requested_by=ui.actor())
     reads.clear()
     result = done.result
     # Shown (and toasted, once) by the run that follows, so it survives the st.rerun().

@@ -20,7 +20,7 @@ from .queries import FilterOptions
 from collectors.archive.filters import Bucket, Filters, Window
 from .filters import choose_bucket
 
-__all__ = ["Context", "context", "set_context", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
+__all__ = ["Context", "context", "set_context", "actor", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
            "state_style", "span_text", "window_caption"]
 
 _CTX_KEY = "_moego_context"
@@ -68,6 +68,12 @@ def context() -> Context:
         st.error("Start the dashboard with `streamlit run dashboard/app.py`.")
         st.stop()
     return ctx
+
+
+def actor() -> str:
+    """Who acts from this session, as the audit records it (``requested_by`` of a redelivery, a bulk batch,
+    an incident action). Every page that writes an audit row takes the name from here."""
+    return "dashboard"
 
 
 def local(values: pd.Series, tz: ZoneInfo) -> pd.Series:
