@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,24 +210,28 @@ def stop_sandbox(handle: SandboxHandle) -> tuple[int | None, str]:
     return process.returncode, stderr
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxHandle]:
-    """One sandbox (seed 7, no live traffic, 2 s delivery timeout) for the whole test session."""
-    handle = start_sandbox()
+@contextmanager
+def running_sandbox(*extra: str, api_key: str = "test-sandbox-key") -> Iterator[SandboxHandle]:
+    """:func:`start_sandbox` for the length of a ``with`` block, stopped after it."""
+    handle = start_sandbox(*extra, api_key=api_key)
     try:
         yield handle
     finally:
         stop_sandbox(handle)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxHandle]:
+    """One sandbox (seed 7, no live traffic, 2 s delivery timeout) for the whole test session."""
+    with running_sandbox() as handle:
+        yield handle
 
 
 @pytest.fixture
 def fresh_sandbox() -> Iterator[SandboxHandle]:
     """A sandbox of the test's own, for tests that change a lot (clock, limits, webhook count)."""
-    handle = start_sandbox()
-    try:
+    with running_sandbox() as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)
 
 
 @pytest.fixture
