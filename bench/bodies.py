@@ -73,6 +73,6 @@ def bench_body_shapes(workdir: Path, repeat: int, side_by_side) -> list[str]:
     plain_bytes, b64_bytes = _fts_bytes(workdir / "plain.db"), _fts_bytes(workdir / "b64.db")
     return [
         f"writer, base64 payloads (decoded for search): {p / b:6.2f}x the time of the same payloads as objects",
-        f"search index per entry: {b64_bytes / count:6.0f} B with base64 payloads (raw + decoded), "
+        f"search index per entry: {b64_bytes / count:6.0f} B with base64 payloads (decoded in place), "
         f"{plain_bytes / count:6.0f} B with objects ({b64_bytes / plain_bytes:.2f}x)",
     ]

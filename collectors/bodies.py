@@ -54,14 +54,16 @@ class DecodedBody:
     """A body as read: ``value`` is its JSON (base64 payloads replaced by their objects), or None when it
     is not JSON (or too large or deep to parse); ``decoded`` names the fields decoded from base64, in
     body order; ``note`` is one line for a reader ("" when there is nothing to say);
-    ``decoded_text`` is the JSON text of the decoded payloads, one per line (for search).
+    ``decoded_texts`` holds the JSON text of each decoded payload and ``encoded`` the base64 string it came
+    from, both in ``decoded`` order (for the search index).
     """
 
     value: Any
     is_json: bool
     decoded: tuple[str, ...] = ()
     note: str = ""
-    decoded_text: str = ""
+    decoded_texts: tuple[str, ...] = ()
+    encoded: tuple[str, ...] = ()
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -144,6 +146,7 @@ def decode_body(text: str, *, is_base64: bool = False) -> DecodedBody:
         return DecodedBody(value, True)
     decoded: list[str] = []
     texts: list[str] = []
+    encoded: list[str] = []
     problems: list[str] = []
     out = value
     for name in PAYLOAD_FIELDS:
@@ -159,23 +162,32 @@ def decode_body(text: str, *, is_base64: bool = False) -> DecodedBody:
         out[name] = obj
         decoded.append(name)
         texts.append(obj_text)
+        encoded.append(field)
     notes = []
     if decoded:
         fields = ", ".join(f"`{name}`" for name in decoded)
         notes.append(f"{fields} decoded from base64 for reading; the raw body is kept exactly as logged.")
     if problems:
         notes.append("; ".join(problems) + ": shown as received.")
-    return DecodedBody(out, True, tuple(decoded), " ".join(notes), "\n".join(texts))
+    return DecodedBody(out, True, tuple(decoded), " ".join(notes), tuple(texts), tuple(encoded))
 
 
 def index_text(text: str, *, is_base64: bool = False) -> str:
-    """The text the full-text index holds for a request body: the body as logged, then, on new lines, the
-    JSON of every payload decoded from base64 (so a word inside such a payload is found).
+    """The text the full-text index holds for a request body: the body as logged, with each payload decoded
+    from base64 in place of its base64 string (so a word inside such a payload is found, and the index
+    does not fill up with base64 fragments nobody searches for).
 
     A body with no base64 payload is indexed exactly as logged (only bodies with a string in a payload
     field are parsed at all, which keeps the writer's cost for every other body to one regex search).
+    Where a base64 string does not appear literally in the text (an encoder that escaped its ``/``), the
+    decoded payload is appended on a new line instead.
     """
     if is_base64 or not _STRING_PAYLOAD.search(text):
         return text
     decoded = decode_body(text)
-    return f"{text}\n{decoded.decoded_text}" if decoded.decoded_text else text
+    for encoded, plain in zip(decoded.encoded, decoded.decoded_texts):
+        if f'"{encoded}"' in text:
+            text = text.replace(f'"{encoded}"', plain, 1)
+        else:
+            text = f"{text}\n{plain}"
+    return text

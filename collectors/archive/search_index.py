@@ -4,8 +4,8 @@
 second copy of a body. Its rowid is the ``deliveries`` rowid; its columns are
 
 - ``request_body``: :func:`collectors.bodies.index_text` of the body, i.e. the body exactly as logged,
-  plus, for a payload MoeGo sent as base64, that payload's JSON (so a customer's name inside it is
-  found); a body with no base64 payload is indexed exactly as logged, as before;
+  except that a payload MoeGo sent as base64 is there as its decoded JSON (so a customer's name inside
+  it is found); a body with no base64 payload is indexed exactly as logged, as before;
 - ``response_body`` and ``error``: as logged.
 
 The writer supplies that text, a page at a time, in the transaction that writes the rows

@@ -16,7 +16,8 @@ from tests.seed import delivery
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 WORDS = ("Lovelace", "appointmentId", "Biscuit", "Groom", "timeout", "received", "APPOINTMENT_CREATED", "dlv_s03",
-         "eyJuYW1lIjoiQmlzY3VpdCIsImJyZWVkIjoiR29sZGVuZG9vZGxlIn0")
+         "PET_CREATED", "aGVsbG8gd29ybGQ")
+PET_B64 = "eyJuYW1lIjoiQmlzY3VpdCIsImJyZWVkIjoiR29sZGVuZG9vZGxlIn0"
 
 
 def b64(value: object) -> str:
@@ -63,6 +64,7 @@ def test_a_schema_one_archive_migrates_and_searches_the_same_plus_decoded_payloa
     found_before = {word: matches(before, word) for word in WORDS}
     before.close()
     assert found_before["Biscuit"] == set()  # schema 1 indexed the raw text: the base64 payload hid the name
+    assert matches(sqlite3.connect(path), PET_B64) == {"dlv_s03"}
 
     conn = archive.connect(path)
     archive.ensure_db_shape(conn)
@@ -74,6 +76,7 @@ def test_a_schema_one_archive_migrates_and_searches_the_same_plus_decoded_payloa
         w: ids for w, ids in found_before.items() if w != "Biscuit"}  # everything else: exactly as before
     assert found_after["Lovelace"] == {"dlv_s02"} and found_after["timeout"] == {"dlv_s05"}
     assert matches(conn, "hello") == set()  # base64 of text that is not JSON stays as logged
+    assert matches(conn, PET_B64) == set()  # a decoded payload is indexed as its JSON, not as base64 fragments
     conn.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('integrity-check')")
     conn.close()
 
