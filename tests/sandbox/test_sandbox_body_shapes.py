@@ -121,7 +121,7 @@ def test_signatures_are_over_the_exact_bytes_sent_seeded_and_live(sandboxes, sha
     assert live["success"] is True  # the receiver verified the live signature too (it answers 401 otherwise)
 
 
-def test_mixed_gives_each_webhook_one_shape_and_every_shape_a_webhook(sandboxes) -> None:
+def test_mixed_gives_each_webhook_one_shape_and_every_shape_a_webhook() -> None:
     handle = start_sandbox("--history-days", "1")  # mixed is the default
     try:
         assert handle.health()["bodyShape"] == "mixed"
