@@ -16,7 +16,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.models import WebhookDelivery
 
 from .archive_gen import synthetic_deliveries
@@ -48,8 +49,8 @@ def _write(path: Path, pages: list[list[WebhookDelivery]]) -> None:
     archive.ensure_db_shape(db)
     for page in pages:
         with archive.transaction(db):
-            store.save_deliveries(db, page, seen_at=page[0].delivered_at)  # type: ignore[arg-type]
-    db.conn.close()
+            writer.save_deliveries(db, page, seen_at=page[0].delivered_at)  # type: ignore[arg-type]
+    db.close()
 
 
 def _fts_bytes(path: Path) -> int:
