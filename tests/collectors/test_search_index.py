@@ -103,3 +103,19 @@ def test_the_writer_indexes_new_rows_and_reindexes_changed_ones(tmp_path: Path) 
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'deliveries_fts%'")}
     assert "deliveries_fts_content" not in names
     db.close()
+
+
+def test_unindex_removes_exactly_the_rows_about_to_be_deleted(tmp_path: Path) -> None:
+    from collectors.archive import search_index
+
+    db = archive.connect(tmp_path / "a.db")
+    archive.ensure_db_shape(db)
+    with archive.transaction(db):
+        store.save_deliveries(db, deliveries(), seen_at=NOW)
+    with archive.transaction(db) as conn:
+        assert search_index.unindex(conn, "id IN (?, ?)", ("dlv_s03", "dlv_s05")) == 2
+        conn.execute("DELETE FROM deliveries WHERE id IN ('dlv_s03', 'dlv_s05')")
+    assert matches(db, "Goldendoodle") == set() and matches(db, "timeout") == set()
+    assert matches(db, "Lovelace") == {"dlv_s02"} and matches(db, "ok") == {"dlv_s01", "dlv_s02", "dlv_s04"}
+    db.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('integrity-check')")
+    db.close()

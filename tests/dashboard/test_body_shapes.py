@@ -147,3 +147,14 @@ def test_a_payload_that_claims_base64_but_is_not_is_shown_as_received_with_a_not
         codes = [c.value for c in at.code]
         assert json.dumps(json.loads(body), indent=2) in codes and body.decode() in codes
         assert "hello world" not in everything_shown(at)
+
+
+def test_pretty_body_decodes_only_an_events_payloads() -> None:
+    from dashboard.present import pretty_body
+
+    text = json.dumps({"id": "evt_1", "type": "PET_CREATED", "pet": base64.b64encode(b'{"name":"Luna"}').decode()})
+    shown = pretty_body(text, False, decode_payloads=True)
+    assert json.loads(shown.text)["pet"] == {"name": "Luna"} and shown.decoded == ("pet",) and shown.language == "json"
+    assert shown.note == "`pet` decoded from base64 for reading; the raw body is kept exactly as logged."
+    as_response = pretty_body(text, False)  # a response body is never an event: shown as it is
+    assert json.loads(as_response.text) == json.loads(text) and as_response.note == "JSON, pretty-printed."
