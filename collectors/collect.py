@@ -82,6 +82,7 @@ def collect(
     progress: ProgressCallback | None = None,
     now: datetime | None = None,
     chunk: timedelta = DEFAULT_CHUNK,
+    requested_by: str | None = None,
 ) -> CollectResult:
     """One pass over every webhook MoeGo lists, into the archive at ``settings.db_path``.
 
@@ -93,7 +94,8 @@ def collect(
     oldest entries expire. A failing webhook does not stop the others. Records the
     pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
     ``interrupted`` (``stop`` was set; the next pass resumes). MoeGo failures are reported in the
-    result, not raised; archive failures raise after the run is recorded. Without ``client`` and
+    result, not raised; archive failures raise after the run is recorded. ``requested_by`` names the
+    console user who asked for the pass, in its ``collector_runs`` row. Without ``client`` and
     without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
     """
     if client is None:
@@ -104,7 +106,8 @@ def collect(
             archive.ensure_db_shape(conn)
             clock = Clock(now)
             close_abandoned_runs(conn, clock.start)
-            result = CollectResult(run_id=start_run(conn, trigger, clock.start), trigger=trigger,
+            result = CollectResult(run_id=start_run(conn, trigger, clock.start, requested_by=requested_by),
+                                   trigger=trigger,
                                    started_at=clock.start)
             try:
                 _collect(settings, conn, client, result, clock=clock, stop=stop, progress=progress, chunk=chunk)

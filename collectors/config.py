@@ -11,6 +11,7 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | timeout_s      | ``--timeout``     | ``MOEGO_TIMEOUT``        | 30 seconds                   |
 | secret_headers | ``--redact-header`` | ``MOEGO_REDACT_HEADERS`` (comma-separated) | none beyond the built-in list |
 | overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour                       |
+| access         |                   | ``MOEGO_MONITOR_AUTH`` and family, see :mod:`collectors.access` | no login, loopback only |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 
+from .access import Access, AccessConfigError, load_access
 from .archive import DEFAULT_DB_PATH
 
 __all__ = ["Settings", "ConfigError", "load_settings", "parse_duration", "DEFAULT_BASE_URL"]
@@ -45,6 +47,8 @@ class Settings:
     secret_headers: tuple[str, ...] = ()
     overlap: timedelta = timedelta(hours=1)
     page_size: int = 500
+    #: Who may use the dashboard and what they may do (:mod:`collectors.access`).
+    access: Access = field(default_factory=Access)
 
     def require_api_key(self) -> str:
         """The API key, or a :class:`ConfigError` saying how to provide one."""
@@ -100,6 +104,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
     page_size = int(flags.get("page_size") or 500)  # type: ignore[arg-type]
     if not 1 <= page_size <= 500:
         raise ConfigError(f"page size must be 1..500 (MoeGo's limit), got {page_size}")
+    try:
+        access = load_access(env)
+    except AccessConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
         api_key=api_key,
         base_url=base_url,
@@ -108,4 +116,5 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
         secret_headers=secret_headers,
         overlap=overlap,
         page_size=page_size,
+        access=access,
     )
