@@ -28,6 +28,8 @@ import streamlit as st
 from collectors.access import is_loopback
 from collectors.config import Settings
 
+from .safe import md
+
 __all__ = ["User", "sign_in", "action_blocker", "LOCAL_USER"]
 
 #: The audit's name for the one user of a console without login on loopback.
@@ -78,11 +80,11 @@ def _oidc_user(settings: Settings) -> User:
         _refuse("The identity provider did not say who you are (no e-mail in the ID token): "
                 "add the 'email' scope to [auth] in .streamlit/secrets.toml.", logout=True)
     if st.user.get("email_verified") is False:
-        _refuse(f"The identity provider has not verified the e-mail {email}: the console does not accept it.",
+        _refuse(f"The identity provider has not verified the e-mail {md(email)}: the console does not accept it.",
                 logout=True)
     role = settings.access.role_of(email)
     if role is None:
-        _refuse(f"{email} may not use this console: ask its administrator to add you to "
+        _refuse(f"{md(email)} may not use this console: ask its administrator to add you to "
                 "MOEGO_MONITOR_VIEWERS or MOEGO_MONITOR_OPERATORS.", logout=True)
     return User(email.lower(), role, "oidc")
 
@@ -94,7 +96,7 @@ def _proxy_user(settings: Settings) -> User:
                 "proxy's address.")
     role = settings.access.role_of(identity)
     if role is None:
-        _refuse(f"{identity} may not use this console: ask its administrator to add you to "
+        _refuse(f"{md(identity)} may not use this console: ask its administrator to add you to "
                 "MOEGO_MONITOR_VIEWERS or MOEGO_MONITOR_OPERATORS.")
     return User(identity.lower(), role, "proxy")
 
@@ -118,7 +120,7 @@ def sign_in(settings: Settings) -> User:
 def action_blocker(settings: Settings, user: User, *, what: str) -> str | None:
     """Why ``user`` may not ``what`` (e.g. "redeliver") from this console, in one line; ``None`` when they may."""
     if not user.is_operator:
-        return f"Only operators may {what}: you are signed in as {user.name} (viewer)."
+        return f"Only operators may {what}: you are signed in as {md(user.name)} (viewer)."
     if not settings.api_key:
         return f"Set MOEGO_API_KEY to {what} from the dashboard."
     return None

@@ -130,3 +130,35 @@ def test_send_a_test_event(run_app, moego: SandboxHandle, collected: Path) -> No
     stored = query(collected, "SELECT event_type, success FROM deliveries WHERE webhook_id = ? AND event_type = 'PET_CREATED' "
                               "ORDER BY delivered_at DESC LIMIT 1", healthy)
     assert stored == [("PET_CREATED", 1)]
+
+
+def test_every_action_names_the_operator_who_did_it(run_app, moego: SandboxHandle, collected: Path) -> None:
+    """Logged in with OpenID Connect as an operator: the redelivery, the test event and the collection are audited
+    under the operator's e-mail."""
+    from .test_auth import OIDC_SECRETS, TEAM, logged_in
+
+    login = dict(env=TEAM, secrets=OIDC_SECRETS, user=logged_in("Olivia@Example.com"), api_key=moego.api_key,
+                 base_url=moego.base_url)
+    failing = webhook_id(moego, "legacy-erp")
+    [(delivery_id,)] = query(collected, "SELECT id FROM deliveries WHERE webhook_id = ? AND success = 0 AND id NOT IN "
+                                        "(SELECT delivery_id FROM redeliveries) ORDER BY delivered_at DESC LIMIT 1", failing)
+    at = run_app(collected, page="views/deliveries.py", query={"delivery": delivery_id}, **login)
+    at.button(key="redeliver").click().run()
+    at.button(key="redeliver_confirm").click().run()
+    no_exception(at)
+    assert query(collected, "SELECT requested_by FROM redeliveries WHERE delivery_id = ?", delivery_id) == [
+        ("olivia@example.com",)]
+
+    hooks = run_app(collected, page="views/webhooks.py", **login)
+    hooks.selectbox(key="test_webhook").set_value(webhook_id(moego, "orders-sync"))
+    hooks.button(key="send_test").click().run()
+    no_exception(hooks)
+    [(outcome, delivery, by)] = query(collected, "SELECT outcome, delivery_id, requested_by FROM test_events ORDER BY id DESC LIMIT 1")
+    assert (outcome, by) == ("sent", "olivia@example.com")
+    assert query(collected, "SELECT COUNT(*) FROM deliveries WHERE id = ?", delivery) == [(1,)]
+
+    health = run_app(collected, page="views/archive_health.py", **login)
+    health.button(key="collect_now").click().run()
+    no_exception(health)
+    assert query(collected, "SELECT trigger, requested_by FROM collector_runs ORDER BY id DESC LIMIT 1") == [
+        ("dashboard", "olivia@example.com")]

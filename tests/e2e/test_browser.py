@@ -156,7 +156,7 @@ def test_filter_to_failures_open_one_and_redeliver_it(demo):
                     "SELECT COUNT(*) FROM deliveries WHERE event_id = (SELECT event_id FROM deliveries WHERE id = ?)",
                     (delivery_id,),
                 ).fetchone()[0]
-            assert audit == [("sent", new_id, "dashboard")]
+            assert audit == [("sent", new_id, "local")]  # the demo: loopback, no login, one local user
             assert same_event >= 2, "the new attempt was not synced into the archive"
             page.screenshot(path=str(ARTIFACTS / "e2e-redelivered.png"), full_page=True)
 
