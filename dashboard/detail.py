@@ -143,7 +143,8 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
                     f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
     }
-    st.table({"": list(facts.keys()), "value": list(facts.values())})
+    # st.table renders Markdown in its cells: every value (MoeGo's ids, URL, error) is escaped to show as text.
+    st.table({"": list(facts.keys()), "value": [md(v) for v in facts.values()]})
     request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
     with request:
         _headers(record["request_headers"], ctx)
