@@ -61,7 +61,7 @@ def _refuse(message: str, *, logout: bool = False) -> NoReturn:
 def _has_auth_section() -> bool:
     try:
         return bool(st.secrets.get("auth"))
-    except Exception:  # no secrets.toml at all: Streamlit raises its own FileNotFoundError subclass
+    except FileNotFoundError:  # Streamlit's error for no secrets.toml, or one it cannot parse
         return False
 
 

@@ -1,7 +1,8 @@
 """What every page shares: the run's context, and the formatting of times, durations and rates.
 
-``app.py`` builds a :class:`Context` once per run (settings, filters, window, time zone) and keeps it
-in session state; pages read it with :func:`context`. Reads of the archive go through the cached
+``app.py`` builds a :class:`Context` once per run (settings, filters, window, time zone, the signed-in
+user) and keeps it in session state; pages read it with :func:`context`, ask :func:`blocker` whether the
+user may act and :func:`may_act` again right before acting, and name the user in the audit with :func:`actor`. Reads of the archive go through the cached
 functions of :mod:`dashboard.reads`, called with :attr:`Context.db_path`.
 """
 
