@@ -18,7 +18,7 @@ from tests.seed import ALPHA, Seed
 
 from .test_app import everything_shown, no_exception, read
 
-PHISHING = "x](https://evil.example/login) Your session expired: [log in here](https://evil.example/login)"
+PHISHING = "x` Your session expired: [log in here](https://evil.example/login) `y"  # closes the old code span
 IMAGE = "![pixel](http://127.0.0.1:9/pixel.png)"
 CRAFTED = [PHISHING, IMAGE, "<img src=http://127.0.0.1:9/p.png>", ":red[**ALERT**] :material/warning: $x^2$",
            "`` ` ``code` break-out ` [a](https://evil.example)", "line\n\n# Heading\n- item [a](https://evil.example)",
