@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, int]] = [
     ("collectors.signature", 0),
     ("collectors.bodies", 0),
     ("collectors.config", 2),
+    ("collectors.access", 2),  # the console's login settings, read with the rest of the configuration
     ("collectors.client", 2),
     ("collectors", 3),  # sync, collect, redelivery, bulk, ratelimit, trigger, scheduler, alerts, ...
 ]
