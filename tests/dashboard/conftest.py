@@ -17,12 +17,17 @@ _ACCESS_VARS = ("MOEGO_MONITOR_AUTH", "MOEGO_MONITOR_OPERATORS", "MOEGO_MONITOR_
                 "MOEGO_MONITOR_PROXY_USER_HEADER", "MOEGO_MONITOR_PROXY_SECRET")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def listen_on() -> Iterator[Callable[[str], None]]:
-    """Make the app see Streamlit's ``server.address`` as given (as ``--server.address`` would); restored after."""
+    """Make the app see Streamlit's ``server.address`` as given (as ``--server.address`` would); restored after.
+
+    Every test starts on loopback, as the project's ``.streamlit/config.toml`` has it, whatever folder pytest
+    was started from (Streamlit reads that file from the working directory).
+    """
     from streamlit import config
 
     before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
     yield lambda address: config.set_option("server.address", address)
     config.set_option("server.address", before)
 
