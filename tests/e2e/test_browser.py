@@ -290,4 +290,5 @@ def test_a_crafted_link_draws_no_link_and_fetches_nothing(demo):
                 browser.close()
     finally:
         server.shutdown()
+        server.server_close()
     assert hits == []
