@@ -12,8 +12,8 @@ from . import archive
 from .archive import writer
 from .client import MoeGoClient, MoeGoError, make_client
 from .config import Settings
-from .archive.runs import one_line
-from .models import WebhookDelivery, format_timestamp
+from .archive.audit import record_test_event
+from .models import WebhookDelivery
 from .redelivery import utcnow
 
 __all__ = ["SentTestEvent", "send_test_event", "send_test_event_now"]
@@ -35,12 +35,9 @@ class SentTestEvent:
 
 def _audit(conn: sqlite3.Connection, sent: SentTestEvent, *, at: datetime, event_type: str | None,
            requested_by: str) -> None:
-    conn.execute(
-        "INSERT INTO test_events (requested_at, webhook_id, event_type, outcome, delivery_id, error, requested_by) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (format_timestamp(at), sent.webhook_id, event_type, "failed" if sent.delivery is None else "sent",
-         sent.delivery.id if sent.delivery else None, one_line(sent.error) if sent.error else None, requested_by),
-    )
+    record_test_event(conn, at=at, webhook_id=sent.webhook_id, event_type=event_type,
+                      delivery_id=sent.delivery.id if sent.delivery else None, error=sent.error,
+                      requested_by=requested_by)
 
 
 def send_test_event(client: MoeGoClient, conn: sqlite3.Connection, webhook_id: str, *, event_type: str | None = None,
