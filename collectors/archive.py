@@ -254,6 +254,10 @@ CREATE TRIGGER IF NOT EXISTS deliveries_fts_au AFTER UPDATE OF request_body, res
     VALUES (new.rowid, new.request_body, new.response_body, new.error);
 END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
+    """
+-- MoeGo's clock minus this host's (seconds), measured from its Date header during the run; NULL unmeasured.
+ALTER TABLE collector_runs ADD COLUMN clock_skew_s REAL;
+""",
 ]
 
 #: The schema version this code writes and reads.

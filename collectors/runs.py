@@ -27,9 +27,10 @@ from typing import Iterator
 
 import sqlite_utils
 
-from . import archive
+from . import archive, skew
 from .coverage import Interval, at_risk, gaps, load_intervals, retention_start
 from .models import format_timestamp, parse_timestamp
+from .redaction import scrub_secrets
 
 __all__ = [
     "CollectorBusy",
@@ -116,13 +117,14 @@ class RunRecord:
     new_rows: int
     updated_rows: int
     error: str | None
+    clock_skew_s: float | None = None  # MoeGo's clock minus this host's, when the run measured it
 
     def to_json(self) -> dict[str, object]:
         """The run as a JSON-ready dict (times stay RFC 3339 text)."""
         return {
             "id": self.id, "startedAt": self.started_at, "finishedAt": self.finished_at, "outcome": self.outcome,
             "trigger": self.trigger, "webhooks": self.webhooks, "pages": self.pages, "newRows": self.new_rows,
-            "updatedRows": self.updated_rows, "error": self.error,
+            "updatedRows": self.updated_rows, "error": self.error, "clockSkewSeconds": self.clock_skew_s,
         }
 
 
@@ -137,16 +139,18 @@ def start_run(db: sqlite_utils.Database, trigger: str, started_at: datetime) -> 
 
 
 def finish_run(db: sqlite_utils.Database, run_id: int, *, outcome: str, finished_at: datetime, webhooks: int,
-               pages: int, new_rows: int, updated_rows: int, error: str | None) -> None:
-    """Record how a run ended. ``error`` is flattened to one line; it must not hold a secret."""
+               pages: int, new_rows: int, updated_rows: int, error: str | None,
+               clock_skew: timedelta | None = None, secrets: tuple[str, ...] = ()) -> None:
+    """Record how a run ended. ``error`` is scrubbed of credentials and ``secrets`` and flattened to one line."""
     if outcome not in ("ok", "failed", "interrupted"):
         raise ValueError(f"not a run outcome: {outcome!r}")
     with archive.transaction(db) as conn:
         conn.execute(
             """UPDATE collector_runs SET finished_at = ?, outcome = ?, webhooks = ?, pages = ?, new_rows = ?,
-               updated_rows = ?, error = ? WHERE id = ?""",
+               updated_rows = ?, error = ?, clock_skew_s = ? WHERE id = ?""",
             (format_timestamp(finished_at), outcome, webhooks, pages, new_rows, updated_rows,
-             one_line(error) if error else None, run_id),
+             one_line(scrub_secrets(error, secrets)) if error else None,
+             round(clock_skew.total_seconds(), 3) if clock_skew is not None else None, run_id),
         )
 
 
@@ -170,7 +174,8 @@ def close_abandoned_runs(db: sqlite_utils.Database, now: datetime) -> int:
 def last_run(db: sqlite_utils.Database) -> RunRecord | None:
     """The most recently started run, or ``None`` before the first."""
     row = db.conn.execute(
-        """SELECT id, started_at, finished_at, outcome, trigger, webhooks, pages, new_rows, updated_rows, error
+        """SELECT id, started_at, finished_at, outcome, trigger, webhooks, pages, new_rows, updated_rows, error,
+                  clock_skew_s
            FROM collector_runs ORDER BY started_at DESC, id DESC LIMIT 1"""
     ).fetchone()
     return RunRecord(*row) if row else None
@@ -230,11 +235,22 @@ class ArchiveStatus:
     now: datetime
     webhooks: tuple[WebhookStatus, ...]
     last_run: RunRecord | None
+    clock_skew_s: float | None = None  # the skew the most recent run that measured one found (MoeGo minus host)
 
     @property
     def at_risk(self) -> bool:
         """True when some webhook has a part of the window not archived that MoeGo deletes within 48 h."""
         return any(w.at_risk for w in self.webhooks)
+
+    @property
+    def clock_warning(self) -> str | None:
+        """One line when the last measured clock skew is beyond :data:`collectors.skew.WARN_AFTER`, else ``None``."""
+        if self.clock_skew_s is None or abs(self.clock_skew_s) <= skew.WARN_AFTER.total_seconds():
+            return None
+        applied = abs(self.clock_skew_s) <= skew.MAX_CORRECTION.total_seconds()
+        return (f"{skew.describe(self.clock_skew_s)}: the collector "
+                f"{'corrects its windows by it' if applied else 'cannot correct a skew this large'}; "
+                "set this host's time right (NTP)")
 
     def to_json(self) -> dict[str, object]:
         """The whole status as a JSON-ready dict."""
@@ -243,6 +259,8 @@ class ArchiveStatus:
             "atRisk": self.at_risk,
             "webhooks": [w.to_json() for w in self.webhooks],
             "lastRun": self.last_run.to_json() if self.last_run else None,
+            "clockSkewSeconds": self.clock_skew_s,
+            "clockWarning": self.clock_warning,
         }
 
 
@@ -304,4 +322,8 @@ def archive_status(db: sqlite_utils.Database, now: datetime) -> ArchiveStatus:
             pending_since=pending,
             at_risk=tuple(at_risk(intervals, now)) if live else (),
         ))
-    return ArchiveStatus(now=now, webhooks=tuple(out), last_run=last_run(db))
+    measured = conn.execute(
+        "SELECT clock_skew_s FROM collector_runs WHERE clock_skew_s IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return ArchiveStatus(now=now, webhooks=tuple(out), last_run=last_run(db),
+                         clock_skew_s=measured[0] if measured else None)

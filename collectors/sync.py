@@ -31,12 +31,22 @@ How one webhook is synced (nothing here relies on the order MoeGo lists entries 
 
 A page that cannot be read (wrong key, unreachable host, limits outlasting the client's retries,
 a malformed answer) ends that webhook's sync as ``failed`` with one line saying why; nothing of
-that page is committed. :func:`collect` carries on with the next webhook.
+that page is committed. :func:`collect` carries on with the next webhook. So does a page the
+contract rules out (:mod:`collectors.validate`: entries outside the chunk, under another webhook,
+more than asked; a chunk paging without end).
+
+Bounds of a pass: each call has the client's deadline; the whole pass has ``settings.pass_budget``
+(checked between pages, and the end of every call made during the pass), after which it ends
+``interrupted`` and the next pass resumes. Each webhook re-reads ``max(settings.overlap, its retry
+span)`` (:mod:`collectors.overlap`). A pass runs on MoeGo's clock: the skew measured from the
+``Date`` header of its first answer (:mod:`collectors.skew`) is added to this host's time, and recorded.
+Every error line is scrubbed of the API key before it is stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
@@ -47,13 +57,17 @@ from urllib.parse import urlparse
 
 import sqlite_utils
 
-from . import archive
-from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, NotFound, make_client
+from . import archive, skew, validate
+from .client import (
+    InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, NotFound, PassBudgetExhausted, make_client,
+)
 from .config import Settings
 from .coverage import Interval, load_intervals, record_interval, retention_start, watermark
-from .models import Webhook, WebhookDelivery, format_timestamp, parse_timestamp
+from .models import MalformedMessage, RetryPolicy, Webhook, WebhookDelivery, format_timestamp, parse_timestamp
+from .overlap import reread_span
+from .redaction import scrub_secrets
 from .runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
-from .store import SaveResult, mark_webhooks_deleted, save_deliveries, save_webhooks
+from .store import SaveResult, archived_under, mark_webhooks_deleted, save_deliveries, save_webhooks
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -160,6 +174,7 @@ class CollectResult:
     webhooks: list[SyncResult] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    clock_skew: timedelta | None = None  # MoeGo's clock minus this host's, measured on the pass's first answer
 
     @property
     def ok(self) -> bool:
@@ -188,7 +203,7 @@ class CollectResult:
         if self.outcome == "failed" and self.error:
             lines.append(f"collect failed: {self.error}")
         elif self.outcome == "interrupted":
-            lines.append("collect interrupted: the next run resumes where this one stopped")
+            lines.append(f"collect interrupted: {self.error or 'the next run resumes where this one stopped'}")
         elif not self.webhooks:
             lines.append("no webhooks: MoeGo lists none for this API key")
         return lines
@@ -209,6 +224,10 @@ class _Clock:
 
     def now(self) -> datetime:
         return self.start + timedelta(seconds=time.monotonic() - self._origin)
+
+    def at(self, monotonic: float) -> datetime:
+        """This clock's time when ``time.monotonic()`` read ``monotonic``."""
+        return self.start + timedelta(seconds=monotonic - self._origin)
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -293,6 +312,10 @@ class _Stopped(Exception):
     """The stop event was set; raised between pages only."""
 
 
+class _OutOfBudget(_Stopped):
+    """The pass's time budget is used up; raised between pages only."""
+
+
 @dataclass
 class _Sync:
     """The state of one webhook's sync while it runs."""
@@ -314,6 +337,7 @@ class _Sync:
             self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
             page_token=page_token,
         )
+        guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
         try:
             while True:
                 self._check_stop()
@@ -321,6 +345,9 @@ class _Sync:
                 if page is None:
                     return
                 deliveries = _checked(page.deliveries, self.result.webhook_id)
+                _reject(guard.add(len(deliveries), page.next_page_token) or validate.check_page(
+                    deliveries, webhook_id=self.result.webhook_id, start=chunk.start, end=chunk.end,
+                    page_size=self.settings.page_size, archived_under=archived_under(self.db, [d.id for d in deliveries])))
                 last = not page.next_page_token
                 with archive.transaction(self.db) as conn:
                     saved: SaveResult = save_deliveries(self.db, deliveries, seen_at=self.clock.now(),
@@ -347,11 +374,21 @@ class _Sync:
     def _check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
             raise _Stopped()
+        end = self.client.pass_deadline
+        if end is not None and time.monotonic() >= end:
+            raise _OutOfBudget()
 
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(SyncProgress(self.result.webhook_id, self.window, self.covered_until, self.result.pages,
                                        self.result.new, self.result.updated))
+
+
+def _reject(problem: str | None) -> None:
+    """Raise for a page :mod:`collectors.validate` refused (nothing of it is saved)."""
+    if problem:
+        raise MalformedResponse(f"MoeGo's page breaks the contract ({problem}): nothing of this page was saved; "
+                                "try again, and report it to MoeGo if it persists")
 
 
 def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[WebhookDelivery]:
@@ -372,11 +409,12 @@ def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[Webhook
 def _sync(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, webhook_id: str, *,
           clock: _Clock, since: datetime | None, stop: threading.Event | None,
           progress: ProgressCallback | None, chunk: timedelta, label: str = "",
-          edge_only: bool = False) -> SyncResult:
+          edge_only: bool = False, overlap: timedelta | None = None) -> SyncResult:
     """Sync one webhook (see the module docstring); MoeGo failures end up in the result, not raised.
 
     ``edge_only`` reads nothing but the short first chunk at the retention edge, if the window
-    starts there and no interrupted sync is pending (see :func:`collect`).
+    starts there and no interrupted sync is pending (see :func:`collect`). ``overlap`` is how far
+    before the watermark to start (default ``settings.overlap``).
     """
     now = clock.start
     result = SyncResult(webhook_id=webhook_id, label=label, now=now)
@@ -392,7 +430,8 @@ def _sync(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, we
                 return result  # the pending chunk is finished first, by the full sync
             if position is not None:
                 _resume(sync, position)
-            start = max(edge, watermark(load_intervals(db, webhook_id), edge) - settings.overlap)
+            reread = settings.overlap if overlap is None else overlap
+            start = max(edge, watermark(load_intervals(db, webhook_id), edge) - reread)
         else:
             start = max(edge, since.astimezone(timezone.utc))  # type: ignore[union-attr]
         chunks = plan_chunks(start, now, length=chunk, edge=edge)
@@ -406,17 +445,43 @@ def _sync(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, we
         result.window = sync.window
         for part in chunks:
             sync.read_chunk(part)
+    except _OutOfBudget:
+        result.outcome = "interrupted"
+        result.error = _BUDGET_USED
     except _Stopped:
         result.outcome = "interrupted"
+    except PassBudgetExhausted as exc:
+        result.outcome = "interrupted"
+        result.error = one_line(str(exc))
     except MoeGoError as exc:
         result.outcome = "failed"
-        result.error = one_line(str(exc))
+        result.error = _scrubbed(settings, str(exc))
         _record_outcome(db, webhook_id, error=result.error, error_at=clock.now())
     else:
         if resumable and not edge_only:
             _record_outcome(db, webhook_id, success_at=now)
     result.covered = load_intervals(db, webhook_id)
     return result
+
+
+_BUDGET_USED = ("the collect pass used up its time budget (--budget, MOEGO_PASS_BUDGET): "
+                "the next pass resumes where this one stopped")
+
+
+def _scrubbed(settings: Settings, text: str) -> str:
+    """``text`` on one line, without the API key in any form: what may be stored or printed."""
+    return one_line(scrub_secrets(text, (settings.api_key,)))
+
+
+def _archived_policy(db: sqlite_utils.Database, webhook_id: str) -> RetryPolicy | None:
+    """The retry policy the archive holds for a webhook (as MoeGo last listed it), or ``None``."""
+    row = db.conn.execute("SELECT retry_policy FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+    if not row or not row[0]:
+        return None
+    try:
+        return RetryPolicy.from_json(json.loads(row[0]))
+    except (ValueError, MalformedMessage, RecursionError):
+        return None
 
 
 def _resume(sync: _Sync, position: _Position) -> None:
@@ -472,16 +537,22 @@ def sync_webhook(
     archive.ensure_db_shape(db)
     known = db.conn.execute("SELECT endpoint_url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
     run_id = start_run(db, trigger, clock.start)
+    measured: timedelta | None = None
+    secrets = (settings.api_key,)
     try:
         with _client_for(settings, client, stop=stop) as moego:
-            result = _sync(settings, db, moego, webhook_id, clock=clock, since=since, stop=stop,
-                           progress=progress, chunk=chunk, label=_label(known[0]) if known else "")
+            measured = skew.measure(moego.server_time, clock.at)  # a recent answer (the redelivery) tells MoeGo's time
+            moego_clock = _Clock(clock.now() + skew.correction(measured))
+            result = _sync(settings, db, moego, webhook_id, clock=moego_clock, since=since, stop=stop,
+                           progress=progress, chunk=chunk, label=_label(known[0]) if known else "",
+                           overlap=reread_span(_archived_policy(db, webhook_id), settings.overlap))
     except BaseException as exc:
         finish_run(db, run_id, outcome="failed", finished_at=clock.now(), webhooks=1, pages=0, new_rows=0,
-                   updated_rows=0, error=_describe_crash(exc))
+                   updated_rows=0, error=_describe_crash(exc), clock_skew=measured, secrets=secrets)
         raise
     finish_run(db, run_id, outcome=result.outcome, finished_at=clock.now(), webhooks=1, pages=result.pages,
-               new_rows=result.new, updated_rows=result.updated, error=result.error)
+               new_rows=result.new, updated_rows=result.updated, error=result.error, clock_skew=measured,
+               secrets=secrets)
     return result
 
 
@@ -504,7 +575,8 @@ def collect(
     before any webhook is read in full, so that a long backfill of one does not let the others'
     oldest entries expire. A failing webhook does not stop the others. Records the
     pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
-    ``interrupted`` (``stop`` was set; the next pass resumes). MoeGo failures are reported in the
+    ``interrupted`` (``stop`` was set, or ``settings.pass_budget`` ran out; the next pass resumes),
+    and the clock skew it measured. MoeGo failures are reported in the
     result, not raised; archive failures raise after the run is recorded. Without ``client`` and
     without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
     """
@@ -523,9 +595,9 @@ def collect(
             except BaseException as exc:
                 interrupted = isinstance(exc, KeyboardInterrupt)
                 _finish(db, result, clock, outcome="interrupted" if interrupted else "failed",
-                        error=_describe_crash(exc))
+                        error=_describe_crash(exc), settings=settings)
                 raise
-            _finish(db, result, clock, outcome=result.outcome, error=result.error)
+            _finish(db, result, clock, outcome=result.outcome, error=result.error, settings=settings)
             return result
         finally:
             db.close()
@@ -536,19 +608,28 @@ def _collect(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient 
              chunk: timedelta) -> None:
     """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
     try:
-        with _client_for(settings, client, stop=stop) as moego:
+        with _client_for(settings, client, stop=stop) as moego, _budget(moego, settings.pass_budget):
             webhooks = _listed_webhooks(db, moego, settings)
+            result.clock_skew = skew.measure(moego.server_time, clock.at)
+            # From here on the pass runs on MoeGo's clock (see collectors.skew).
+            moego_clock = _Clock(clock.now() + skew.correction(result.clock_skew))
             with archive.transaction(db):
                 save_webhooks(db, webhooks, seen_at=clock.start)
                 mark_webhooks_deleted(db, [w.id for w in webhooks], seen_at=clock.start,
                                              confirmed=_confirmed_deleted(db, moego, webhooks))
-            ordered = _most_behind_first(db, webhooks, clock.start)
-            _sync_all(settings, db, moego, ordered, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
-    except MoeGoError as exc:
-        result.outcome = "failed"
+            ordered = _most_behind_first(db, webhooks, moego_clock.start)
+            _sync_all(settings, db, moego, ordered, result, clock=moego_clock, stop=stop, progress=progress,
+                      chunk=chunk)
+    except PassBudgetExhausted as exc:
+        result.outcome = "interrupted"
         result.error = one_line(str(exc))
         return
+    except MoeGoError as exc:
+        result.outcome = "failed"
+        result.error = _scrubbed(settings, str(exc))
+        return
     if result.outcome == "interrupted":
+        result.error = next((r.error for r in result.webhooks if r.outcome == "interrupted" and r.error), None)
         return
     failed = [r for r in result.webhooks if r.outcome == "failed"]
     if failed:
@@ -556,6 +637,23 @@ def _collect(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient 
         first = failed[0]
         prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
         result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
+
+
+class _budget:
+    """While the block runs, every call of ``client`` and every page boundary ends by ``budget`` from now."""
+
+    def __init__(self, client: MoeGoClient, budget: timedelta) -> None:
+        self._client = client
+        self._budget = budget
+        self._saved: float | None = None
+
+    def __enter__(self) -> None:
+        self._saved = self._client.pass_deadline
+        end = time.monotonic() + self._budget.total_seconds()
+        self._client.pass_deadline = end if self._saved is None else min(end, self._saved)
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.pass_deadline = self._saved
 
 
 class NoWebhooksListed(MoeGoError):
@@ -620,7 +718,8 @@ def _sync_all(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient
                 result.outcome = "interrupted"
                 return
             head = _sync(settings, db, client, hook.id, clock=_Clock(clock.now()), since=None, stop=stop,
-                         progress=None, chunk=chunk, label=_label(hook.endpoint_url), edge_only=True)
+                         progress=None, chunk=chunk, label=_label(hook.endpoint_url), edge_only=True,
+                         overlap=reread_span(hook.retry_policy, settings.overlap))
             results[hook.id] = head
             if head.outcome != "ok":
                 done.add(hook.id)
@@ -635,7 +734,8 @@ def _sync_all(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient
                 return
             head = results[hook.id]
             full = _sync(settings, db, client, hook.id, clock=_Clock(clock.now()), since=None, stop=stop,
-                         progress=progress, chunk=chunk, label=_label(hook.endpoint_url))
+                         progress=progress, chunk=chunk, label=_label(hook.endpoint_url),
+                         overlap=reread_span(hook.retry_policy, settings.overlap))
             full.pages, full.new, full.updated = full.pages + head.pages, full.new + head.new, full.updated + head.updated
             results[hook.id] = full
             done.add(hook.id)
@@ -656,12 +756,13 @@ def _most_behind_first(db: sqlite_utils.Database, webhooks: list[Webhook], now: 
 
 
 def _finish(db: sqlite_utils.Database, result: CollectResult, clock: _Clock, *, outcome: str,
-            error: str | None) -> None:
+            error: str | None, settings: Settings) -> None:
     result.outcome = outcome
-    result.error = error
+    result.error = _scrubbed(settings, error) if error else error
     result.finished_at = clock.now()
     finish_run(db, result.run_id, outcome=outcome, finished_at=result.finished_at, webhooks=len(result.webhooks),
-               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=error)
+               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=result.error,
+               clock_skew=result.clock_skew, secrets=(settings.api_key,))
 
 
 class _client_for:
