@@ -27,6 +27,7 @@ from .config import (
     parse_duration,
 )
 from .coverage import RETENTION, Interval
+from .redaction import scrub_secrets
 from .runs import ArchiveStatus, CollectorBusy, WebhookStatus, archive_status
 from .scheduler import default_jitter, log as schedule_log, run_schedule, stop_on_signals
 from .sync import SyncProgress, collect
@@ -166,7 +167,8 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: str | None, d
     for one in result.webhooks:
         click.echo(one.summary_line())
     if result.outcome == "interrupted":
-        raise click.ClickException("collect interrupted: the next run resumes where this one stopped")
+        raise click.ClickException(
+            f"collect interrupted: {result.error or 'the next run resumes where this one stopped'}")
     if not result.ok:
         raise click.ClickException(result.error or "collect failed")
     if not result.webhooks:
@@ -234,11 +236,12 @@ def status_command(settings: Settings, as_json: bool) -> None:
         raise click.ClickException(f"cannot read the archive at {settings.db_path} ({exc})") from None
     finally:
         db.close()
+    # Errors stored before they were scrubbed (older versions) must not be printed with the key either.
     if as_json:
-        click.echo(json.dumps(status.to_json(), indent=2))
+        click.echo(scrub_secrets(json.dumps(status.to_json(), indent=2), (settings.api_key,)))
     else:
         for line in format_status(status):
-            click.echo(line)
+            click.echo(scrub_secrets(line, (settings.api_key,)))
     # Exit 2 also when no webhook has been archived at all: then nothing is protected from retention.
     if status.at_risk or not status.webhooks:
         sys.exit(2)
@@ -267,6 +270,8 @@ def format_status(status: ArchiveStatus) -> list[str]:
         )
         if run.error:
             lines.append(f"            {run.error}")
+    if status.clock_warning:
+        lines.append(f"CLOCK: {status.clock_warning}")
     if status.at_risk:
         lines.append("AT RISK: entries MoeGo deletes within 48 h are not archived: run 'moego-monitor collect' now")
     return lines
