@@ -19,7 +19,8 @@ Exceptions::
     ├── TransportError              no answer: cannot connect, timed out, connection broken
     │   └── DeadlineExceeded        the call did not end within its deadline (retries and waits included)
     │       └── PassBudgetExhausted the deadline was the end of the pass's budget
-    └── MalformedResponse           an answer that is not the JSON the contract promises, or too large
+    ├── MalformedResponse           an answer that is not the JSON the contract promises, or too large
+    └── NoWebhooksListed            ListWebhooks is empty while the archive tracks webhooks (a wrong key?)
 
 Retries: 429, 502, 503, 504 and timeouts are retried with bounded exponential backoff and full
 jitter, honouring ``Retry-After``; other statuses are not. Calls that send a webhook (redeliver,
@@ -168,6 +169,10 @@ class PassBudgetExhausted(DeadlineExceeded):
 
 class MalformedResponse(MoeGoError):
     """MoeGo answered, but not with the JSON the contract describes (or more of it than any page can hold)."""
+
+
+class NoWebhooksListed(MoeGoError):
+    """MoeGo lists no webhook for this key although the archive tracks some: most likely the wrong key."""
 
 
 _CODES: dict[int, tuple[str, type[ApiError]]] = {

@@ -14,11 +14,9 @@ skew beyond :data:`WARN_AFTER`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Protocol
 
-from .client import ServerTime
-
-__all__ = ["TOLERANCE", "MAX_CORRECTION", "WARN_AFTER", "measure", "correction", "describe"]
+__all__ = ["TOLERANCE", "MAX_CORRECTION", "WARN_AFTER", "Reading", "measure", "correction", "warning", "describe"]
 
 #: Skews smaller than this are the Date header's resolution and the network's latency: not corrected.
 TOLERANCE = timedelta(seconds=2)
@@ -28,7 +26,17 @@ MAX_CORRECTION = timedelta(days=1)
 WARN_AFTER = timedelta(seconds=30)
 
 
-def measure(server: ServerTime | None, host_time_at: Callable[[float], datetime]) -> timedelta | None:
+class Reading(Protocol):
+    """MoeGo's clock as one answer told it (:class:`collectors.client.ServerTime`)."""
+
+    @property
+    def date(self) -> datetime: ...
+
+    @property
+    def received(self) -> float: ...
+
+
+def measure(server: Reading | None, host_time_at: Callable[[float], datetime]) -> timedelta | None:
     """MoeGo's clock minus this host's, or ``None`` without a reading.
 
     ``host_time_at`` turns the reading's ``time.monotonic()`` into this host's (aware) time then.
@@ -44,6 +52,16 @@ def correction(skew: timedelta | None) -> timedelta:
     if skew is None or abs(skew) < TOLERANCE or abs(skew) > MAX_CORRECTION:
         return timedelta(0)
     return skew
+
+
+def warning(seconds: float | None) -> str | None:
+    """The one line ``status`` shows for a measured skew beyond :data:`WARN_AFTER`, else ``None``."""
+    if seconds is None or abs(seconds) <= WARN_AFTER.total_seconds():
+        return None
+    applied = abs(seconds) <= MAX_CORRECTION.total_seconds()
+    return (f"{describe(seconds)}: the collector "
+            f"{'corrects its windows by it' if applied else 'cannot correct a skew this large'}; "
+            "set this host's time right (NTP)")
 
 
 def describe(seconds: float) -> str:

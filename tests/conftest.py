@@ -21,10 +21,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from tests.seed import Seed
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 20.0
@@ -222,3 +227,21 @@ def fresh_sandbox() -> Iterator[SandboxHandle]:
         yield handle
     finally:
         stop_sandbox(handle)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> "Seed":
+    """The seed archive (:mod:`tests.seed`) at its fixed ``NOW``."""
+    from tests.seed import NOW, seed
+
+    return seed(tmp_path / "archive.db", NOW)
+
+
+@pytest.fixture
+def conn(seeded: "Seed") -> Iterator["sqlite3.Connection"]:
+    """A read-only connection to the fixed seed archive."""
+    from collectors import archive
+
+    handle = archive.connect(seeded.path, readonly=True)
+    yield handle
+    handle.close()

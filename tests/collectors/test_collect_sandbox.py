@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from collectors import archive
-from collectors.coverage import RETENTION
+from collectors.archive.coverage import RETENTION
 from collectors.models import format_timestamp, parse_timestamp
-from collectors.runs import archive_status, lock_path
-from collectors.sync import collect
+from collectors.archive.runs import lock_path
+from collectors.archive.status import archive_status
+from collectors.collect import collect
 from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
 
 from .conftest import (

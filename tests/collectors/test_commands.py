@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from collectors import archive
 from collectors.cli import cli
 from collectors.config import Settings
-from collectors.coverage import RETENTION
+from collectors.archive.coverage import RETENTION
 from collectors.models import format_timestamp
-from collectors.sync import collect
+from collectors.collect import collect
 from tests.conftest import SandboxHandle, free_port, start_sandbox, stop_sandbox
 
 from .conftest import archived_by_webhook, db_rows, listed_ids

@@ -14,7 +14,7 @@ import pytest
 
 from collectors import archive
 from collectors.config import Settings
-from collectors.sync import collect
+from collectors.collect import collect
 from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
 
 from .test_app import metrics, no_exception
