@@ -267,6 +267,11 @@ def make_client(settings: Settings, *, transport: httpx.BaseTransport | None = N
 _CALL_END: ContextVar[float | None] = ContextVar("moego_call_end", default=None)
 
 
+def _expired(end: float) -> bool:
+    """True when the deadline ``end`` has passed (within the 50 ms a socket timeout may fire early)."""
+    return time.monotonic() >= end - 0.05
+
+
 def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
     """``timeout`` shortened to what is left of the running call's deadline; ``expired`` when nothing is."""
     end = _CALL_END.get()
@@ -441,7 +446,7 @@ class MoeGoClient:
         by_budget = self.pass_deadline is not None and self.pass_deadline <= end
         if by_budget:
             end = self.pass_deadline  # type: ignore[assignment]
-        if time.monotonic() >= end:
+        if _expired(end):
             raise self._late(rpc, where, by_budget)
         token = _CALL_END.set(end)
         try:
@@ -450,7 +455,7 @@ class MoeGoClient:
                 try:
                     answer = self._exchange(rpc, method, path, body, params, end, by_budget)
                 except httpx.TimeoutException as exc:
-                    if time.monotonic() >= end:
+                    if _expired(end):
                         raise self._late(rpc, where, by_budget) from None
                     delay = self._backoff(attempt)
                     if idempotent and not last and time.monotonic() + delay < end:
@@ -461,7 +466,7 @@ class MoeGoClient:
                         "try again, or raise --timeout"
                     )) from exc
                 except httpx.TransportError as exc:
-                    if time.monotonic() >= end:
+                    if _expired(end):
                         raise self._late(rpc, where, by_budget) from None
                     raise TransportError(self.scrub(
                         f"cannot reach MoeGo at {where} for {rpc} ({type(exc).__name__}: {exc}): "
@@ -516,7 +521,7 @@ class MoeGoClient:
                         del content[limit:]
                         break
                     raise self._too_large(rpc, limit)
-                if time.monotonic() >= end:
+                if _expired(end):
                     raise self._late(rpc, where, by_budget)
             return _Answer(response.status_code, response.headers, bytes(content))
 

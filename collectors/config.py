@@ -34,7 +34,7 @@ from .archive import DEFAULT_DB_PATH
 
 __all__ = [
     "Settings", "ConfigError", "load_settings", "parse_duration", "parse_bounded_duration", "DEFAULT_BASE_URL",
-    "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS",
+    "format_span", "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS",
 ]
 
 DEFAULT_BASE_URL = "https://openapi.moego.pet"
