@@ -8,6 +8,7 @@ alternately several times in one process and the ratio of the medians is reporte
 - page: the deliveries table's deepest page by keyset vs the same page by LIMIT/OFFSET;
 - export: peak Python memory of the streaming CSV export vs pandas read_sql + to_csv;
 - write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT;
+- body shapes: the writer and the search index with base64 payloads vs the same payloads as objects;
 - checks: saving pages with the collector's contract checks (``collectors.validate`` and the
   archived-owner lookup) vs saving the same pages unchecked;
 - read: the client's bounded read of a full 500-entry page (streamed, size-capped, deadline at the
@@ -33,6 +34,7 @@ from collectors import archive
 from collectors.archive import writer
 
 from .archive_gen import build_archive, synthetic_deliveries
+from .bodies import bench_body_shapes
 
 
 def _median_time(fn: Callable[[], object]) -> float:
@@ -246,6 +248,8 @@ def main() -> None:
             print(line, flush=True)
         conn.close()
         print(bench_write(workdir, args.repeat), flush=True)
+        for line in bench_body_shapes(workdir, args.repeat, side_by_side):
+            print(line, flush=True)
         print(bench_checks(workdir, args.repeat), flush=True)
     print(bench_read(args.repeat), flush=True)
 
