@@ -44,7 +44,7 @@ def measure(server: Reading | None, host_time_at: Callable[[float], datetime]) -
     """
     if server is None:
         return None
-    return server.date + timedelta(milliseconds=500) - host_time_at(server.received)
+    return (server.date - host_time_at(server.received)) + timedelta(milliseconds=500)  # never past datetime.max
 
 
 def correction(skew: timedelta | None) -> timedelta:

@@ -88,6 +88,15 @@ def test_skew_corrections_are_applied_only_between_tolerance_and_a_day():
     assert "cannot correct a skew this large" in warning(400 * 86400.0)
 
 
+def test_a_date_at_the_end_of_time_is_measured_but_not_applied():
+    from collectors.client import ServerTime
+    from collectors.skew import measure
+
+    far = measure(ServerTime(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc), 0.0), lambda mono: T0)
+    assert far is not None and far > timedelta(days=365 * 7000)
+    assert correction(far) == timedelta(0)
+
+
 def test_scrubbing_leaves_ordinary_text_alone_and_every_form_of_the_key_out():
     key = "k3y/with+odd=chars"
     text = ("401 for Basic azN5L3dpdGgrb2RkPWNoYXJz, raw k3y/with+odd=chars, quoted k3y%2Fwith%2Bodd%3Dchars, "

@@ -28,7 +28,7 @@ from collectors.collect import collect
 from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
 
 from .conftest import CLI, cli_env, db_rows, run_cli, sandbox_now, sandbox_settings
-from .hostile import HostileRequest, HostileServer, entry, moego, send_json
+from .hostile import HostileRequest, HostileServer, entry, moego, send_head, send_json
 
 KEY = "moego-live-key-0123456789"
 B64 = base64.b64encode(KEY.encode()).decode()
@@ -251,6 +251,36 @@ def test_a_moego_clock_10_minutes_ahead_is_measured_corrected_recorded_and_warne
     assert abs(recorded - 600) < 3
     assert "CLOCK: this host's clock is 10 min behind MoeGo's: the collector corrects its windows by it" in status.output
     assert "10 min behind" in json.loads(status_json.output)["clockWarning"]
+
+
+@pytest.mark.parametrize("date, recorded, line", [
+    ("Fri, 31 Dec 9999 23:59:59 GMT", True, "cannot correct a skew this large"),
+    ("not a date at all", False, None),
+    ("Mon, 01 Jan 0001 00:00:00 GMT", True, "cannot correct a skew this large"),
+])
+def test_an_absurd_or_broken_date_header_changes_no_window(tmp_path, date, recorded, line):
+    asked: list[tuple[datetime, datetime]] = []
+
+    def respond(request: HostileRequest, conn: socket.socket) -> None:
+        if "deliveries" in request.path:
+            asked.append(window(request))
+        body = b'{"webhooks": [{"id": "whk_1", "isActive": true}]}' if "webhooks:list" in request.path else b"{}"
+        send_head(conn, 200, {"Content-Type": "application/json", "Content-Length": str(len(body)), "Date": date})
+        conn.sendall(body)
+
+    db = tmp_path / "a.db"
+    with HostileServer(respond) as server:
+        result = collect(settings_for(server.base_url, db))
+    status = invoke("status", "--db", str(db))
+
+    assert result.ok
+    assert abs((max(end for _, end in asked) - datetime.now(timezone.utc)).total_seconds()) < 5  # this host's time
+    assert (result.clock_skew is not None) == recorded
+    assert "Traceback" not in status.output
+    if line:
+        assert line in status.output
+    else:
+        assert "CLOCK" not in status.output
 
 
 def test_no_warning_when_the_clocks_agree(tmp_path):
