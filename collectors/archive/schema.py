@@ -286,7 +286,12 @@ END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
     # 2: full-text search reads words inside base64 payloads; the writer feeds the index (no triggers).
     migrate_to_writer_index,
-    # 3: who acted from the console (collections, test events); the file marked as a moego-monitor archive.
+    # 3: the clock skew each run measured.
+    """
+-- MoeGo's clock minus this host's (seconds), measured from its Date header during the run; NULL unmeasured.
+ALTER TABLE collector_runs ADD COLUMN clock_skew_s REAL;
+""",
+    # 4: who acted from the console (collections, test events); the file marked as a moego-monitor archive.
     """
 -- Who asked for a run from the console (the audit's name of the user); NULL for the CLI and the scheduler.
 ALTER TABLE collector_runs ADD COLUMN requested_by TEXT;
