@@ -13,6 +13,7 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour (0s..2d; a minimum: see below) |
 | deadline_s     | ``--deadline``    | ``MOEGO_DEADLINE``       | 120 seconds (1s..1h)         |
 | pass_budget    | ``--budget``      | ``MOEGO_PASS_BUDGET``    | 2 hours (1m..1d)             |
+| access         |                   | ``MOEGO_MONITOR_AUTH`` and family, see :mod:`collectors.access` | no login, loopback only |
 
 A flag and its environment variable go through the same parser and the same bounds, so
 ``MOEGO_SYNC_OVERLAP=30d`` is refused exactly as ``--overlap 30d`` is. ``overlap`` is the least
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 
+from .access import Access, AccessConfigError, load_access
 from .archive import DEFAULT_DB_PATH
 
 __all__ = [
@@ -65,6 +67,8 @@ class Settings:
     page_size: int = 500
     deadline_s: float = 120.0
     pass_budget: timedelta = timedelta(hours=2)
+    #: Who may use the dashboard and what they may do (:mod:`collectors.access`).
+    access: Access = field(default_factory=Access)
 
     def require_api_key(self) -> str:
         """The API key, or a :class:`ConfigError` saying how to provide one."""
@@ -146,6 +150,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
     page_size = int(flags.get("page_size") or 500)  # type: ignore[arg-type]
     if not 1 <= page_size <= 500:
         raise ConfigError(f"page size must be 1..500 (MoeGo's limit), got {page_size}")
+    try:
+        access = load_access(env)
+    except AccessConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
         api_key=api_key,
         base_url=base_url,
@@ -156,6 +164,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
         page_size=page_size,
         deadline_s=deadline.total_seconds(),
         pass_budget=budget,
+        access=access,
     )
 
 
