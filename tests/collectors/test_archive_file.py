@@ -246,6 +246,8 @@ def test_status_fails_on_a_damaged_archive(tmp_path: Path) -> None:
     assert code == 1
     assert output.strip().startswith(f"Error: the archive at {path} is damaged (")
     assert "restore it from a backup" in output
+    code, _ = run_cli("status", "--db", str(path), "--no-integrity-check")
+    assert code == 2  # the quick look reads only what it reports, as before the check existed
 
 
 # -- item 9: the WAL under readers ------------------------------------------------------------------------------
