@@ -31,11 +31,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import codec, compaction
 from .search_index import migrate_to_writer_index
 
 __all__ = [
     "DEFAULT_DB_PATH",
     "SCHEMA_VERSION",
+    "READABLE_FROM",
+    "Batched",
     "LATENCY_BUCKET_BOUNDS_MS",
     "HISTOGRAM_COLUMNS",
     "ArchiveError",
@@ -119,9 +122,17 @@ def hour_of(delivered_at: str) -> str:
 
 _HIST_DDL = ",\n    ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in HISTOGRAM_COLUMNS)
 
+class Batched:
+    """A migration that commits its own batches (resumable, see :mod:`collectors.archive.compaction`):
+    it runs outside any transaction, and the schema version moves once it has returned."""
+
+    def __init__(self, run: Callable[[sqlite3.Connection], object]) -> None:
+        self.run = run
+
+
 # Each migration takes the schema from version i to i+1: SQL, or a function of the connection for a step
-# SQL cannot take alone. Append only; never edit a released one.
-_MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+# SQL cannot take alone (both in one transaction), or a Batched step. Append only; never edit a released one.
+_MIGRATIONS: list[str | Callable[[sqlite3.Connection], None] | Batched] = [
     """
 CREATE TABLE IF NOT EXISTS webhooks (
     id                 TEXT PRIMARY KEY,
@@ -261,10 +272,18 @@ END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
     # 2: full-text search reads words inside base64 payloads; the writer feeds the index (no triggers).
     migrate_to_writer_index,
+    # 3: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
+    # archived before keep their text until step 4 moves it, and read the same meanwhile.
+    "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
+    # 4: every older row compacted, batch by batch (resumable), then VACUUM.
+    Batched(compaction.compact),
 ]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)
+#: The oldest schema version this code reads as well: an archive at 3 is being compacted (step 4),
+#: and reads exactly the same meanwhile.
+READABLE_FROM = 3
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -323,7 +342,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def check_readable(path: str | Path) -> None:
     """Raise :class:`ArchiveError` (one line: what is wrong, what to do) unless ``path`` is an archive
-    this version can read: it exists, is a SQLite file, and has exactly :data:`SCHEMA_VERSION`.
+    this version can read: it exists, is a SQLite file, and has a schema from :data:`READABLE_FROM` to
+    :data:`SCHEMA_VERSION` (an archive being compacted reads as usual).
     """
     path = Path(path)
     try:
@@ -333,7 +353,7 @@ def check_readable(path: str | Path) -> None:
         raise ArchiveError(
             f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the archive"
         ) from None
-    if version < SCHEMA_VERSION:
+    if version < READABLE_FROM:
         raise ArchiveError(f"the archive at {path} is not ready (schema {version} of {SCHEMA_VERSION}): "
                            "run 'moego-monitor collect' once to prepare it")
     if version > SCHEMA_VERSION:
@@ -346,8 +366,10 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], None] | None = None) -> None:
-    """Bring the archive to :data:`SCHEMA_VERSION`, applying each missing migration in one transaction.
+def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], None] | None = None,
+                    until: int = SCHEMA_VERSION) -> None:
+    """Bring the archive to :data:`SCHEMA_VERSION` (or ``until``, for tests of a migration), applying each
+    missing migration in one transaction; a :class:`Batched` one commits batch by batch, resumably.
 
     Idempotent: on an archive already at the current version it does nothing. An archive written by a
     newer version of moego-monitor raises :class:`ArchiveError` rather than being touched.
@@ -357,12 +379,20 @@ def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], Non
         raise ArchiveError(
             f"the archive has schema version {current}, newer than this moego-monitor ({SCHEMA_VERSION}): upgrade moego-monitor"
         )
-    for version in range(current, SCHEMA_VERSION):
+    for version in range(current, min(until, SCHEMA_VERSION)):
+        step = _MIGRATIONS[version]
+        if isinstance(step, Batched):
+            step.run(conn)
+            with transaction(conn):
+                if conn.execute("PRAGMA user_version").fetchone()[0] == version:
+                    conn.execute(f"PRAGMA user_version={version + 1}")
+            if on_migrate:
+                on_migrate(version + 1)
+            continue
         with transaction(conn):
             # Read again inside the write lock: another process may have migrated meanwhile.
             if conn.execute("PRAGMA user_version").fetchone()[0] > version:
                 continue
-            step = _MIGRATIONS[version]
             if callable(step):
                 step(conn)
             else:

@@ -1,0 +1,110 @@
+"""Schema 3 -> 4: compress the payloads of rows archived before schema 3, in place, resumably.
+
+:func:`compact` moves each row's :data:`~collectors.archive.codec.PAYLOAD_FIELDS` from its text columns
+into its ``payload`` BLOB (:mod:`collectors.archive.codec`), :data:`BATCH` rows per transaction, in
+rowid order, then ``VACUUM`` so the file gives the freed space back. Each batch is committed on its
+own; a process killed at any moment (``kill -9`` included) leaves every row either as it was or
+compacted, never both and never lost, and the next run carries on: rows already compacted have
+empty text columns and are skipped. The schema version moves to 4 only after the whole table is done.
+
+Readers do not wait for it: from schema 3 on they read a row from its text columns or its payload
+alike (:func:`collectors.archive.codec.fields`), so the dashboard and the export keep working while
+it runs, and :func:`progress` says how far it is. The bodies and errors are unchanged, so the
+full-text index is left as it is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import codec
+
+__all__ = ["BATCH", "Progress", "compact", "progress"]
+
+#: Rows compacted per committed transaction.
+BATCH = 2_000
+
+_TEXTS = ", ".join(codec.PAYLOAD_FIELDS)
+_PENDING = " OR ".join(f"{name} != ''" for name in codec.PAYLOAD_FIELDS)
+_HEADERS = tuple(codec.PAYLOAD_FIELDS.index(f) for f in ("request_headers", "response_headers"))
+_CLEAR = ", ".join(f"{name} = ''" for name in codec.PAYLOAD_FIELDS)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a compaction is: rows up to ``rowid`` done, of ``last_rowid``."""
+
+    rowid: int
+    last_rowid: int
+
+    @property
+    def fraction(self) -> float:
+        """Done, from 0.0 to 1.0."""
+        return 1.0 if self.last_rowid <= 0 else min(1.0, self.rowid / self.last_rowid)
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True,
+            on_batch: Callable[[Progress], None] | None = None) -> int:
+    """Compact every row still holding its payload as text; returns how many rows were compacted.
+
+    Commits each batch; call outside a transaction. ``on_batch`` is told the progress after each one.
+    """
+    _begin(conn)
+    try:
+        if codec.Codec(conn).dict_id == 0 and conn.execute(f"SELECT 1 FROM deliveries WHERE {_PENDING} LIMIT 1").fetchone():
+            codec.train(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    last_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
+    after, done = 0, 0
+    while True:
+        _begin(conn)
+        try:
+            coder = codec.Codec(conn)
+            rows = conn.execute(
+                f"SELECT rowid, payload, {_TEXTS} FROM deliveries WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, batch),
+            ).fetchall()
+            updates = []
+            for rowid, payload, *texts in rows:
+                if not any(texts):
+                    continue
+                for i in _HEADERS:
+                    if texts[i]:
+                        texts[i] = codec.canonical_headers_text(texts[i])
+                values = codec.fields(coder, payload, texts)
+                updates.append((coder.encode(values), rowid))
+            conn.executemany(f"UPDATE deliveries SET payload = ?, {_CLEAR} WHERE rowid = ?", updates)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done += len(updates)
+        if not rows:
+            break
+        after = rows[-1][0]
+        if on_batch:
+            on_batch(Progress(after, last_rowid))
+    if vacuum and done:
+        conn.execute("VACUUM")
+    return done
+
+
+def progress(conn: sqlite3.Connection) -> Progress | None:
+    """How far the compaction of an archive at schema 3 is (``None`` when nothing is left to compact).
+
+    Reads the lowest rowid still holding text (a scan up to it) and the highest rowid.
+    """
+    first = conn.execute(f"SELECT rowid FROM deliveries WHERE {_PENDING} ORDER BY rowid LIMIT 1").fetchone()
+    if first is None:
+        return None
+    last_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
+    return Progress(first[0] - 1, last_rowid)
