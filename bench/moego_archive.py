@@ -64,13 +64,16 @@ def moego_deliveries(*, days: int, seed: int = 7) -> tuple[list[Webhook], Iterat
     return webhooks, pages()
 
 
-def build_moego_archive(days: int = 3, *, path: Path | None = None, refresh: bool = False) -> Path:
-    """An archive of the full-volume sandbox's last ``days`` days (about 89,000 entries a day), cached.
+def build_moego_archive(days: int = 3, *, path: Path | None = None, refresh: bool = False,
+                        schema2: bool = False) -> Path:
+    """An archive of the full-volume sandbox's last ``days`` days (about 82,000 entries a day), cached.
 
-    Returns its path (``bench/.cache/moego-full-<days>d.db`` unless ``path`` is given). Built once; a
-    later call returns the cached file unless ``refresh``.
+    Returns its path (``bench/.cache/moego-full-<days>d[-schema2].db`` unless ``path`` is given). Built
+    once; a later call returns the cached file unless ``refresh``. ``schema2`` writes it as schema 2's
+    writer did (every field as text: :func:`tests.archive.legacy.legacy_archive`), the archive an
+    upgrade starts from.
     """
-    path = path or CACHE / f"moego-full-{days}d.db"
+    path = path or CACHE / f"moego-full-{days}d{'-schema2' if schema2 else ''}.db"
     if path.exists() and not refresh:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +81,12 @@ def build_moego_archive(days: int = 3, *, path: Path | None = None, refresh: boo
     for suffix in ("", "-wal", "-shm"):
         Path(f"{partial}{suffix}").unlink(missing_ok=True)
     webhooks, pages = moego_deliveries(days=days)
+    if schema2:
+        from tests.archive.legacy import legacy_archive
+
+        legacy_archive(partial, [d for page in pages for d in page], seen_at=ANCHOR, webhooks=webhooks)
+        shutil.move(partial, path)
+        return path
     db = archive.connect(partial)
     archive.ensure_db_shape(db)
     with archive.transaction(db):

@@ -74,5 +74,8 @@ filters, tz = render_filters(options.webhooks, options.event_types, now)
 ui.set_context(ui.Context(settings, filters, now, tz, options))
 with st.sidebar:
     st.caption(f"Archive: `{settings.db_path}`")
+upgrading = reads.upgrade_note(str(settings.db_path))
+if upgrading:
+    st.info(upgrading, icon=":material/compress:")
 
 page.run()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from . import codec
 
-__all__ = ["BATCH", "Progress", "compact", "progress"]
+__all__ = ["BATCH", "Progress", "compact", "progress", "note"]
 
 #: Rows compacted per committed transaction.
 BATCH = 2_000
@@ -108,3 +108,14 @@ def progress(conn: sqlite3.Connection) -> Progress | None:
         return None
     last_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
     return Progress(first[0] - 1, last_rowid)
+
+
+def note(conn: sqlite3.Connection) -> str | None:
+    """One line for a reader while the archive is at schema 3 with rows left to compact, else ``None``."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] != 3:
+        return None
+    done = progress(conn)
+    if done is None:
+        return None
+    return (f"The archive is being compacted by the collector ({done.fraction:.0%} done); "
+            "everything reads as usual meanwhile.")

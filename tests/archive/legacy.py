@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from collectors import archive
 from collectors.archive import search_index, writer
 from collectors.archive.schema import hour_of
-from collectors.models import WebhookDelivery
+from collectors.models import Webhook, WebhookDelivery
 from collectors.redaction import redact_headers
 
 from tests.seed import delivery
@@ -65,15 +65,19 @@ def varied_deliveries(count: int, webhooks: Sequence[str], end: datetime, *, see
     return out
 
 
-def legacy_archive(path: Path, deliveries: Sequence[WebhookDelivery], *, seen_at: datetime) -> None:
-    """A schema-2 archive holding ``deliveries``, as schema 2's writer left it."""
+def legacy_archive(path: Path, deliveries: Sequence[WebhookDelivery], *, seen_at: datetime,
+                   webhooks: Sequence[Webhook] = ()) -> None:
+    """A schema-2 archive holding ``deliveries`` (and ``webhooks``), as schema 2's writer left it."""
     conn = archive.connect(path)
     archive.ensure_db_shape(conn, until=2)
+    with archive.transaction(conn):
+        writer.save_webhooks(conn, webhooks, seen_at=seen_at)
+    custom = {w.id: tuple(w.headers) for w in webhooks}
     rows = []
     for d in deliveries:
         row = writer.delivery_row(d, seen_at=seen_at)
-        row["request_headers"] = _compact(redact_headers(d.request_headers))
-        row["response_headers"] = _compact(redact_headers(d.response_headers))
+        row["request_headers"] = _compact(redact_headers(d.request_headers, custom.get(d.webhook_id, ())))
+        row["response_headers"] = _compact(redact_headers(d.response_headers, custom.get(d.webhook_id, ())))
         rows.append(row)
     for start in range(0, len(rows), 500):
         page = rows[start : start + 500]
@@ -83,6 +87,7 @@ def legacy_archive(path: Path, deliveries: Sequence[WebhookDelivery], *, seen_at
             search_index.index_saved(conn, page)
             writer.refresh_hourly(conn, {(r["webhook_id"], hour_of(r["delivered_at"])) for r in page})
     assert archive.schema_version(conn) == 2
+    conn.execute("ANALYZE")
     conn.close()
 
 
