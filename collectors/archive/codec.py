@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import zstandard as zstd
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS codec_dicts (
     id          INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 255),
     trained_at  TEXT NOT NULL,
     samples     INTEGER NOT NULL,
+    webhooks    TEXT NOT NULL,         -- JSON list of the webhooks whose payloads it was trained on
     dict        BLOB NOT NULL
 )
 """
@@ -189,18 +190,25 @@ _TEXTS = ", ".join(PAYLOAD_FIELDS)
 
 
 def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | None:
-    """Train a dictionary on the newest :data:`TRAIN_SAMPLES` payloads and store it; returns its id.
+    """Train a dictionary on up to :data:`TRAIN_SAMPLES` payloads and store it; returns its id.
 
-    ``None`` when there is nothing to train on or no id is left (255 dictionaries stored). Call inside
-    a transaction. zstd needs varied samples; when it cannot train on these, the samples themselves
-    become a raw-content dictionary, which still helps.
+    The samples are the newest payloads of every webhook archived, in equal shares (a dictionary
+    trained on one webhook's payloads helps little with another's). ``None`` when there is nothing to
+    train on or no id is left (255 dictionaries stored). Call inside a transaction. When zstd cannot
+    train on these samples, the samples themselves become a raw-content dictionary, which still helps.
     """
     codec = Codec(conn)
     if codec.dict_id >= 255:
         return None
-    rows = conn.execute(
-        f"SELECT payload, {_TEXTS} FROM deliveries ORDER BY rowid DESC LIMIT ?", (TRAIN_SAMPLES,)
-    ).fetchall()
+    hooks = {r[0] for r in conn.execute("SELECT id FROM webhooks UNION SELECT DISTINCT webhook_id FROM "
+                                        "(SELECT webhook_id FROM deliveries ORDER BY rowid DESC LIMIT 1000)")}
+    for (trained_before,) in conn.execute("SELECT webhooks FROM codec_dicts"):
+        hooks.update(json.loads(trained_before))
+    hooks = sorted(hooks)
+    share = max(1, TRAIN_SAMPLES // max(1, len(hooks)))
+    rows = [row for hook in hooks for row in conn.execute(
+        f"SELECT payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
+        (hook, share))]
     samples = [pack(fields(codec, r[0], r[1:])) for r in rows]
     if not samples:
         return None
@@ -208,33 +216,45 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
         data = zstd.train_dictionary(DICT_SIZE, samples, level=LEVEL).as_bytes()
     except zstd.ZstdError:
         data = b"".join(samples)[-DICT_SIZE:]
+    trained_on = sorted({h for h in hooks if conn.execute(  # type: ignore[union-attr]
+        "SELECT 1 FROM deliveries WHERE webhook_id = ? LIMIT 1", (h,)).fetchone()})
     new_id = codec.dict_id + 1
     conn.execute(
-        "INSERT INTO codec_dicts (id, trained_at, samples, dict) VALUES (?, ?, ?, ?)",
-        (new_id, (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), len(samples), data),
+        "INSERT INTO codec_dicts (id, trained_at, samples, webhooks, dict) VALUES (?, ?, ?, ?, ?)",
+        (new_id, (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), len(samples),
+         json.dumps(trained_on), data),
     )
     return new_id
 
 
-def for_writing(conn: sqlite3.Connection) -> Codec:
-    """The :class:`Codec` a writer encodes a page with; trains the archive's first dictionary when due.
+def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Codec:
+    """The :class:`Codec` a writer encodes a page of ``webhook_ids``' deliveries with; trains when due.
 
-    While no dictionary exists, once the archive holds :data:`TRAIN_AT` deliveries one is trained and
-    the rows encoded without one are re-encoded with it (their content is unchanged). Call inside the
-    writer's transaction.
+    - No dictionary yet: once the archive holds :data:`TRAIN_AT` deliveries, the first one is trained
+      and the rows encoded without one are re-encoded with it (their content is unchanged).
+    - A webhook the newest dictionary was not trained on: once it has :data:`TRAIN_AT` // 2
+      deliveries archived, a new dictionary is trained on every webhook's (older rows keep theirs).
+
+    Call inside the writer's transaction. Costs one small read per page once trained.
     """
     codec = Codec(conn)
-    if codec.dict_id != _NO_DICT:
-        return codec
-    if conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM deliveries LIMIT ?)", (TRAIN_AT,)).fetchone()[0] < TRAIN_AT:
-        return codec
-    if train(conn) is None:
-        return codec
-    fresh = Codec(conn)
-    rows = conn.execute("SELECT rowid, payload FROM deliveries WHERE substr(payload, 1, 1) = x'00'").fetchall()
-    conn.executemany("UPDATE deliveries SET payload = ? WHERE rowid = ?",
-                     [(fresh.encode(codec.decode(blob)), rowid) for rowid, blob in rows])
-    return fresh
+    if codec.dict_id == _NO_DICT:
+        if conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM deliveries LIMIT ?)", (TRAIN_AT,)).fetchone()[0] < TRAIN_AT:
+            return codec
+        if train(conn) is None:
+            return codec
+        fresh = Codec(conn)
+        rows = conn.execute("SELECT rowid, payload FROM deliveries WHERE substr(payload, 1, 1) = x'00'").fetchall()
+        conn.executemany("UPDATE deliveries SET payload = ? WHERE rowid = ?",
+                         [(fresh.encode(codec.decode(blob)), rowid) for rowid, blob in rows])
+        return fresh
+    known = set(json.loads(conn.execute("SELECT webhooks FROM codec_dicts WHERE id = ?", (codec.dict_id,)).fetchone()[0]))
+    for hook in set(webhook_ids) - known:
+        enough = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ? LIMIT ?)",
+                              (hook, TRAIN_AT // 2)).fetchone()[0]
+        if enough >= TRAIN_AT // 2 and train(conn) is not None:
+            return Codec(conn)
+    return codec
 
 
 def stored_row(codec: Codec, row: Mapping[str, object]) -> dict[str, object]:

@@ -157,7 +157,7 @@ def save_deliveries(
     }
     if not rows:
         return SaveResult()
-    coder = codec.for_writing(conn)
+    coder = codec.for_writing(conn, {d.webhook_id for d in deliveries})
     existing: dict[str, sqlite3.Row | tuple] = {}
     ids = list(rows)
     for start in range(0, len(ids), 500):

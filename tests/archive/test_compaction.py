@@ -8,6 +8,7 @@ nothing, the archive reads the same while it is half done, and the next start fi
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -174,4 +175,20 @@ def test_a_new_archive_trains_its_dictionary_and_reencodes_the_rows_written_befo
     with archive.transaction(conn):
         again = writer.save_deliveries(conn, deliveries[:500], seen_at=NOW)
     assert (again.new, again.updated) == (0, 0)
+    conn.close()
+
+
+def test_a_webhook_the_dictionary_never_saw_gets_a_new_one_once_it_has_enough_rows(tmp_path: Path) -> None:
+    conn = archive.connect(tmp_path / "w.db")
+    archive.ensure_db_shape(conn)
+    first = varied_deliveries(codec.TRAIN_AT, (ALPHA,), NOW, seed=5)
+    newcomer = [replace(d, id="g" + d.id) for d in varied_deliveries(codec.TRAIN_AT, (GAMMA,), NOW, seed=6)]
+    for rows in (first, newcomer):
+        for start in range(0, len(rows), 250):
+            with archive.transaction(conn):
+                writer.save_deliveries(conn, rows[start : start + 250], seen_at=NOW)
+    trained = [json.loads(r[0]) for r in conn.execute("SELECT webhooks FROM codec_dicts ORDER BY id")]
+    assert trained == [[ALPHA], [ALPHA, GAMMA]]
+    for d in (first[0], newcomer[0], newcomer[-1]):
+        assert codec.payload_of(conn, d.id)["request_headers"] == codec.canonical_headers(d.request_headers)
     conn.close()
