@@ -6,7 +6,8 @@ filters, sorts or groups on them: the list, charts and rollups never read them; 
 export, the search index's maintenance and redelivery do, through this module only.
 
 Storage (schema 3 on): ``deliveries.payload`` is a BLOB ``<dictionary id: 1 byte><zstd frame>`` whose
-frame (magicless, with its content size, no checksum) holds :func:`pack` of the fields. Dictionary
+frame (magicless, with its content size, no checksum) holds :func:`pack` of the fields (their UTF-8
+texts separated by the byte 0xFF). Dictionary
 id 0 means no dictionary; ids 1..255 name rows of ``codec_dicts``, zstd dictionaries trained on the
 archive's own payloads. A dictionary is never changed or deleted once stored, so every row stays
 readable after a retrain (:func:`train` adds a new id; new rows use the newest).
@@ -98,21 +99,17 @@ def _compressor(dictionary: zstd.ZstdCompressionDict | None) -> zstd.ZstdCompres
     return zstd.ZstdCompressor(dict_data=dictionary, compression_params=params)
 
 
+_SEPARATOR = "\udcff"  # byte 0xFF under surrogateescape: a byte no UTF-8 text holds
+
+
 def pack(values: Sequence[str]) -> bytes:
-    """The UTF-8 bytes of ``values`` (strings, any content): a header of their lengths, then the texts."""
-    return (",".join(str(len(v)) for v in values) + "\n" + "".join(values)).encode("utf-8")
+    """The UTF-8 texts of ``values`` separated by the byte 0xFF, which UTF-8 text never holds."""
+    return _SEPARATOR.join(values).encode("utf-8", "surrogateescape")
 
 
-def unpack(data: bytes) -> tuple[str, ...]:
+def unpack(data: bytes) -> list[str]:
     """The strings :func:`pack` packed."""
-    text = data.decode("utf-8")
-    head, _, rest = text.partition("\n")
-    out, at = [], 0
-    for length in head.split(","):
-        end = at + int(length)
-        out.append(rest[at:end])
-        at = end
-    return tuple(out)
+    return data.decode("utf-8", "surrogateescape").split(_SEPARATOR)
 
 
 def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequence[str] = ()) -> str:
@@ -166,11 +163,11 @@ class Codec:
             self._decoders[dict_id] = decoder
         return decoder
 
-    def decode(self, blob: bytes) -> tuple[str, ...]:
+    def decode(self, blob: bytes) -> list[str]:
         """The :data:`PAYLOAD_FIELDS` values of a payload BLOB."""
         return unpack(self._decoder(blob[0]).decompress(blob[1:]))
 
-    def decode_many(self, blobs: Sequence[bytes]) -> list[tuple[str, ...]]:
+    def decode_many(self, blobs: Sequence[bytes]) -> list[list[str]]:
         """:meth:`decode` of each blob."""
         decode = self.decode
         return [decode(b) for b in blobs]
