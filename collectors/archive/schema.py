@@ -7,6 +7,8 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 
 - ``deliveries`` holds one row per delivery log entry, upserted on its id. Every query the dashboard
   runs is bounded by ``delivered_at`` (indexed, alone and after ``webhook_id``), never a full scan.
+  From schema 3 its bulky fields (URL, headers, bodies, formats) are one compressed ``payload``
+  (:mod:`collectors.archive.codec`); read them only through that module.
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
