@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import archive
+from .archive import compaction
 from .archive.coverage import load_intervals, retention_start, watermark
 from .archive.runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
 from .archive.writer import mark_webhooks_deleted, save_webhooks
@@ -114,6 +115,7 @@ def collect(
                         error=describe_crash(exc))
                 raise
             _finish(conn, result, clock, outcome=result.outcome, error=result.error)
+            compaction.densify(conn, result.new)  # after a backfill: full index pages again
             return result
         finally:
             conn.close()

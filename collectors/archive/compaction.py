@@ -21,10 +21,15 @@ from dataclasses import dataclass
 
 from . import codec
 
-__all__ = ["BATCH", "Progress", "compact", "progress", "note"]
+__all__ = ["BATCH", "DENSIFY_AFTER", "Progress", "compact", "progress", "note", "densify"]
 
 #: Rows compacted per committed transaction.
 BATCH = 2_000
+#: A collector pass that added at least this many rows rebuilds the webhook-first indexes (:func:`densify`).
+DENSIFY_AFTER = 50_000
+#: Indexes whose keys a backfill inserts out of order: MoeGo lists each webhook's entries newest first,
+#: so page after page lands before the last one and the B-tree splits leave their pages half empty.
+_SPARSE_INDEXES = ("deliveries_by_webhook_time", "deliveries_by_webhook_outcome_time")
 
 _TEXTS = ", ".join(codec.PAYLOAD_FIELDS)
 _PENDING = " OR ".join(f"{name} != ''" for name in codec.PAYLOAD_FIELDS)
@@ -119,3 +124,22 @@ def note(conn: sqlite3.Connection) -> str | None:
         return None
     return (f"The archive is being compacted by the collector ({done.fraction:.0%} done); "
             "everything reads as usual meanwhile.")
+
+
+def densify(conn: sqlite3.Connection, new_rows: int, *, threshold: int = DENSIFY_AFTER) -> bool:
+    """After a pass that added ``new_rows`` (a backfill), rebuild the indexes a backfill leaves half empty.
+
+    ``REINDEX`` writes each afresh in key order, full pages; the pages freed are reused by later writes.
+    About 1 s per 80,000 rows under load; readers carry on meanwhile (WAL). Returns whether it ran.
+    """
+    if new_rows < threshold:
+        return False
+    for name in _SPARSE_INDEXES:
+        _begin(conn)
+        try:
+            conn.execute(f"REINDEX {name}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return True

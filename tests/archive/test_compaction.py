@@ -7,6 +7,7 @@ nothing, the archive reads the same while it is half done, and the next start fi
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from collectors import archive
-from collectors.archive import codec, writer
+from collectors.archive import codec, compaction, writer
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Filters
 from collectors.models import format_timestamp
@@ -192,3 +193,29 @@ def test_a_webhook_the_dictionary_never_saw_gets_a_new_one_once_it_has_enough_ro
     for d in (first[0], newcomer[0], newcomer[-1]):
         assert codec.payload_of(conn, d.id)["request_headers"] == codec.canonical_headers(d.request_headers)
     conn.close()
+
+
+def _fill(path: Path, name: str) -> float:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT 1.0 * SUM(pgsize - unused) / SUM(pgsize) FROM dbstat WHERE name = ?", (name,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_after_a_backfill_the_webhook_indexes_are_full_again(tmp_path: Path) -> None:
+    """MoeGo lists newest first, so a backfill writes each webhook's keys in falling order: pages half empty."""
+    path = tmp_path / "b.db"
+    conn = archive.connect(path)
+    archive.ensure_db_shape(conn)
+    rows = sorted(varied_deliveries(6_000, (ALPHA,), NOW, seed=8), key=lambda d: d.delivered_at, reverse=True)
+    for start in range(0, len(rows), 200):
+        with archive.transaction(conn):
+            writer.save_deliveries(conn, rows[start : start + 200], seen_at=NOW)
+    before = _fill(path, "deliveries_by_webhook_time")
+    assert not compaction.densify(conn, 5_000, threshold=6_000)
+    assert compaction.densify(conn, 6_000, threshold=6_000)
+    conn.close()
+    after = _fill(path, "deliveries_by_webhook_time")
+    assert before < 0.7 < 0.9 < after, (before, after)
+    assert len(list(csv.reader(io.StringIO(export_bytes(path).decode("utf-8"), newline="")))) == 6_001
