@@ -99,17 +99,14 @@ def _compressor(dictionary: zstd.ZstdCompressionDict | None) -> zstd.ZstdCompres
     return zstd.ZstdCompressor(dict_data=dictionary, compression_params=params)
 
 
-_SEPARATOR = "\udcff"  # byte 0xFF under surrogateescape: a byte no UTF-8 text holds
-
-
 def pack(values: Sequence[str]) -> bytes:
     """The UTF-8 texts of ``values`` separated by the byte 0xFF, which UTF-8 text never holds."""
-    return _SEPARATOR.join(values).encode("utf-8", "surrogateescape")
+    return b"\xff".join(v.encode("utf-8") for v in values)
 
 
 def unpack(data: bytes) -> list[str]:
     """The strings :func:`pack` packed."""
-    return data.decode("utf-8", "surrogateescape").split(_SEPARATOR)
+    return [part.decode("utf-8") for part in data.split(b"\xff")]
 
 
 def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequence[str] = ()) -> str:

@@ -104,15 +104,30 @@ def _sql_cell(expr: str) -> str:
 
 
 # SQLite builds each row's CSV text around the payload (the first 12 cells and the last 2); Python adds
-# the 6 payload cells, decompressed a batch at a time (collectors.archive.codec).
-_PREFIX = " || ',' || ".join([
-    *(_sql_cell(c) for c in ("id", "webhook_id", "event_type", "event_id", "delivered_at")),
-    "(CASE WHEN success THEN 'true' ELSE 'false' END)",
-    _sql_cell("CAST(response_status AS TEXT)"),
-    _sql_cell("status_class"), _sql_cell("error_class"),
-    _sql_cell("CAST(duration_ms AS TEXT)"), _sql_cell("CAST(retry_count AS TEXT)"),
-    _sql_cell("COALESCE(error, '')"),
+# the 6 payload cells, decompressed a batch at a time (collectors.archive.codec). Cells the archive derives
+# (outcome, classes, timestamps) never need quoting; those MoeGo sent are checked all at once, and only a
+# row where one holds a quote, comma or line break, or starts like a formula, takes the cell-by-cell path.
+_FROM_MOEGO = ("id", "webhook_id", "event_type", "event_id", "COALESCE(error, '')")
+_PLAIN = " || ',' || ".join([
+    *_FROM_MOEGO[:4], "delivered_at", "(CASE WHEN success THEN 'true' ELSE 'false' END)",
+    "CAST(response_status AS TEXT)", "status_class", "error_class", "CAST(duration_ms AS TEXT)",
+    "CAST(retry_count AS TEXT)", _FROM_MOEGO[4],
 ])
+_CAREFUL = " || ',' || ".join([
+    *(_sql_cell(c) for c in _FROM_MOEGO[:4]), _sql_cell("delivered_at"),
+    "(CASE WHEN success THEN 'true' ELSE 'false' END)",
+    _sql_cell("CAST(response_status AS TEXT)"), _sql_cell("status_class"), _sql_cell("error_class"),
+    _sql_cell("CAST(duration_ms AS TEXT)"), _sql_cell("CAST(retry_count AS TEXT)"), _sql_cell(_FROM_MOEGO[4]),
+])
+_ALL = " || ".join(_FROM_MOEGO)
+_SPECIAL = (
+    f"instr({_ALL}, '\"') OR instr({_ALL}, ',') OR instr({_ALL}, char(10)) OR instr({_ALL}, char(13)) OR "
+    + " OR ".join(f"substr({c}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))" for c in _FROM_MOEGO)
+    + " OR response_status < 0 OR duration_ms < 0 OR retry_count < 0"
+    + " OR status_class GLOB '*[^a-z0-9]*' OR error_class GLOB '*[^a-z0-9]*'"
+    + " OR typeof(response_status) != 'integer' OR typeof(duration_ms) != 'integer' OR typeof(retry_count) != 'integer'"
+)
+_PREFIX = f"(CASE WHEN {_SPECIAL} THEN {_CAREFUL} ELSE {_PLAIN} END)"
 _SUFFIX = ("(CASE WHEN request_body_base64 THEN 'base64' ELSE 'utf-8' END) || ',' || "
            "(CASE WHEN response_body_base64 THEN 'base64' ELSE 'utf-8' END)")
 #: The payload's cells, in CSV order, as positions in :data:`codec.PAYLOAD_FIELDS`.
@@ -158,8 +173,11 @@ class _PayloadCells:
             if blob is not None and fast and not any(texts):
                 # Written by this version: everything in the payload, headers redacted when written.
                 url, to, req_h, req_b, resp_h, resp_b, _, _ = decode(blob)
-                lines.append(f"{prefix},{cell(url)},{cell(to)},{cell(req_h)},{cell(resp_h)},{cell(req_b)},"
-                             f"{cell(resp_b)},{suffix}\r\n")
+                # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
+                req_h = '"' + req_h.replace('"', '""') + '"' if req_h != "{}" else req_h
+                resp_h = '"' + resp_h.replace('"', '""') + '"' if resp_h != "{}" else resp_h
+                lines.append(f"{prefix},{cell(url)},{cell(to)},{req_h},{resp_h},{cell(req_b)},{cell(resp_b)},"
+                             f"{suffix}\r\n")
                 continue
             payload = decode(blob) if blob is not None else None
             cells = []
