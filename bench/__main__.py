@@ -8,7 +8,9 @@ alternately several times in one process and the ratio of the medians is reporte
 - page: the deliveries table's deepest page by keyset vs the same page by LIMIT/OFFSET;
 - export: peak Python memory of the streaming CSV export vs pandas read_sql + to_csv;
 - write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT;
-- body shapes: the writer and the search index with base64 payloads vs the same payloads as objects.
+- body shapes: the writer and the search index with base64 payloads vs the same payloads as objects;
+- storage and export (:mod:`bench.storage`): bytes per entry before and after the upgrade vs gzip'd JSON
+  lines, the upgrade's time per million rows, the export vs ``sqlite3 -csv``, its peak RSS.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collectors.archive import writer
 
 from .archive_gen import build_archive, synthetic_deliveries
 from .bodies import bench_body_shapes
+from .storage import bench_storage
 
 
 def _median_time(fn: Callable[[], object]) -> float:
@@ -157,6 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000, help="deliveries in the synthetic archive")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--storage-days", type=int, default=3,
+                        help="days of full-volume history for the storage and export rows (bench.storage)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="moego-bench-") as tmp:
         workdir = Path(tmp)
@@ -170,6 +175,8 @@ def main() -> None:
         print(bench_write(workdir, args.repeat), flush=True)
         for line in bench_body_shapes(workdir, args.repeat, side_by_side):
             print(line, flush=True)
+    for line in bench_storage(args.storage_days, repeat=3):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

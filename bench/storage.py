@@ -91,9 +91,7 @@ def _load() -> str:
 def bench_storage(days: int = 3, repeat: int = 3) -> list[str]:
     """The lines of the storage and export rows."""
     lines = [f"load average at start: {_load()}"]
-    legacy = CACHE / f"moego-full-{days}d-schema2.db"
-    if not legacy.exists():
-        raise SystemExit(f"{legacy} is missing: build it with the schema-2 writer (see bench/README.md)")
+    legacy = build_moego_archive(days, schema2=True)  # cached under bench/.cache/
     n, before, before_parts = _per_entry(legacy)
     gz = _gzip_jsonl_per_entry(legacy)
     with tempfile.TemporaryDirectory(prefix="moego-storage-", dir=CACHE) as tmp:

@@ -181,6 +181,17 @@ def fields(codec: Codec | None, payload: bytes | None, texts: Sequence[str]) -> 
 
 
 _TEXTS = ", ".join(PAYLOAD_FIELDS)
+_HEADERS_AT = tuple(PAYLOAD_FIELDS.index(f) for f in ("request_headers", "response_headers"))
+
+
+def stored_values(codec: Codec | None, payload: bytes | None, texts: Sequence[str]) -> list[str]:
+    """:func:`fields` as a payload stores them: header text from a text column (written before schema 3,
+    as compact JSON) in the canonical form (:func:`canonical_headers_text`)."""
+    values = list(fields(codec, payload, texts))
+    for i in _HEADERS_AT:
+        if texts[i]:
+            values[i] = canonical_headers_text(values[i])
+    return values
 
 
 def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | None:
@@ -203,7 +214,7 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
     rows = [row for hook in hooks for row in conn.execute(
         f"SELECT payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
         (hook, share))]
-    samples = [pack(fields(codec, r[0], r[1:])) for r in rows]
+    samples = [pack(stored_values(codec, r[0], r[1:])) for r in rows]
     if not samples:
         return None
     try:

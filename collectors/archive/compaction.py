@@ -33,7 +33,6 @@ _SPARSE_INDEXES = ("deliveries_by_webhook_time", "deliveries_by_webhook_outcome_
 
 _TEXTS = ", ".join(codec.PAYLOAD_FIELDS)
 _PENDING = " OR ".join(f"{name} != ''" for name in codec.PAYLOAD_FIELDS)
-_HEADERS = tuple(codec.PAYLOAD_FIELDS.index(f) for f in ("request_headers", "response_headers"))
 _CLEAR = ", ".join(f"{name} = ''" for name in codec.PAYLOAD_FIELDS)
 
 
@@ -82,11 +81,7 @@ def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True
             for rowid, payload, *texts in rows:
                 if not any(texts):
                     continue
-                for i in _HEADERS:
-                    if texts[i]:
-                        texts[i] = codec.canonical_headers_text(texts[i])
-                values = codec.fields(coder, payload, texts)
-                updates.append((coder.encode(values), rowid))
+                updates.append((coder.encode(codec.stored_values(coder, payload, texts)), rowid))
             conn.executemany(f"UPDATE deliveries SET payload = ?, {_CLEAR} WHERE rowid = ?", updates)
             conn.execute("COMMIT")
         except BaseException:
