@@ -206,6 +206,7 @@ def csv_bytes(db_path: str, filters: Filters, now: datetime, secret_headers: Seq
     return buffer.getvalue().encode("utf-8")
 
 
+@_cached
 def upgrade_note(db_path: str) -> str | None:
     """:func:`collectors.archive.compaction.note`: one line while an upgrade of the archive is under way."""
     with archive.open_archive(db_path, readonly=True) as conn:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import streamlit as st
 
 from collectors import archive
 from collectors.archive import compaction
@@ -47,6 +48,7 @@ def test_the_dashboard_reads_an_archive_being_compacted_and_says_so(run_app, tmp
 
     archive.ensure_db_shape(conn)
     conn.close()
+    st.cache_data.clear()  # every number below is read again, from the compacted archive
     at = run_app(path)
     no_exception(at)
     assert not at.info
