@@ -3,7 +3,7 @@
 On a full-volume-like archive (:mod:`bench.moego_archive`: the sandbox's ``--volume full`` history,
 written as schema 2's writer wrote it and cached under ``bench/.cache/``), in one run:
 
-- bytes per entry of the archive before and after the upgrade (schema 2 -> 4, in place: compaction
+- bytes per entry of the archive before and after the upgrade (schema 2 -> 5, in place: compaction
   then VACUUM), per table and index (``dbstat``), against gzip'd JSON lines of the same rows;
 - how long the upgrade takes, per million rows;
 - ``moego-monitor export`` of every row against ``sqlite3 -csv`` of the same columns in the same order
@@ -106,7 +106,7 @@ def bench_storage(days: int = 3, repeat: int = 3) -> list[str]:
         conn.close()
         _, after, after_parts = _per_entry(upgraded)
         lines.append(f"storage, {n:,} full-volume entries: {before:,.0f} B/entry (schema 2) -> {after:,.0f} B/entry "
-                     f"(schema 4, {before / after:.1f}x smaller); gzip'd JSON lines of the same rows {gz:,.0f} B/entry "
+                     f"(schema 5, {before / after:.1f}x smaller); gzip'd JSON lines of the same rows {gz:,.0f} B/entry "
                      f"({after / gz:.1f}x of it)")
         for name in sorted(set(before_parts) | set(after_parts), key=lambda k: -after_parts.get(k, 0)):
             if max(before_parts.get(name, 0), after_parts.get(name, 0)) >= 1:

@@ -5,7 +5,7 @@ Which fields (:data:`PAYLOAD_FIELDS`): the request URL, the address that answere
 filters, sorts or groups on them: the list, charts and rollups never read them; the detail view, the
 export, the search index's maintenance and redelivery do, through this module only.
 
-Storage (schema 3 on): ``deliveries.payload`` is a BLOB ``<dictionary id: 1 byte><zstd frame>`` whose
+Storage (schema 4 on): ``deliveries.payload`` is a BLOB ``<dictionary id: 1 byte><zstd frame>`` whose
 frame (magicless, with its content size, no checksum) holds :func:`pack` of the fields (their UTF-8
 texts separated by the byte 0xFF). Dictionary
 id 0 means no dictionary; ids 1..255 name rows of ``codec_dicts``, zstd dictionaries trained on the
@@ -13,7 +13,7 @@ archive's own payloads. A dictionary is never changed or deleted once stored, so
 readable after a retrain (:func:`train` adds a new id; new rows use the newest).
 
 The text columns of the same names stay in the table: the writer leaves them empty, rows archived
-before schema 3 keep their text there until :func:`compact_batch` moves it into ``payload``. The rule
+before schema 4 keep their text there until :func:`collectors.archive.compaction.compact` moves it into ``payload``. The rule
 for a reader (:func:`fields`): **a non-empty text column wins; otherwise the payload's field**. So an
 archive half way through its compaction reads exactly as before and as after.
 
@@ -118,7 +118,7 @@ def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequen
 def canonical_headers_text(text: str, extra_secret: Sequence[str] = ()) -> str:
     """Header JSON text (any archived form) as :func:`canonical_headers`: ``{}`` when it is not a JSON object.
 
-    This is exactly what the CSV export wrote for archived header text before schema 3.
+    This is exactly what the CSV export wrote for archived header text before schema 4.
     """
     try:
         parsed = json.loads(text or "{}")
@@ -185,7 +185,7 @@ _HEADERS_AT = tuple(PAYLOAD_FIELDS.index(f) for f in ("request_headers", "respon
 
 
 def stored_values(codec: Codec | None, payload: bytes | None, texts: Sequence[str]) -> list[str]:
-    """:func:`fields` as a payload stores them: header text from a text column (written before schema 3,
+    """:func:`fields` as a payload stores them: header text from a text column (written before schema 4,
     as compact JSON) in the canonical form (:func:`canonical_headers_text`)."""
     values = list(fields(codec, payload, texts))
     for i in _HEADERS_AT:
@@ -263,7 +263,7 @@ def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Co
 
 
 def stored_row(codec: Codec, row: Mapping[str, object]) -> dict[str, object]:
-    """``row`` (the writer's plain row) as written from schema 3 on: its payload fields emptied, ``payload`` set."""
+    """``row`` (the writer's plain row) as written from schema 4 on: its payload fields emptied, ``payload`` set."""
     out = dict(row)
     out["payload"] = codec.encode([str(row[f]) for f in PAYLOAD_FIELDS])
     for name in PAYLOAD_FIELDS:

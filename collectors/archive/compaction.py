@@ -1,13 +1,13 @@
-"""Schema 3 -> 4: compress the payloads of rows archived before schema 3, in place, resumably.
+"""Schema 4 -> 5: compress the payloads of rows archived before schema 4, in place, resumably.
 
 :func:`compact` moves each row's :data:`~collectors.archive.codec.PAYLOAD_FIELDS` from its text columns
 into its ``payload`` BLOB (:mod:`collectors.archive.codec`), :data:`BATCH` rows per transaction, in
 rowid order, then ``VACUUM`` so the file gives the freed space back. Each batch is committed on its
 own; a process killed at any moment (``kill -9`` included) leaves every row either as it was or
 compacted, never both and never lost, and the next run carries on: rows already compacted have
-empty text columns and are skipped. The schema version moves to 4 only after the whole table is done.
+empty text columns and are skipped. The schema version moves to 5 only after the whole table is done.
 
-Readers do not wait for it: from schema 3 on they read a row from its text columns or its payload
+Readers do not wait for it: from schema 4 on they read a row from its text columns or its payload
 alike (:func:`collectors.archive.codec.fields`), so the dashboard and the export keep working while
 it runs, and :func:`progress` says how far it is. The bodies and errors are unchanged, so the
 full-text index is left as it is.
@@ -99,7 +99,7 @@ def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True
 
 
 def progress(conn: sqlite3.Connection) -> Progress | None:
-    """How far the compaction of an archive at schema 3 is (``None`` when nothing is left to compact).
+    """How far the compaction of an archive at schema 4 is (``None`` when nothing is left to compact).
 
     Reads the lowest rowid still holding text (a scan up to it) and the highest rowid.
     """
@@ -111,8 +111,8 @@ def progress(conn: sqlite3.Connection) -> Progress | None:
 
 
 def note(conn: sqlite3.Connection) -> str | None:
-    """One line for a reader while the archive is at schema 3 with rows left to compact, else ``None``."""
-    if conn.execute("PRAGMA user_version").fetchone()[0] != 3:
+    """One line for a reader while the archive is at schema 4 with rows left to compact, else ``None``."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] != 4:
         return None
     done = progress(conn)
     if done is None:

@@ -20,7 +20,7 @@ these columns (:data:`COLUMNS`):
 - ``request_url``, ``delivered_to``
 - ``request_headers``, ``response_headers``: JSON ``{name: [values]}``; ``Authorization``,
   signatures and every other secret-like header redacted (when archived; header text archived
-  before schema 4, and any holding a name given as ``secret_headers``, is redacted again)
+  before schema 5, and any holding a name given as ``secret_headers``, is redacted again)
 - ``request_body``, ``response_body``: the body text, or base64 when it is not UTF-8
 - ``request_body_encoding``, ``response_body_encoding``: ``utf-8`` or ``base64``
 
@@ -151,7 +151,7 @@ def _cell(value: str) -> str:
 
 class _PayloadCells:
     """The 6 payload cells of rows as CSV text. A payload's header sets are redacted already (when
-    written) and copied; header text from a text column (archived before schema 4, or edited by hand)
+    written) and copied; header text from a text column (archived before schema 5, or edited by hand)
     and any holding a name of ``secret_headers`` are parsed and redacted again."""
 
     def __init__(self, coder: codec.Codec, secret_headers: Sequence[str]) -> None:

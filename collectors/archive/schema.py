@@ -7,7 +7,7 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 
 - ``deliveries`` holds one row per delivery log entry, upserted on its id. Every query the dashboard
   runs is bounded by ``delivered_at`` (indexed, alone and after ``webhook_id``), never a full scan.
-  From schema 3 its bulky fields (URL, headers, bodies, formats) are one compressed ``payload``
+  From schema 4 its bulky fields (URL, headers, bodies, formats) are one compressed ``payload``
   (:mod:`collectors.archive.codec`); read them only through that module.
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
@@ -274,18 +274,23 @@ END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
     # 2: full-text search reads words inside base64 payloads; the writer feeds the index (no triggers).
     migrate_to_writer_index,
-    # 3: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
-    # archived before keep their text until step 4 moves it, and read the same meanwhile.
+    # 3: the clock skew each run measured.
+    """
+-- MoeGo's clock minus this host's (seconds), measured from its Date header during the run; NULL unmeasured.
+ALTER TABLE collector_runs ADD COLUMN clock_skew_s REAL;
+""",
+    # 4: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
+    # archived before keep their text until step 5 moves it, and read the same meanwhile.
     "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
-    # 4: every older row compacted, batch by batch (resumable), then VACUUM.
+    # 5: every older row compacted, batch by batch (resumable), then VACUUM.
     Batched(compaction.compact),
 ]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)
-#: The oldest schema version this code reads as well: an archive at 3 is being compacted (step 4),
+#: The oldest schema version this code reads as well: an archive at 4 is being compacted (step 5),
 #: and reads exactly the same meanwhile.
-READABLE_FROM = 3
+READABLE_FROM = 4
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:

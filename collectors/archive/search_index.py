@@ -78,7 +78,7 @@ def index_saved(
 
 def _stored_rows(conn: sqlite3.Connection, where: str, params: Sequence[object] = ()) -> Iterable[list[tuple]]:
     """Batches of ``(rowid, indexed values)`` of the rows matching ``where``, bodies read through the codec
-    (schema 3 on: :mod:`collectors.archive.codec`; before, from the text columns)."""
+    (schema 4 on: :mod:`collectors.archive.codec`; before, from the text columns)."""
     has_payload = any(r[1] == "payload" for r in conn.execute("PRAGMA table_info(deliveries)"))
     payload = "payload" if has_payload else "NULL"
     cursor = conn.execute(f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)}, {payload} FROM deliveries WHERE {where}",

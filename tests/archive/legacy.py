@@ -1,8 +1,8 @@
-"""Archives as moego-monitor wrote them before schema 3, and the CSV export as it was then (byte for byte).
+"""Archives as moego-monitor wrote them before schema 4, and the CSV export as it was then (byte for byte).
 
-:func:`legacy_archive` writes deliveries the way schema 2's writer did: every field as text in its own
+:func:`legacy_archive` writes deliveries the way schema 2 and 3 wrote them: every field as text in its own
 column (header sets as compact JSON, redacted), the rollup and the full-text index fed the same way.
-:func:`legacy_csv` is the export's code before schema 3, kept verbatim: the reference the new export's
+:func:`legacy_csv` is the export's code before schema 4, kept verbatim: the reference the new export's
 bytes are compared with.
 """
 
@@ -67,9 +67,9 @@ def varied_deliveries(count: int, webhooks: Sequence[str], end: datetime, *, see
 
 def legacy_archive(path: Path, deliveries: Sequence[WebhookDelivery], *, seen_at: datetime,
                    webhooks: Sequence[Webhook] = ()) -> None:
-    """A schema-2 archive holding ``deliveries`` (and ``webhooks``), as schema 2's writer left it."""
+    """A schema-3 archive holding ``deliveries`` (and ``webhooks``), as schema 3 left it (the same deliveries as schema 2)."""
     conn = archive.connect(path)
-    archive.ensure_db_shape(conn, until=2)
+    archive.ensure_db_shape(conn, until=3)
     with archive.transaction(conn):
         writer.save_webhooks(conn, webhooks, seen_at=seen_at)
     custom = {w.id: tuple(w.headers) for w in webhooks}
@@ -86,12 +86,12 @@ def legacy_archive(path: Path, deliveries: Sequence[WebhookDelivery], *, seen_at
                              [[r[c] for c in _COLUMNS] for r in page])
             search_index.index_saved(conn, page)
             writer.refresh_hourly(conn, {(r["webhook_id"], hour_of(r["delivered_at"])) for r in page})
-    assert archive.schema_version(conn) == 2
+    assert archive.schema_version(conn) == 3
     conn.execute("ANALYZE")
     conn.close()
 
 
-# -- the export before schema 3, verbatim ---------------------------------------------------------------
+# -- the export before schema 4, verbatim ---------------------------------------------------------------
 
 _SELECT = (
     "SELECT id, webhook_id, event_type, event_id, delivered_at, success, response_status, status_class, error_class, "
@@ -142,7 +142,7 @@ def legacy_csv(conn: sqlite3.Connection, since: str, until: str, secret_headers:
 
 
 def legacy_detail(conn: sqlite3.Connection, delivery_id: str) -> dict[str, Any]:
-    """What the detail view read for a delivery before schema 3 (every column, headers parsed)."""
+    """What the detail view read for a delivery before schema 4 (every column, headers parsed)."""
     cursor = conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
     record = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
     for name in ("request_headers", "response_headers"):

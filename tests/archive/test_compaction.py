@@ -1,4 +1,4 @@
-"""Compressed payloads (schema 3) and the in-place compaction of older archives (schema 4).
+"""Compressed payloads (schema 4) and the in-place compaction of older archives (schema 5).
 
 What a user checks: after the upgrade the export's bytes, every detail, every search and every rollup
 are those of before; the file is smaller; a compaction killed with ``kill -9`` loses and doubles
@@ -63,7 +63,7 @@ def snapshot(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A schema-2 archive of 12,000 varied deliveries, and what it reads as before any upgrade."""
+    """A pre-upgrade (schema 3) archive of 12,000 varied deliveries, and what it reads as before any upgrade."""
     path = tmp_path_factory.mktemp("legacy") / "v2.db"
     deliveries = varied_deliveries(12_000, (ALPHA, BETA, GAMMA), NOW)
     legacy_archive(path, deliveries, seen_at=NOW)
@@ -104,7 +104,7 @@ def test_an_archive_upgrades_in_place_and_reads_byte_for_byte_as_before(legacy, 
     before = legacy[1]
     conn = archive.connect(path)
     archive.ensure_db_shape(conn)
-    assert archive.schema_version(conn) == archive.SCHEMA_VERSION == 4
+    assert archive.schema_version(conn) == archive.SCHEMA_VERSION == 5
     left = conn.execute("SELECT COUNT(*) FROM deliveries WHERE payload IS NULL OR request_body != '' "
                         "OR request_headers != ''").fetchone()[0]
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -119,7 +119,7 @@ import sys
 from collectors import archive
 from collectors.archive import compaction
 conn = archive.connect(sys.argv[1])
-archive.ensure_db_shape(conn, until=3)
+archive.ensure_db_shape(conn, until=4)
 compaction.compact(conn, batch=100, on_batch=lambda p: print(p.rowid, flush=True))
 print("done", flush=True)
 """
@@ -138,7 +138,7 @@ def test_a_compaction_killed_with_sigkill_loses_and_doubles_nothing_and_resumes(
     conn = archive.connect(path)
     done, pending = conn.execute(
         "SELECT SUM(payload IS NOT NULL AND request_body = ''), SUM(payload IS NULL) FROM deliveries").fetchone()
-    assert archive.schema_version(conn) == 3 and done >= 500 and pending > 0, (done, pending)
+    assert archive.schema_version(conn) == 4 and done >= 500 and pending > 0, (done, pending)
     conn.close()
     # Half done: the archive is readable and reads exactly as before.
     archive.check_readable(path)
@@ -146,7 +146,7 @@ def test_a_compaction_killed_with_sigkill_loses_and_doubles_nothing_and_resumes(
     # The next start finishes it.
     conn = archive.connect(path)
     archive.ensure_db_shape(conn)
-    assert archive.schema_version(conn) == 4
+    assert archive.schema_version(conn) == 5
     assert conn.execute("SELECT COUNT(*) FROM deliveries WHERE payload IS NULL").fetchone()[0] == 0
     conn.close()
     assert_reads_as_before(path, before)
