@@ -14,7 +14,9 @@ alternately several times in one process and the ratio of the medians is reporte
 - read: the client's bounded read of a full 500-entry page (streamed, size-capped, deadline at the
   socket) vs httpx's plain ``response.json()``, over a real loopback socket, time and peak memory;
 - wal: the peak size of the WAL during a backfill while dashboard-like readers query without pause,
-  with the archive's WAL bound (checkpoint after commits, ``journal_size_limit``) vs without it.
+  with the archive's WAL bound (checkpoint after commits, ``journal_size_limit``) vs without it;
+- storage and export (:mod:`bench.storage`): bytes per entry before and after the upgrade vs gzip'd JSON
+  lines, the upgrade's time per million rows, the export vs ``sqlite3 -csv``, its peak RSS.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from collectors.archive import writer
 
 from .archive_gen import build_archive, synthetic_deliveries
 from .bodies import bench_body_shapes
+from .storage import bench_storage
 
 
 def _median_time(fn: Callable[[], object]) -> float:
@@ -321,6 +324,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--wal-rows", type=int, default=400_000, help="deliveries written in the WAL benchmark")
     parser.add_argument("--only", choices=("wal",), help="run one benchmark only")
+    parser.add_argument("--storage-days", type=int, default=3,
+                        help="days of full-volume history for the storage and export rows (bench.storage)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="moego-bench-") as tmp:
         workdir = Path(tmp)
@@ -340,6 +345,8 @@ def main() -> None:
         print(bench_checks(workdir, args.repeat), flush=True)
         print(bench_wal(workdir, args.wal_rows), flush=True)
     print(bench_read(args.repeat), flush=True)
+    for line in bench_storage(args.storage_days, repeat=3):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import archive, skew
+from .archive import compaction
 from .archive.coverage import load_intervals, retention_start, watermark
 from .archive.runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
 from .archive.writer import mark_webhooks_deleted, save_webhooks
@@ -128,6 +129,7 @@ def collect(
                         error=describe_crash(exc), settings=settings)
                 raise
             _finish(conn, result, clock, outcome=result.outcome, error=result.error, settings=settings)
+            compaction.densify(conn, result.new)  # after a backfill: full index pages again
             return result
         finally:
             conn.close()

@@ -80,5 +80,8 @@ with st.sidebar:
                else "Local use on this machine, no login (operator)")
     if user.via == "oidc":
         st.button("Log out", key="auth_logout", on_click=st.logout)
+upgrading = reads.upgrade_note(str(settings.db_path))
+if upgrading:
+    st.info(upgrading, icon=":material/compress:")
 
 page.run()

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from collectors.archive import codec
 from collectors.archive.filters import Filters, Window
 from collectors.archive.where import deliveries_where, rollup_can_answer
 from collectors.models import EVENT_TYPES, format_timestamp
@@ -347,6 +348,9 @@ def delivery(conn: sqlite3.Connection, delivery_id: str) -> dict[str, Any] | Non
     if row is None:
         return None
     record = dict(zip([d[0] for d in cursor.description], row))
+    payload = record.pop("payload", None)
+    texts = [record[name] for name in codec.PAYLOAD_FIELDS]
+    record.update(zip(codec.PAYLOAD_FIELDS, codec.fields(codec.Codec(conn) if payload else None, payload, texts)))
     record["request_headers"] = _headers(record["request_headers"])
     record["response_headers"] = _headers(record["response_headers"])
     record["success"] = bool(record["success"])

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from collectors import archive
-from collectors.archive import status
+from collectors.archive import compaction, status
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Bucket, Filters, Window
 from collectors.bulk import BulkPlan, batch_counts, plan_bulk
@@ -30,7 +30,7 @@ __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
     "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
-    "bulk_plan", "bulk_batch_counts", "csv_bytes",
+    "bulk_plan", "bulk_batch_counts", "csv_bytes", "upgrade_note",
 ]
 
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
@@ -204,3 +204,10 @@ def csv_bytes(db_path: str, filters: Filters, now: datetime, secret_headers: Seq
     with archive.open_archive(db_path, readonly=True) as conn:
         export_csv(conn, filters, buffer, now=now, secret_headers=secret_headers)
     return buffer.getvalue().encode("utf-8")
+
+
+@_cached
+def upgrade_note(db_path: str) -> str | None:
+    """:func:`collectors.archive.compaction.note`: one line while an upgrade of the archive is under way."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return compaction.note(conn)

@@ -2,7 +2,9 @@
 
 Layers of the package (each imports only those above it)::
 
+    codec      a delivery's bulky fields as one compressed payload; the archive's zstd dictionaries
     search_index  the full-text index: what it holds (bodies with base64 payloads decoded); fed by the writer
+    compaction the resumable upgrade of older rows into payloads (schema 3 -> 4)
     schema     the tables, migrations, connections and the rules that classify a delivery
     coverage   interval arithmetic over what the collector has read
     writer     saves pages of deliveries and webhooks, with the hourly rollup and redaction

@@ -19,7 +19,8 @@ these columns (:data:`COLUMNS`):
 - ``error``: MoeGo's error message, empty on success
 - ``request_url``, ``delivered_to``
 - ``request_headers``, ``response_headers``: JSON ``{name: [values]}``; ``Authorization``,
-  signatures and every other secret-like header redacted (again, on top of the archive's own redaction)
+  signatures and every other secret-like header redacted (when archived; header text archived
+  before schema 5, and any holding a name given as ``secret_headers``, is redacted again)
 - ``request_body``, ``response_body``: the body text, or base64 when it is not UTF-8
 - ``request_body_encoding``, ``response_body_encoding``: ``utf-8`` or ``base64``
 
@@ -40,7 +41,7 @@ from typing import Any, Iterable, Sequence, TextIO
 
 from .. import __version__
 from ..models import format_timestamp
-from ..redaction import redact_headers
+from . import codec
 from .filters import Filters, Window
 from .schema import open_archive
 from .where import deliveries_where
@@ -89,13 +90,105 @@ COLUMN_HELP: tuple[tuple[str, str], ...] = (
 #: ``--status`` values: an outcome or a response status class.
 STATUS_CHOICES: tuple[str, ...] = ("success", "failed", "2xx", "4xx", "5xx", "none")
 
-_SELECT = (
-    "SELECT id, webhook_id, event_type, event_id, delivered_at, success, response_status, status_class, error_class, "
-    "duration_ms, retry_count, error, request_url, delivered_to, request_headers, response_headers, request_body, "
-    "response_body, request_body_base64, response_body_base64 FROM deliveries"
-)
 _FORMULA_START = frozenset("=+-@\t\r")
 _BATCH = 500
+
+
+def _sql_cell(expr: str) -> str:
+    """SQL for the CSV cell of the text ``expr``: neutralized (:func:`neutralize`) and quoted as
+    ``csv.writer`` quotes (only when it holds a quote, a comma, CR or LF; quotes doubled)."""
+    neutral = (f"(CASE WHEN substr({expr}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13)) "
+               f"THEN '''' || {expr} ELSE {expr} END)")
+    return (f"(CASE WHEN instr({expr}, '\"') OR instr({expr}, ',') OR instr({expr}, char(10)) "
+            f"OR instr({expr}, char(13)) THEN '\"' || replace({neutral}, '\"', '\"\"') || '\"' ELSE {neutral} END)")
+
+
+# SQLite builds each row's CSV text around the payload (the first 12 cells and the last 2); Python adds
+# the 6 payload cells, decompressed a batch at a time (collectors.archive.codec). Cells the archive derives
+# (outcome, classes, timestamps) never need quoting; those MoeGo sent are checked all at once, and only a
+# row where one holds a quote, comma or line break, or starts like a formula, takes the cell-by-cell path.
+_FROM_MOEGO = ("id", "webhook_id", "event_type", "event_id", "COALESCE(error, '')")
+_PLAIN = " || ',' || ".join([
+    *_FROM_MOEGO[:4], "delivered_at", "(CASE WHEN success THEN 'true' ELSE 'false' END)",
+    "CAST(response_status AS TEXT)", "status_class", "error_class", "CAST(duration_ms AS TEXT)",
+    "CAST(retry_count AS TEXT)", _FROM_MOEGO[4],
+])
+_CAREFUL = " || ',' || ".join([
+    *(_sql_cell(c) for c in _FROM_MOEGO[:4]), _sql_cell("delivered_at"),
+    "(CASE WHEN success THEN 'true' ELSE 'false' END)",
+    _sql_cell("CAST(response_status AS TEXT)"), _sql_cell("status_class"), _sql_cell("error_class"),
+    _sql_cell("CAST(duration_ms AS TEXT)"), _sql_cell("CAST(retry_count AS TEXT)"), _sql_cell(_FROM_MOEGO[4]),
+])
+_ALL = " || ".join(_FROM_MOEGO)
+_SPECIAL = (
+    f"instr({_ALL}, '\"') OR instr({_ALL}, ',') OR instr({_ALL}, char(10)) OR instr({_ALL}, char(13)) OR "
+    + " OR ".join(f"substr({c}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))" for c in _FROM_MOEGO)
+    + " OR response_status < 0 OR duration_ms < 0 OR retry_count < 0"
+    + " OR status_class GLOB '*[^a-z0-9]*' OR error_class GLOB '*[^a-z0-9]*'"
+    + " OR typeof(response_status) != 'integer' OR typeof(duration_ms) != 'integer' OR typeof(retry_count) != 'integer'"
+)
+_PREFIX = f"(CASE WHEN {_SPECIAL} THEN {_CAREFUL} ELSE {_PLAIN} END)"
+_SUFFIX = ("(CASE WHEN request_body_base64 THEN 'base64' ELSE 'utf-8' END) || ',' || "
+           "(CASE WHEN response_body_base64 THEN 'base64' ELSE 'utf-8' END)")
+#: The payload's cells, in CSV order, as positions in :data:`codec.PAYLOAD_FIELDS`.
+_PAYLOAD_CELLS = tuple(codec.PAYLOAD_FIELDS.index(name) for name in (
+    "request_url", "delivered_to", "request_headers", "response_headers", "request_body", "response_body"))
+_HEADER_CELLS = (2, 3)
+_SELECT = (
+    f"SELECT {_PREFIX}, {_SUFFIX}, payload, {', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} "
+    "FROM deliveries"
+)
+
+
+def _cell(value: str) -> str:
+    """One CSV cell: neutralized, then quoted as ``csv.writer`` (QUOTE_MINIMAL, CRLF) quotes it."""
+    if value[:1] in _FORMULA_START:
+        value = "'" + value
+    if '"' in value or "," in value or "\n" in value or "\r" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+class _PayloadCells:
+    """The 6 payload cells of rows as CSV text. A payload's header sets are redacted already (when
+    written) and copied; header text from a text column (archived before schema 5, or edited by hand)
+    and any holding a name of ``secret_headers`` are parsed and redacted again."""
+
+    def __init__(self, coder: codec.Codec, secret_headers: Sequence[str]) -> None:
+        self.coder = coder
+        self.secret_headers = tuple(secret_headers)
+        self.secret_lower = tuple(n.strip().lower() for n in secret_headers if n.strip())
+
+    def _headers(self, text: str, from_payload: bool) -> str:
+        if from_payload and not (self.secret_lower and any(n in text.lower() for n in self.secret_lower)):
+            return text
+        return codec.canonical_headers_text(text, self.secret_headers)
+
+    def lines(self, batch: Sequence[Sequence[Any]]) -> str:
+        """The CSV text of a batch of :data:`_SELECT` rows."""
+        decode, cell, headers = self.coder.decode, _cell, self._headers
+        fast = not self.secret_lower
+        lines = []
+        for prefix, suffix, blob, *texts in batch:
+            if blob is not None and fast and not any(texts):
+                # Written by this version: everything in the payload, headers redacted when written.
+                url, to, req_h, req_b, resp_h, resp_b, _, _ = decode(blob)
+                # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
+                req_h = '"' + req_h.replace('"', '""') + '"' if req_h != "{}" else req_h
+                resp_h = '"' + resp_h.replace('"', '""') + '"' if resp_h != "{}" else resp_h
+                lines.append(f"{prefix},{cell(url)},{cell(to)},{req_h},{resp_h},{cell(req_b)},{cell(resp_b)},"
+                             f"{suffix}\r\n")
+                continue
+            payload = decode(blob) if blob is not None else None
+            cells = []
+            for n, (at, text) in enumerate(zip(_PAYLOAD_CELLS, texts)):
+                from_payload = not text and payload is not None
+                value = payload[at] if from_payload else (text or "")  # type: ignore[index]
+                if n in _HEADER_CELLS:
+                    value = headers(value, from_payload)
+                cells.append(cell(value))
+            lines.append(f"{prefix},{','.join(cells)},{suffix}\r\n")
+        return "".join(lines)
 
 
 @dataclass(frozen=True)
@@ -138,30 +231,6 @@ class _HashingWriter:
         return self.out.write(text)
 
 
-def _headers_cell(text: str, secret_headers: Sequence[str]) -> str:
-    try:
-        parsed = json.loads(text or "{}")
-    except json.JSONDecodeError:
-        return "{}"
-    if not isinstance(parsed, dict):
-        return "{}"
-    headers = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in parsed.items()}
-    return json.dumps(redact_headers(headers, secret_headers), ensure_ascii=False, sort_keys=True)
-
-
-def _row(record: Sequence[Any], secret_headers: Sequence[str]) -> list[str]:
-    (did, webhook_id, event_type, event_id, delivered_at, success, status, status_class, error_class, duration,
-     retries, error, request_url, delivered_to, req_headers, resp_headers, req_body, resp_body, req_b64,
-     resp_b64) = record
-    cells: list[str] = [
-        did, webhook_id, event_type, event_id, delivered_at, "true" if success else "false", str(status),
-        status_class, error_class, str(duration), str(retries), error or "", request_url, delivered_to,
-        _headers_cell(req_headers, secret_headers), _headers_cell(resp_headers, secret_headers),
-        req_body or "", resp_body or "", "base64" if req_b64 else "utf-8", "base64" if resp_b64 else "utf-8",
-    ]
-    return [("'" + c if c[:1] in _FORMULA_START else c) for c in map(str, cells)]
-
-
 def _describe(filters: Filters, window: Window) -> dict[str, Any]:
     return {
         "since": format_timestamp(window.since),
@@ -180,7 +249,9 @@ def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: 
 
     ``conn`` may be read-only. ``now``
     anchors a preset time range (default: the current time). Rows are read ``fetchmany`` by
-    ``fetchmany`` and written one by one, so memory does not grow with the export. The manifest's
+    ``fetchmany`` and written a batch at a time, so memory does not grow with the export. SQLite
+    builds each row's cells but the payload's; payloads are decompressed a batch at a time, and
+    header sets are copied as archived (redacted when written) unless they need redacting again. The manifest's
     ``sha256`` and ``bytes`` are those of the UTF-8 text written; ``file`` is left ``None``.
     """
     window = filters.window(now or datetime.now(timezone.utc))
@@ -188,13 +259,12 @@ def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: 
     sink = _HashingWriter(out)
     # The query first: an archive that cannot be read fails before anything is written.
     cursor = conn.execute(f"{_SELECT} WHERE {where.sql} ORDER BY delivered_at, id", where.params)
-    writer = csv.writer(sink, lineterminator="\r\n")
+    cells = _PayloadCells(codec.Codec(conn), secret_headers)
     rows = 0
     try:
-        writer.writerow(COLUMNS)
+        csv.writer(sink, lineterminator="\r\n").writerow(COLUMNS)
         while batch := cursor.fetchmany(_BATCH):
-            for record in batch:
-                writer.writerow(_row(record, secret_headers))
+            sink.write(cells.lines(batch))
             rows += len(batch)
     finally:
         cursor.close()

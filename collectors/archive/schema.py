@@ -7,6 +7,8 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 
 - ``deliveries`` holds one row per delivery log entry, upserted on its id. Every query the dashboard
   runs is bounded by ``delivered_at`` (indexed, alone and after ``webhook_id``), never a full scan.
+  From schema 4 its bulky fields (URL, headers, bodies, formats) are one compressed ``payload``
+  (:mod:`collectors.archive.codec`); read them only through that module.
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
@@ -42,11 +44,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.request import pathname2url
 
+from . import codec, compaction
 from .search_index import migrate_to_writer_index
 
 __all__ = [
     "DEFAULT_DB_PATH",
     "SCHEMA_VERSION",
+    "READABLE_FROM",
+    "Batched",
     "LATENCY_BUCKET_BOUNDS_MS",
     "HISTOGRAM_COLUMNS",
     "ArchiveError",
@@ -144,9 +149,17 @@ def hour_of(delivered_at: str) -> str:
 
 _HIST_DDL = ",\n    ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in HISTOGRAM_COLUMNS)
 
+class Batched:
+    """A migration that commits its own batches (resumable, see :mod:`collectors.archive.compaction`):
+    it runs outside any transaction, and the schema version moves once it has returned."""
+
+    def __init__(self, run: Callable[[sqlite3.Connection], object]) -> None:
+        self.run = run
+
+
 # Each migration takes the schema from version i to i+1: SQL, or a function of the connection for a step
-# SQL cannot take alone. Append only; never edit a released one.
-_MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+# SQL cannot take alone (both in one transaction), or a Batched step. Append only; never edit a released one.
+_MIGRATIONS: list[str | Callable[[sqlite3.Connection], None] | Batched] = [
     """
 CREATE TABLE IF NOT EXISTS webhooks (
     id                 TEXT PRIMARY KEY,
@@ -312,10 +325,22 @@ CREATE INDEX IF NOT EXISTS test_events_by_time ON test_events (requested_at);
 -- Marks the file as a moego-monitor archive (see connect(): someone else's database is never touched).
 PRAGMA application_id = 1299138415;
 """,
+    # 5: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
+    # archived before keep their text until step 5 moves it, and read the same meanwhile.
+    "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
+    # 6: every older row compacted, batch by batch (resumable), then VACUUM.
+    Batched(compaction.compact),
 ]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)
+#: The compaction (a Batched step) runs last, so that an archive it is working on has every table and
+#: column readers use. A migration added later goes before it (while unreleased) or must keep that true.
+COMPACTION_STEP = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
+assert COMPACTION_STEP == len(_MIGRATIONS) - 1, "the compaction must stay the last migration"
+#: The oldest schema version this code reads as well: an archive at this version is being compacted,
+#: and reads exactly the same meanwhile.
+READABLE_FROM = COMPACTION_STEP
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -493,7 +518,8 @@ def _bound_wal(conn: sqlite3.Connection) -> None:
 
 def check_readable(path: str | Path) -> None:
     """Raise :class:`ArchiveError` (one line: what is wrong, what to do) unless ``path`` is an archive
-    this version can read: it exists, is a SQLite file of moego-monitor's, and has exactly :data:`SCHEMA_VERSION`.
+    this version can read: it exists, is a SQLite file of moego-monitor's, and has a schema from
+    :data:`READABLE_FROM` to :data:`SCHEMA_VERSION` (an archive being compacted reads as usual).
     """
     path = Path(path)
     try:
@@ -506,7 +532,7 @@ def check_readable(path: str | Path) -> None:
         ) from None
     if kind == "foreign":
         raise ArchiveError(f"{path} is not a moego-monitor archive ({holds}): point --db or MOEGO_MONITOR_DB at the archive")
-    if version < SCHEMA_VERSION:
+    if version < READABLE_FROM:
         raise ArchiveError(f"the archive at {path} is not ready (schema {version} of {SCHEMA_VERSION}): "
                            "run 'moego-monitor collect' once to prepare it")
     if version > SCHEMA_VERSION:
@@ -532,8 +558,10 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], None] | None = None) -> None:
-    """Bring the archive to :data:`SCHEMA_VERSION`, applying each missing migration in one transaction.
+def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], None] | None = None,
+                    until: int = SCHEMA_VERSION) -> None:
+    """Bring the archive to :data:`SCHEMA_VERSION` (or ``until``, for tests of a migration), applying each
+    missing migration in one transaction; a :class:`Batched` one commits batch by batch, resumably.
 
     Idempotent: on an archive already at the current version it does nothing. An archive written by a
     newer version of moego-monitor raises :class:`ArchiveError` rather than being touched.
@@ -543,12 +571,20 @@ def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], Non
         raise ArchiveError(
             f"the archive has schema version {current}, newer than this moego-monitor ({SCHEMA_VERSION}): upgrade moego-monitor"
         )
-    for version in range(current, SCHEMA_VERSION):
+    for version in range(current, min(until, SCHEMA_VERSION)):
+        step = _MIGRATIONS[version]
+        if isinstance(step, Batched):
+            step.run(conn)
+            with transaction(conn):
+                if conn.execute("PRAGMA user_version").fetchone()[0] == version:
+                    conn.execute(f"PRAGMA user_version={version + 1}")
+            if on_migrate:
+                on_migrate(version + 1)
+            continue
         with transaction(conn):
             # Read again inside the write lock: another process may have migrated meanwhile.
             if conn.execute("PRAGMA user_version").fetchone()[0] > version:
                 continue
-            step = _MIGRATIONS[version]
             if callable(step):
                 step(conn)
             else:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..bodies import index_text
+from . import codec
 
 __all__ = ["FTS_DDL", "indexed_values", "index_saved", "unindex", "reindex_all", "migrate_to_writer_index"]
 
@@ -75,14 +76,33 @@ def index_saved(
     conn.executemany(_INSERT, [(rowids[r["id"]], *indexed_values(r)) for r in [*inserted, *(n for _, n in changed)]])
 
 
+def _stored_rows(conn: sqlite3.Connection, where: str, params: Sequence[object] = ()) -> Iterable[list[tuple]]:
+    """Batches of ``(rowid, indexed values)`` of the rows matching ``where``, bodies read through the codec
+    (schema 4 on: :mod:`collectors.archive.codec`; before, from the text columns)."""
+    has_payload = any(r[1] == "payload" for r in conn.execute("PRAGMA table_info(deliveries)"))
+    payload = "payload" if has_payload else "NULL"
+    cursor = conn.execute(f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)}, {payload} FROM deliveries WHERE {where}",
+                          tuple(params))
+    coder = codec.Codec(conn) if has_payload else None
+    at = (codec.PAYLOAD_FIELDS.index("request_body"), codec.PAYLOAD_FIELDS.index("response_body"))
+    while batch := cursor.fetchmany(_CHUNK):
+        out = []
+        for rowid, request_body, request_b64, response_body, error, blob in batch:
+            if blob is not None:
+                decoded = coder.decode(blob)  # type: ignore[union-attr]
+                request_body = request_body or decoded[at[0]]
+                response_body = response_body or decoded[at[1]]
+            row = {"request_body": request_body, "request_body_base64": request_b64, "response_body": response_body,
+                   "error": error}
+            out.append((rowid, *indexed_values(row)))
+        yield out
+
+
 def unindex(conn: sqlite3.Connection, where: str, params: Sequence[object] = ()) -> int:
     """Remove the index entries of the ``deliveries`` rows matching ``where`` (call before deleting them)."""
-    cursor = conn.execute(
-        f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)} FROM deliveries WHERE {where}", tuple(params)
-    )
     removed = 0
-    while batch := cursor.fetchmany(_CHUNK):
-        conn.executemany(_DELETE, [(r[0], *indexed_values(dict(zip(_INDEXED_COLUMNS, r[1:])))) for r in batch])
+    for batch in _stored_rows(conn, where, params):
+        conn.executemany(_DELETE, batch)
         removed += len(batch)
     return removed
 
@@ -90,10 +110,9 @@ def unindex(conn: sqlite3.Connection, where: str, params: Sequence[object] = ())
 def reindex_all(conn: sqlite3.Connection) -> int:
     """Empty the index and index every row again (in rowid order, a batch at a time); returns how many."""
     conn.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('delete-all')")
-    cursor = conn.execute(f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)} FROM deliveries ORDER BY rowid")
     count = 0
-    while batch := cursor.fetchmany(_CHUNK):
-        conn.executemany(_INSERT, [(r[0], *indexed_values(dict(zip(_INDEXED_COLUMNS, r[1:])))) for r in batch])
+    for batch in _stored_rows(conn, "1 ORDER BY rowid"):
+        conn.executemany(_INSERT, batch)
         count += len(batch)
     return count
 

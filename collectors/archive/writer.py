@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from . import search_index
+from . import codec, search_index
 from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from ..models import Webhook, WebhookDelivery, format_timestamp
-from ..redaction import REDACTED, redact_headers, secret_fingerprint
+from ..redaction import REDACTED, secret_fingerprint
 
 __all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly",
            "archived_under"]
@@ -64,7 +64,11 @@ def _json(value: object) -> str:
 
 
 def delivery_row(delivery: WebhookDelivery, *, seen_at: datetime, secret_headers: Iterable[str] = ()) -> dict:
-    """The archive row for one delivery: bodies decoded, secrets redacted, classes derived."""
+    """The archive row for one delivery: bodies decoded, secrets redacted, classes derived.
+
+    Plain text in every column; :func:`save_deliveries` stores the :data:`codec.PAYLOAD_FIELDS` of it
+    compressed (:func:`collectors.archive.codec.stored_row`).
+    """
     if delivery.delivered_at is None:
         raise ValueError(f"delivery {delivery.id} has no deliveredAt")
     request_body, request_b64 = _body_text(delivery.request_body)
@@ -77,11 +81,11 @@ def delivery_row(delivery: WebhookDelivery, *, seen_at: datetime, secret_headers
         "event_id": delivery.event_id,
         "request_url": delivery.request_url,
         "delivered_to": delivery.delivered_to,
-        "request_headers": _json(redact_headers(delivery.request_headers, secret_headers)),
+        "request_headers": codec.canonical_headers(delivery.request_headers, secret_headers),
         "request_body": request_body,
         "request_body_base64": request_b64,
         "response_status": delivery.response_status,
-        "response_headers": _json(redact_headers(delivery.response_headers, secret_headers)),
+        "response_headers": codec.canonical_headers(delivery.response_headers, secret_headers),
         "response_body": response_body,
         "response_body_base64": response_b64,
         "delivered_at": format_timestamp(delivery.delivered_at),
@@ -111,11 +115,29 @@ def _custom_header_names(conn: sqlite3.Connection, webhook_ids: set[str]) -> dic
     return {webhook_id: tuple(json.loads(headers)) for webhook_id, headers in found}
 
 
-_INSERT = f"INSERT INTO deliveries ({', '.join(_ALL_COLUMNS)}) VALUES ({', '.join('?' for _ in _ALL_COLUMNS)})"
+_STORED_COLUMNS = _ALL_COLUMNS + ("payload",)
+_INSERT = f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in _STORED_COLUMNS)})"
 _UPDATE = (
-    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, last_seen_at = ? WHERE id = ?"
+    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, payload = ?, last_seen_at = ? "
+    "WHERE id = ?"
 )
-_SELECT_EXISTING = f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)} FROM deliveries WHERE id IN "
+_SELECT_EXISTING = (
+    f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)}, payload FROM deliveries WHERE id IN "
+)
+_PAYLOAD_AT = tuple(_CONTENT_COLUMNS.index(f) for f in codec.PAYLOAD_FIELDS)
+_HEADERS_AT = tuple(_CONTENT_COLUMNS.index(f) for f in ("request_headers", "response_headers"))
+
+
+def _old_content(coder: codec.Codec, found: Sequence[object]) -> tuple[object, ...]:
+    """An existing row's content columns as plain text (payload fields decoded; legacy header text canonical)."""
+    content = list(found[3:-1])
+    texts = [content[i] for i in _PAYLOAD_AT]
+    legacy_headers = {i for i in _HEADERS_AT if content[i]}
+    for i, value in zip(_PAYLOAD_AT, codec.fields(coder, found[-1], texts)):  # type: ignore[arg-type]
+        content[i] = value
+    for i in legacy_headers:
+        content[i] = codec.canonical_headers_text(content[i])  # type: ignore[arg-type]
+    return tuple(content)
 
 
 def save_deliveries(
@@ -136,6 +158,7 @@ def save_deliveries(
     }
     if not rows:
         return SaveResult()
+    coder = codec.for_writing(conn, {d.webhook_id for d in deliveries})
     existing: dict[str, sqlite3.Row | tuple] = {}
     ids = list(rows)
     for start in range(0, len(ids), 500):
@@ -152,16 +175,19 @@ def save_deliveries(
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
-            inserts.append([row[c] for c in _ALL_COLUMNS])
+            stored = codec.stored_row(coder, row)
+            inserts.append([stored[c] for c in _STORED_COLUMNS])
             indexed_new.append(row)
             touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
             continue
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
-        if tuple(old[3:]) == new_content:
+        old_content = _old_content(coder, old)
+        if old_content == new_content:
             unchanged.append((seen, delivery_id))
             continue
-        updates.append([*new_content, seen, delivery_id])
-        indexed_changes.append((dict(zip(_CONTENT_COLUMNS, old[3:])), row))
+        stored = codec.stored_row(coder, row)
+        updates.append([*(stored[c] for c in _CONTENT_COLUMNS), stored["payload"], seen, delivery_id])
+        indexed_changes.append((dict(zip(_CONTENT_COLUMNS, old_content)), row))
         touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
         touched.add((old[2], hour_of(old[1])))
     conn.executemany(_INSERT, inserts)

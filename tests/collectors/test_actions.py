@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from collectors import archive, bulk, ratelimit, redelivery, trigger
+from collectors.archive import codec
 from collectors.client import MoeGoClient, RetryConfig, make_http_client
 from collectors.config import Settings
 from collectors.models import format_timestamp
@@ -124,8 +125,9 @@ def test_redeliver_audits_and_saves_the_new_attempt(client, db, moego, fake_time
         "sent", result.new_delivery.id, 1, 200, None)
     assert (row["requested_by"], row["event_id"], row["requested_at"]) == ("dashboard", "evt_dlv_a02",
                                                                            format_timestamp(NOW))
-    saved = db.execute("SELECT success, request_headers FROM deliveries WHERE id = ?", (result.new_delivery.id,)).fetchone()
-    assert saved[0] == 1 and "leaked" not in saved[1]
+    saved = db.execute("SELECT success FROM deliveries WHERE id = ?", (result.new_delivery.id,)).fetchone()
+    stored = codec.payload_of(db, result.new_delivery.id)
+    assert saved[0] == 1 and "leaked" not in stored["request_headers"] and "Authorization" in stored["request_headers"]
     assert "succeeded (HTTP 200)" in result.message
 
 

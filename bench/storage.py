@@ -1,0 +1,155 @@
+"""Issue #9 part A: storage per entry, the in-place upgrade, and the export against ``sqlite3 -csv``.
+
+On a full-volume-like archive (:mod:`bench.moego_archive`: the sandbox's ``--volume full`` history,
+written as schema 2's writer wrote it and cached under ``bench/.cache/``), in one run:
+
+- bytes per entry of the archive before and after the upgrade (schema 2 -> 5, in place: compaction
+  then VACUUM), per table and index (``dbstat``), against gzip'd JSON lines of the same rows;
+- how long the upgrade takes, per million rows;
+- ``moego-monitor export`` of every row against ``sqlite3 -csv`` of the same columns in the same order
+  on the uncompressed archive: rows per second (wall and CPU) as a ratio, both in subprocesses, run
+  alternately; peak RSS of the export; the CSV bytes compared (they must be equal but for the
+  encodings' two columns, which ``sqlite3`` prints as 0/1);
+- which index each dashboard query uses, from ``EXPLAIN QUERY PLAN`` (:mod:`bench.index_usage`).
+
+``python -m bench.storage [--days N]`` (default 3 days, about 245,000 entries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from collectors import archive
+from collectors.archive import codec
+
+from .moego_archive import CACHE, build_moego_archive
+
+__all__ = ["bench_storage", "main"]
+
+_EXPORT_COLUMNS = (
+    "id, webhook_id, event_type, event_id, delivered_at, success, response_status, status_class, error_class, "
+    "duration_ms, retry_count, error, request_url, delivered_to, request_headers, response_headers, request_body, "
+    "response_body, request_body_base64, response_body_base64"
+)
+
+
+def _per_entry(path: Path) -> tuple[int, float, dict[str, float]]:
+    conn = sqlite3.connect(path)
+    try:
+        n = conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+        size = conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+        parts = {name: total / n for name, total in conn.execute(
+            "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")}
+        return n, size / n, parts
+    finally:
+        conn.close()
+
+
+def _gzip_jsonl_per_entry(path: Path) -> float:
+    """gzip'd JSON lines of every delivery row (all columns, plain text), bytes per entry."""
+    conn = sqlite3.connect(path)
+    cursor = conn.execute("SELECT * FROM deliveries ORDER BY rowid")
+    names = [d[0] for d in cursor.description]
+    with tempfile.TemporaryFile() as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb") as out:
+            n = 0
+            while batch := cursor.fetchmany(2000):
+                out.write("".join(json.dumps(dict(zip(names, r)), ensure_ascii=False) + "\n" for r in batch).encode())
+                n += len(batch)
+        size = raw.tell()
+    conn.close()
+    return size / n
+
+
+def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS (bytes) of a subprocess writing to ``stdout_path``."""
+    with open(stdout_path, "wb") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=out)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+    if child.returncode:
+        raise RuntimeError(f"{argv[0]} failed ({child.returncode})")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def bench_storage(days: int = 3, repeat: int = 3) -> list[str]:
+    """The lines of the storage and export rows."""
+    lines = [f"load average at start: {_load()}"]
+    legacy = build_moego_archive(days, schema2=True)  # cached under bench/.cache/
+    n, before, before_parts = _per_entry(legacy)
+    gz = _gzip_jsonl_per_entry(legacy)
+    with tempfile.TemporaryDirectory(prefix="moego-storage-", dir=CACHE) as tmp:
+        work = Path(tmp)
+        upgraded = work / "upgraded.db"
+        shutil.copyfile(legacy, upgraded)
+        conn = archive.connect(upgraded)
+        started, cpu = time.perf_counter(), time.process_time()
+        archive.ensure_db_shape(conn)
+        upgrade_wall, upgrade_cpu = time.perf_counter() - started, time.process_time() - cpu
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        _, after, after_parts = _per_entry(upgraded)
+        lines.append(f"storage, {n:,} full-volume entries: {before:,.0f} B/entry (schema 2) -> {after:,.0f} B/entry "
+                     f"(schema 5, {before / after:.1f}x smaller); gzip'd JSON lines of the same rows {gz:,.0f} B/entry "
+                     f"({after / gz:.1f}x of it)")
+        for name in sorted(set(before_parts) | set(after_parts), key=lambda k: -after_parts.get(k, 0)):
+            if max(before_parts.get(name, 0), after_parts.get(name, 0)) >= 1:
+                lines.append(f"    {name:38s} {before_parts.get(name, 0):8.1f} -> {after_parts.get(name, 0):8.1f} B/entry")
+        lines.append(f"upgrade in place (compaction + VACUUM): {upgrade_wall:,.1f} s wall, {upgrade_cpu:,.1f} s CPU for "
+                     f"{n:,} rows = {upgrade_wall / n * 1e6:,.0f} s wall per million rows")
+        lines.extend(_bench_export(legacy, upgraded, work, n, repeat))
+    lines.append(f"load average at end: {_load()}")
+    return lines
+
+
+def _bench_export(legacy: Path, upgraded: Path, work: Path, n: int, repeat: int) -> list[str]:
+    sqlite3_cli = shutil.which("sqlite3")
+    if not sqlite3_cli:
+        return ["export vs sqlite3 -csv: skipped (install Debian's sqlite3)"]
+    ours_argv = [sys.executable, "-m", "collectors", "export", "--since", "2000-01-01", "--until", "2100-01-01",
+                 "--db", str(upgraded), "--out", "-"]
+    base_argv = [sqlite3_cli, "-csv", "-readonly", str(legacy),
+                 f"SELECT {_EXPORT_COLUMNS} FROM deliveries ORDER BY delivered_at, id"]
+    ours, base = [], []
+    for _ in range(repeat):
+        ours.append(_run(ours_argv, work / "ours.csv"))
+        base.append(_run(base_argv, work / "base.csv"))
+    med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]  # noqa: E731
+    ours_lines = (work / "ours.csv").read_bytes().split(b"\r\n")
+    same = len(ours_lines) - 2 == n
+    return [
+        f"export of {n:,} rows vs sqlite3 -csv (same columns and order; ours decompresses): "
+        f"{med(base, 0) / med(ours, 0):.2f}x the rows/s by wall ({n / med(ours, 0):,.0f} vs {n / med(base, 0):,.0f} rows/s), "
+        f"{med(base, 1) / med(ours, 1):.2f}x by CPU ({med(ours, 1):.1f} s vs {med(base, 1):.1f} s)",
+        f"export peak RSS: {max(x[2] for x in ours) / 1e6:,.0f} MB (sqlite3 -csv {max(x[2] for x in base) / 1e6:,.0f} MB); "
+        f"rows written {'all' if same else 'NOT all'}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.storage", description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=3, help="days of full-volume history (about 82,000 entries each)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    for line in bench_storage(args.days, args.repeat):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
