@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
+import pandas as pd
 import streamlit as st
 
 from collectors.archive.coverage import RETENTION
@@ -27,6 +29,7 @@ __all__ = ["render_detail"]
 _CONFIRM = "_confirm_redeliver"
 _RECENT = "_redelivered_at"  # delivery id -> time.monotonic() of the last redelivery from this session
 _LAST_RESULT = "_redeliver_result"
+_VERDICT_ICONS = {"succeeded": ":material/check_circle:", "skipped": ":material/block:", "failed": ":material/error:"}
 
 
 def _body(text: str, is_base64: int) -> None:
@@ -42,7 +45,8 @@ def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
     if rows.empty:
         st.caption("No headers.")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={"header": "Header", "value": st.column_config.TextColumn("Value", width="large")})
 
 
 def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
@@ -54,7 +58,8 @@ def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
     reads.clear()
     result = done.result
     # Shown (and toasted, once) by the run that follows, so it survives the st.rerun().
-    st.session_state[_LAST_RESULT] = {"id": record["id"], "outcome": result.outcome, "message": result.message,
+    st.session_state[_LAST_RESULT] = {"id": record["id"], "verdict": result.verdict, "message": result.message,
+                                      "new_id": result.new_delivery.id if result.new_delivery else None,
                                       "sync": done.sync_lines, "toasted": False}
 
 
@@ -62,13 +67,16 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
     delivery_id = record["id"]
     last = st.session_state.get(_LAST_RESULT)
     if last and last["id"] == delivery_id:
-        outcome = last["outcome"]
+        # Green only when the new attempt succeeded: a redelivery MoeGo sent to an endpoint that failed again is a failure.
+        verdict = last["verdict"]
         if not last["toasted"]:
-            icon = {"sent": ":material/check_circle:", "skipped": ":material/block:"}.get(outcome, ":material/error:")
-            st.toast(last["message"], icon=icon)
+            st.toast(last["message"], icon=_VERDICT_ICONS[verdict])
             last["toasted"] = True
-        show = st.success if outcome == "sent" else st.warning if outcome == "skipped" else st.error
-        show(last["message"])
+        show = {"succeeded": st.success, "skipped": st.warning}.get(verdict, st.error)
+        show(last["message"], icon=_VERDICT_ICONS[verdict])
+        if last["new_id"]:
+            st.page_link("views/deliveries.py", label=f"Open the new attempt {last['new_id']}",
+                         icon=":material/open_in_new:", query_params={"delivery": last["new_id"]})
         for line in last["sync"]:
             st.caption(line)
     if expired_upstream(record["delivered_at"], ctx.now):
@@ -101,33 +109,78 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
         st.rerun()
 
 
+def _facts(record: dict[str, Any], ctx: ui.Context) -> None:
+    facts = {
+        "Delivered at": ui.fmt_time(record["delivered_at"], ctx.tz),
+        "Webhook": ctx.labeled(record["webhook_id"]),
+        "Event": f"{record['event_type']} · {record['event_id']}",
+        "Error class": record["error_class"] or "—",
+        "Error": record["error"] or "—",
+        "Request URL": record["request_url"] or "—",
+        "Delivered to": record["delivered_to"] or "—",
+        "Formats": f"request {record['request_format'] or '—'}, response {record['response_format'] or '—'}",
+        "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
+                    f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
+    }
+    st.dataframe(pd.DataFrame({"Field": list(facts), "Value": list(facts.values())}), hide_index=True,
+                 width="stretch", key="detail_facts",
+                 column_config={"Value": st.column_config.TextColumn("Value", width="large")})
+
+
+def attempts_table(tries: pd.DataFrame, ctx: ui.Context) -> pd.DataFrame:
+    """An event's attempts as people read them: labelled webhook, outcome words, ``—`` for no response."""
+    return pd.DataFrame({
+        "Delivered at": ui.local(tries["delivered_at"], ctx.tz),
+        "Outcome": tries["success"].map({True: "succeeded", False: "failed"}),
+        "Status": tries["response_status"].map(lambda s: str(int(s)) if s else "—"),
+        "Webhook": tries["webhook_id"].map(ctx.label),
+        "Duration (ms)": tries["duration_ms"],
+        "Retries": tries["retry_count"],
+        "Error": tries["error"].fillna("").map(lambda e: e or "—"),
+        "Delivery id": tries["id"],
+        "Open": "deliveries?delivery=" + tries["id"],
+    })
+
+
+def audit_table(rows: pd.DataFrame, ctx: ui.Context) -> pd.DataFrame:
+    """A delivery's redelivery audit rows as people read them (no raw column names, no ``None``)."""
+
+    def new_outcome(row: pd.Series) -> str:
+        if row["outcome"] != "sent":
+            return "—"
+        return "succeeded" if row["new_success"] == 1 else "failed"
+
+    def text(value: object) -> str:
+        return "—" if value is None or (isinstance(value, float) and pd.isna(value)) or value == "" else str(value)
+
+    return pd.DataFrame({
+        "Requested at": ui.local(rows["requested_at"], ctx.tz),
+        "Request": rows["outcome"].map({"sent": "sent by MoeGo", "failed": "refused or failed",
+                                        "skipped": "skipped"}).fillna(rows["outcome"]),
+        "New attempt": rows.apply(new_outcome, axis=1) if not rows.empty else pd.Series(dtype="object"),
+        "New status": rows["new_status"].map(lambda s: "—" if s is None or pd.isna(s) else status_text(int(s))),
+        "New attempt id": rows["new_delivery_id"].map(text),
+        "Error": rows["error"].map(text),
+        "By": rows["requested_by"].map(text),
+        "Bulk batch": rows["batch_id"].map(text),
+    })
+
+
 def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     """Draw the detail view of ``delivery_id`` (a one-line warning when the archive does not have it)."""
     record = reads.delivery(ctx.db_path, delivery_id)
     if record is None:
-        st.warning(f"No delivery `{delivery_id}` in the archive.")
+        st.warning(f"No delivery `{_code(delivery_id)}` in the archive.")
         return
-    st.subheader(f"Delivery `{delivery_id}`")
-    st.markdown(f"[Link to this delivery](deliveries?delivery={delivery_id})")
+    st.subheader(f"Delivery `{_code(delivery_id)}`")
+    st.markdown(f"[Link to this delivery](deliveries?delivery={quote(delivery_id)})")
     cols = st.columns(4)
     cols[0].metric("Outcome", "Succeeded" if record["success"] else "Failed")
     cols[1].metric("Response", status_text(record["response_status"]))
     cols[2].metric("Duration", ui.fmt_ms(record["duration_ms"]))
     cols[3].metric("Retries", f"{record['retry_count']}", help="Retries MoeGo made before this outcome.")
     _redelivery_controls(ctx, record)
-    facts = {
-        "Delivered at": ui.fmt_time(record["delivered_at"], ctx.tz),
-        "Webhook": record["webhook_id"],
-        "Event": f"{record['event_type']} · {record['event_id']}",
-        "Error class": record["error_class"],
-        "Error": record["error"] or "—",
-        "Request URL": record["request_url"],
-        "Delivered to": record["delivered_to"] or "—",
-        "Formats": f"request {record['request_format'] or '—'}, response {record['response_format'] or '—'}",
-        "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
-                    f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
-    }
-    st.table({"": list(facts.keys()), "value": list(facts.values())})
+    _facts(record, ctx)
     request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
     with request:
         _headers(record["request_headers"], ctx)
@@ -140,15 +193,15 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         if len(tries) <= 1:
             st.caption("This is the only archived attempt at this event.")
         if not tries.empty:
-            tries = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz))
-            st.plotly_chart(charts.attempts_figure(tries, delivery_id), key="chart_attempts")
-            tries = tries.assign(link="deliveries?delivery=" + tries["id"])
+            local = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz),
+                                 webhook_id=tries["webhook_id"].map(ctx.label))
+            st.plotly_chart(charts.attempts_figure(local, delivery_id), key="chart_attempts")
             st.dataframe(
-                tries, hide_index=True, key="attempts_table",
+                attempts_table(tries, ctx), hide_index=True, key="attempts_table",
                 column_config={
-                    "delivered_at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss.SSS"),
-                    "link": st.column_config.LinkColumn("Open", display_text="open"),
-                    "success": st.column_config.CheckboxColumn("Succeeded"),
+                    "Delivered at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss.SSS"),
+                    "Duration (ms)": st.column_config.NumberColumn("Duration (ms)", format="localized"),
+                    "Open": st.column_config.LinkColumn("Open", display_text="open"),
                 },
             )
     with audit:
@@ -156,5 +209,11 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         if rows.empty:
             st.caption("No redelivery requested for this entry.")
         else:
-            st.dataframe(rows.assign(requested_at=ui.local(rows["requested_at"], ctx.tz)), hide_index=True,
-                         key="redeliveries_table")
+            st.dataframe(audit_table(rows, ctx), hide_index=True, key="redeliveries_table",
+                         column_config={"Requested at": st.column_config.DatetimeColumn(
+                             "Requested at", format="YYYY-MM-DD HH:mm:ss")})
+
+
+def _code(text: str) -> str:
+    """``text`` safe inside a Markdown code span (an id comes from MoeGo or a URL: never trusted)."""
+    return str(text).replace("`", "'")[:200]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from collectors.archive.filters import Filters, Window
+from collectors.archive.names import webhook_labels
 from collectors.archive.where import deliveries_where, rollup_can_answer
 from collectors.models import EVENT_TYPES, format_timestamp
 from collectors.redelivery import Candidate
@@ -393,10 +394,16 @@ def redeliveries_of(conn: sqlite3.Connection, delivery_id: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class FilterOptions:
-    """What the sidebar offers: known webhook ids and event types."""
+    """What the sidebar offers: known webhook ids and event types, and each webhook's label
+    (:func:`collectors.archive.names.webhook_label`: its short name, else its endpoint's host and path)."""
 
     webhooks: tuple[str, ...]
     event_types: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, webhook_id: str) -> str:
+        """``webhook_id``'s label (the id itself when the archive knows no better)."""
+        return dict(self.labels).get(webhook_id) or webhook_id
 
 
 def filter_options(conn: sqlite3.Connection, since: datetime) -> FilterOptions:
@@ -414,7 +421,9 @@ def filter_options(conn: sqlite3.Connection, since: datetime) -> FilterOptions:
     ):
         hooks.add(webhook_id)
         events.add(event_type)
-    return FilterOptions(webhooks=tuple(sorted(hooks)), event_types=tuple(sorted(events)))
+    labels = webhook_labels(conn)
+    return FilterOptions(webhooks=tuple(sorted(hooks)), event_types=tuple(sorted(events)),
+                         labels=tuple(sorted((w, labels.get(w, w)) for w in hooks)))
 
 
 def webhooks(conn: sqlite3.Connection) -> pd.DataFrame:

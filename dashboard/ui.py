@@ -51,6 +51,15 @@ class Context:
         """The chart bucket for the window."""
         return choose_bucket(self.window)
 
+    def label(self, webhook_id: str) -> str:
+        """What a person reads for a webhook: its short name, else its endpoint's host and path."""
+        return self.options.label(webhook_id)
+
+    def labeled(self, webhook_id: str) -> str:
+        """The label with the id at hand: ``api.example.com/hooks (whk_8cwci8gnjnj0)``."""
+        label = self.label(webhook_id)
+        return label if label == webhook_id else f"{label} ({webhook_id})"
+
     def fresh(self) -> "Context":
         """This context at the current time (for a fragment that reruns on its own)."""
         return Context(self.settings, self.filters, datetime.now(timezone.utc), self.tz, self.options)

@@ -255,6 +255,34 @@ CREATE TRIGGER IF NOT EXISTS deliveries_fts_au AFTER UPDATE OF request_body, res
     VALUES (new.rowid, new.request_body, new.response_body, new.error);
 END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
+    # Bulk redeliveries as jobs that outlive the page (collectors.jobs), and people's short names for webhooks.
+    """
+CREATE TABLE IF NOT EXISTS bulk_jobs (
+    id                TEXT PRIMARY KEY,        -- also the batch_id of its audit rows in redeliveries
+    created_at        TEXT NOT NULL,
+    requested_by      TEXT NOT NULL,
+    state             TEXT NOT NULL,           -- queued | running | done | cancelled | failed
+    plan              TEXT NOT NULL,           -- JSON: the entries to send and those skipped (with why)
+    total             INTEGER NOT NULL,        -- entries in the plan (sent + skipped)
+    estimate_s        REAL,                    -- the estimate shown before it was confirmed
+    cancel_requested  INTEGER NOT NULL DEFAULT 0,
+    started_at        TEXT,
+    finished_at       TEXT,
+    lease_owner       TEXT,                    -- the worker working it; another takes over once the lease ends
+    lease_until       TEXT,
+    error             TEXT,                    -- one line, when the job could not go on
+    sync_lines        TEXT                     -- JSON list: the re-sync's summary lines
+);
+CREATE INDEX IF NOT EXISTS bulk_jobs_by_state ON bulk_jobs (state, created_at);
+CREATE INDEX IF NOT EXISTS redeliveries_by_batch ON redeliveries (batch_id) WHERE batch_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS webhook_names (
+    webhook_id  TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,                 -- a person's short name, shown instead of the endpoint
+    set_at      TEXT NOT NULL,
+    set_by      TEXT NOT NULL
+);
+""",
 ]
 
 #: The schema version this code writes and reads.
