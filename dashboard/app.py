@@ -26,12 +26,21 @@ from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
 from dashboard import reads, ui  # noqa: E402
 from collectors.archive.filters import ceil_minute  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
+from dashboard.jobs_panel import render_jobs  # noqa: E402
+from collectors.jobs import JobWorker  # noqa: E402
 
 
 @st.cache_resource(show_spinner=False)
 def _settings() -> Settings:
     """The dashboard's settings, read from the environment once per process."""
     return load_settings()
+
+
+@st.cache_resource(show_spinner=False, validate=lambda worker: worker.alive, on_release=lambda worker: worker.stop(0))
+def _job_worker(db_path: str) -> JobWorker:
+    """The process's bulk-job worker (one per archive): sends queued jobs outside any script run, and takes
+    over a job whose worker stopped (the dashboard was restarted) without sending any entry twice."""
+    return JobWorker(_settings()).start()
 
 
 def _fail(message: str) -> NoReturn:
@@ -48,7 +57,9 @@ def _check_archive(settings: Settings) -> None:
         _fail(str(exc))
 
 
-st.set_page_config(page_title="MoeGo Webhook Monitor", page_icon=":material/webhook:", layout="wide")
+# An emoji icon: Streamlit draws it as an inline SVG. A :material/...: page icon would be fetched from
+# fonts.gstatic.com, and the dashboard must work with no network at all.
+st.set_page_config(page_title="MoeGo Webhook Monitor", page_icon="📬", layout="wide")
 
 try:
     settings = _settings()
@@ -70,9 +81,13 @@ try:
     options = reads.filter_options(str(settings.db_path), ceil_minute(now) - timedelta(days=31))
 except sqlite3.DatabaseError as exc:
     _fail(f"Cannot read the archive at {settings.db_path}: {exc}")
-filters, tz = render_filters(options.webhooks, options.event_types, now)
-ui.set_context(ui.Context(settings, filters, now, tz, options))
+filters, tz = render_filters(options.webhooks, options.event_types, now, label=options.labeled)
+ctx = ui.Context(settings, filters, now, tz, options)
+ui.set_context(ctx)
 with st.sidebar:
     st.caption(f"Archive: `{settings.db_path}`")
+if settings.api_key:
+    _job_worker(str(settings.db_path))
+render_jobs(ctx)
 
 page.run()

@@ -405,6 +405,11 @@ class FilterOptions:
         """``webhook_id``'s label (the id itself when the archive knows no better)."""
         return dict(self.labels).get(webhook_id) or webhook_id
 
+    def labeled(self, webhook_id: str) -> str:
+        """The label with the id at hand: ``api.example.com/hooks (whk_8cwci8gnjnj0)``."""
+        label = self.label(webhook_id)
+        return label if label == webhook_id else f"{label} ({webhook_id})"
+
 
 def filter_options(conn: sqlite3.Connection, since: datetime) -> FilterOptions:
     """Webhooks archived or seen since ``since``; MoeGo's documented event types plus any seen since ``since``."""

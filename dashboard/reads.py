@@ -22,6 +22,7 @@ from collectors import archive
 from collectors.archive import status
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Bucket, Filters, Window
+from collectors import jobs
 from collectors.bulk import BulkPlan, batch_counts, plan_bulk
 
 from . import coverage, queries, stats
@@ -30,7 +31,7 @@ __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
     "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
-    "bulk_plan", "bulk_batch_counts", "csv_bytes",
+    "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "webhook_labels", "csv_bytes",
 ]
 
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
@@ -192,6 +193,25 @@ def bulk_batch_counts(db_path: str, batch_id: str) -> dict[str, int]:
     """:func:`collectors.bulk.batch_counts`, read now."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return batch_counts(conn, batch_id)
+
+
+def bulk_estimate(db_path: str, plan: BulkPlan, now: datetime, *, timeout_s: float) -> float:
+    """:func:`collectors.jobs.estimate_seconds` for ``plan``, from each webhook's recent durations."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        durations = jobs.recent_durations_ms(conn, [c.webhook_id for c in plan.to_send], now)
+    return jobs.estimate_seconds(plan, durations, timeout_s=timeout_s)
+
+
+def bulk_job(db_path: str, job_id: str) -> jobs.BulkJob | None:
+    """:func:`collectors.jobs.load_job`, read now (progress is live)."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return jobs.load_job(conn, job_id)
+
+
+def bulk_jobs_active(db_path: str) -> list[jobs.BulkJob]:
+    """:func:`collectors.jobs.active_jobs`, read now."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return jobs.active_jobs(conn)
 
 
 def csv_bytes(db_path: str, filters: Filters, now: datetime, secret_headers: Sequence[str]) -> bytes:

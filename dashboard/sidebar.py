@@ -14,7 +14,7 @@ Widget keys (stable, for tests and the browser test): ``filter_range``, ``filter
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import streamlit as st
@@ -99,8 +99,12 @@ def _write_url(params: dict[str, list[str]]) -> None:
             del st.query_params[key]
 
 
-def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: datetime) -> tuple[Filters, ZoneInfo]:
-    """Draw the filters in the sidebar and return them with the chosen time zone; keeps the URL in step."""
+def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: datetime,
+                   label: Callable[[str], str] = str) -> tuple[Filters, ZoneInfo]:
+    """Draw the filters in the sidebar and return them with the chosen time zone; keeps the URL in step.
+
+    ``label`` names a webhook for people (its short name or endpoint, with the id); the URL keeps ids.
+    """
     state = st.session_state
     if "filter_tz" not in state:
         state["filter_tz"] = browser_zone()
@@ -134,7 +138,7 @@ def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: dat
             else:
                 time_range = "24h"
         hooks = st.multiselect("Webhooks", sorted(set(webhooks) | set(state.get("filter_webhooks", []))),
-                               key="filter_webhooks", placeholder="All webhooks")
+                               key="filter_webhooks", placeholder="All webhooks", format_func=label)
         events = st.multiselect("Event types", sorted(set(event_types) | set(state.get("filter_events", []))),
                                 key="filter_events", placeholder="All event types")
         outcome = st.radio("Outcome", OUTCOMES, key="filter_outcome", horizontal=True,

@@ -20,7 +20,7 @@ from .queries import FilterOptions
 from collectors.archive.filters import Bucket, Filters, Window
 from .filters import choose_bucket
 
-__all__ = ["Context", "context", "set_context", "actor", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
+__all__ = ["Context", "context", "set_context", "actor", "md_text", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
            "state_style", "span_text", "window_caption"]
 
 _CTX_KEY = "_moego_context"
@@ -57,8 +57,7 @@ class Context:
 
     def labeled(self, webhook_id: str) -> str:
         """The label with the id at hand: ``api.example.com/hooks (whk_8cwci8gnjnj0)``."""
-        label = self.label(webhook_id)
-        return label if label == webhook_id else f"{label} ({webhook_id})"
+        return self.options.labeled(webhook_id)
 
     def fresh(self) -> "Context":
         """This context at the current time (for a fragment that reruns on its own)."""
@@ -83,6 +82,15 @@ def actor() -> str:
     """Who acts from this session, as the audit records it (``requested_by`` of a redelivery, a bulk batch,
     an incident action). Every page that writes an audit row takes the name from here."""
     return "dashboard"
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|~$:=")
+
+
+def md_text(text: object) -> str:
+    """``text`` (from MoeGo, a URL or a person) made literal inside Markdown: every Markdown character escaped,
+    so a webhook name like ``**x**`` or ``:red[x]`` shows as typed, never as formatting."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in " ".join(str(text).split()))
 
 
 def local(values: pd.Series, tz: ZoneInfo) -> pd.Series:

@@ -22,6 +22,7 @@ these columns (:data:`COLUMNS`):
   signatures and every other secret-like header redacted (again, on top of the archive's own redaction)
 - ``request_body``, ``response_body``: the body text, or base64 when it is not UTF-8
 - ``request_body_encoding``, ``response_body_encoding``: ``utf-8`` or ``base64``
+- ``webhook_name``: the webhook's short name given in the dashboard, empty when none was given
 
 Cells a spreadsheet would run as a formula (beginning with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return) are prefixed with ``'``, so opening the file in Excel or Sheets runs nothing.
@@ -42,6 +43,7 @@ from .. import __version__
 from ..models import format_timestamp
 from ..redaction import redact_headers
 from .filters import Filters, Window
+from .names import webhook_names
 from .schema import open_archive
 from .where import deliveries_where
 
@@ -62,6 +64,7 @@ COLUMNS: tuple[str, ...] = (
     "id", "webhook_id", "event_type", "event_id", "delivered_at", "success", "response_status", "status_class",
     "error_class", "duration_ms", "retry_count", "error", "request_url", "delivered_to", "request_headers",
     "response_headers", "request_body", "response_body", "request_body_encoding", "response_body_encoding",
+    "webhook_name",
 )
 #: What each column holds, in :data:`COLUMNS` order (the list above; shown by ``moego-monitor export -h``).
 COLUMN_HELP: tuple[tuple[str, str], ...] = (
@@ -85,6 +88,7 @@ COLUMN_HELP: tuple[tuple[str, str], ...] = (
     ("response_body", "the body text, or base64 when it is not UTF-8"),
     ("request_body_encoding", "utf-8 or base64"),
     ("response_body_encoding", "utf-8 or base64"),
+    ("webhook_name", "the webhook's short name given in the dashboard, empty when none"),
 )
 #: ``--status`` values: an outcome or a response status class.
 STATUS_CHOICES: tuple[str, ...] = ("success", "failed", "2xx", "4xx", "5xx", "none")
@@ -149,7 +153,7 @@ def _headers_cell(text: str, secret_headers: Sequence[str]) -> str:
     return json.dumps(redact_headers(headers, secret_headers), ensure_ascii=False, sort_keys=True)
 
 
-def _row(record: Sequence[Any], secret_headers: Sequence[str]) -> list[str]:
+def _row(record: Sequence[Any], secret_headers: Sequence[str], names: dict[str, str]) -> list[str]:
     (did, webhook_id, event_type, event_id, delivered_at, success, status, status_class, error_class, duration,
      retries, error, request_url, delivered_to, req_headers, resp_headers, req_body, resp_body, req_b64,
      resp_b64) = record
@@ -158,6 +162,7 @@ def _row(record: Sequence[Any], secret_headers: Sequence[str]) -> list[str]:
         status_class, error_class, str(duration), str(retries), error or "", request_url, delivered_to,
         _headers_cell(req_headers, secret_headers), _headers_cell(resp_headers, secret_headers),
         req_body or "", resp_body or "", "base64" if req_b64 else "utf-8", "base64" if resp_b64 else "utf-8",
+        names.get(webhook_id, ""),
     ]
     return [("'" + c if c[:1] in _FORMULA_START else c) for c in map(str, cells)]
 
@@ -188,13 +193,14 @@ def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: 
     sink = _HashingWriter(out)
     # The query first: an archive that cannot be read fails before anything is written.
     cursor = conn.execute(f"{_SELECT} WHERE {where.sql} ORDER BY delivered_at, id", where.params)
+    names = webhook_names(conn)
     writer = csv.writer(sink, lineterminator="\r\n")
     rows = 0
     try:
         writer.writerow(COLUMNS)
         while batch := cursor.fetchmany(_BATCH):
             for record in batch:
-                writer.writerow(_row(record, secret_headers))
+                writer.writerow(_row(record, secret_headers, names))
             rows += len(batch)
     finally:
         cursor.close()

@@ -99,7 +99,8 @@ if not by_class.empty:
                          key="chart_status")
     cols[1].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"),
                                                 "event_type", "Failures by event type"), key="chart_event_type")
-    cols[2].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id"),
+    by_hook = reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id")
+    cols[2].plotly_chart(charts.failures_figure(by_hook.assign(webhook_id=by_hook["webhook_id"].map(ctx.labeled)),
                                                 "webhook_id", "Failures by webhook"), key="chart_webhook")
     failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
     st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
@@ -114,6 +115,7 @@ if health.empty:
     st.info("No webhooks in the archive yet.")
 else:
     shown = health.assign(
+        webhook=health["webhook_id"].map(ctx.label),
         success_rate=health["success_rate"] * 100.0,
         last_success=ui.local(health["last_success"], ctx.tz),
         last_failure=ui.local(health["last_failure"], ctx.tz),
@@ -122,8 +124,11 @@ else:
         shown.style.map(ui.state_style, subset=["state"]),
         key="health_table",
         hide_index=True,
+        column_order=["webhook", "state", "deliveries", "success_rate", "p95_ms", "last_success", "last_failure",
+                      "consecutive_failures", "webhook_id", "endpoint_url"],
         column_config={
-            "webhook_id": st.column_config.TextColumn("Webhook"),
+            "webhook": st.column_config.TextColumn("Webhook", help="Its short name, else its endpoint's host and path."),
+            "webhook_id": st.column_config.TextColumn("Webhook id"),
             "endpoint_url": st.column_config.TextColumn("Endpoint"),
             "state": st.column_config.TextColumn("State", help="failing: 5+ failures in a row or under 80% success; "
                                                                "degraded: the latest failed, under 99% success or "

@@ -231,12 +231,13 @@ def test_archive_health_page(run_app, live_seed: Seed) -> None:
     at = run_app(live_seed.path, page="views/archive_health.py")
     no_exception(at)
     risks = [e.value for e in at.error]
-    assert len(risks) == 3 and risks[0].startswith(f"**{ALPHA}**: 12.0 h not archived")
+    # Named by endpoint (Markdown-escaped: a label is never formatting), the id beside it.
+    assert len(risks) == 3 and risks[0].startswith("**receiver\\.example/wh\\_alpha** (wh\\_alpha): 12.0 h not archived")
     assert at.button(key="collect_now").disabled
     runs = table_with(at, "outcome", "trigger", "new_rows")
     assert list(runs["outcome"]) == ["ok", "failed"] and runs["error"].iloc[1].startswith("MoeGo is unavailable")
-    gaps = table_with(at, "webhook_id", "hours", "expires_at")
-    assert set(gaps["webhook_id"]) == {ALPHA, BETA, GAMMA}
+    gaps = table_with(at, "Webhook id", "Hours", "MoeGo deletes from")
+    assert set(gaps["Webhook id"]) == {ALPHA, BETA, GAMMA}
     assert len(at.get("plotly_chart")) == 1
 
 
