@@ -31,7 +31,7 @@ from .coverage import AtRisk, at_risk
 from .stats import Summary, aggregate, summarize, summary
 
 __all__ = [
-    "Tiles", "tiles", "redelivery_count", "failures_by", "failures_by_status",
+    "Tiles", "tiles", "archive_since", "redelivery_count", "failures_by", "failures_by_status",
     "HEALTH_COLUMNS", "health_state", "webhook_health",
     "Count", "count_deliveries", "Cursor", "Page", "LIST_COLUMNS", "delivery_page",
     "delivery", "event_attempts", "redeliveries_of", "failed_candidates",
@@ -56,6 +56,21 @@ class Tiles:
     redeliveries: int
     previous_redeliveries: int
     at_risk: AtRisk
+    archive_since: datetime | None = None  # the earliest time the archive holds anything of the filtered webhooks
+
+
+def archive_since(conn: sqlite3.Connection, webhook_ids: tuple[str, ...] = ()) -> datetime | None:
+    """The earliest moment the archive covers or holds deliveries for (``webhook_ids``, else all); ``None`` if empty.
+
+    Two index seeks: the coverage table's first start and the rollup's first hour.
+    """
+    hooks = f" WHERE webhook_id IN ({', '.join('?' for _ in webhook_ids)})" if webhook_ids else ""
+    covered = conn.execute(f"SELECT MIN(start) FROM coverage{hooks}", webhook_ids).fetchone()[0]
+    hour = conn.execute(f"SELECT MIN(hour) FROM delivery_hourly{hooks}", webhook_ids).fetchone()[0]
+    found = [pd.Timestamp(covered).to_pydatetime()] if covered else []
+    if hour:
+        found.append(pd.Timestamp(hour + ":00:00Z").to_pydatetime())
+    return min(found) if found else None
 
 
 def redelivery_count(conn: sqlite3.Connection, filters: Filters, window: Window) -> int:
@@ -80,6 +95,7 @@ def tiles(conn: sqlite3.Connection, filters: Filters, window: Window, now: datet
         redeliveries=redelivery_count(conn, filters, window),
         previous_redeliveries=redelivery_count(conn, filters, window.previous()),
         at_risk=risk,
+        archive_since=archive_since(conn, filters.webhooks),
     )
 
 
