@@ -37,7 +37,9 @@ __all__ = [
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
 CACHE_TTL_S = 60
 
-_cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
+#: Shown (with the time taken) wherever a read is not cached yet: the page shows it works instead of placeholders.
+READING = "Reading the archive…"
+_cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=READING, max_entries=128)
 
 
 def clear() -> None:

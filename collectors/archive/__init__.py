@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from .schema import (
     DEFAULT_DB_PATH,
+    DEMO_DB_PATH,
     HISTOGRAM_COLUMNS,
     LATENCY_BUCKET_BOUNDS_MS,
     SCHEMA_VERSION,
@@ -43,6 +44,7 @@ from .schema import (
 
 __all__ = [
     "DEFAULT_DB_PATH",
+    "DEMO_DB_PATH",
     "SCHEMA_VERSION",
     "LATENCY_BUCKET_BOUNDS_MS",
     "HISTOGRAM_COLUMNS",

@@ -57,6 +57,8 @@ __all__ = [
     "export_csv",
     "write_export",
     "manifest_path",
+    "unknown_webhooks",
+    "known_webhooks",
 ]
 
 #: The CSV's columns, in order (documented in the module docstring).
@@ -227,6 +229,24 @@ def filters_for_status(since: datetime, until: datetime, webhook_ids: Iterable[s
         classes = (status,)
     return Filters(time_range="custom", since=since, until=until, webhooks=tuple(webhook_ids), outcome=outcome,
                    status_classes=classes)
+
+
+def unknown_webhooks(conn: sqlite3.Connection, webhook_ids: Iterable[str]) -> list[str]:
+    """The ids among ``webhook_ids`` the archive knows nothing of (no configuration, no delivery): a typo, most likely."""
+    unknown = []
+    for webhook_id in dict.fromkeys(webhook_ids):
+        found = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE id = ?) OR EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = ?)",
+            (webhook_id, webhook_id),
+        ).fetchone()[0]
+        if not found:
+            unknown.append(webhook_id)
+    return unknown
+
+
+def known_webhooks(conn: sqlite3.Connection) -> list[str]:
+    """Every webhook id the archive holds a configuration for, sorted."""
+    return [row[0] for row in conn.execute("SELECT id FROM webhooks ORDER BY id")]
 
 
 def manifest_path(csv_path: str | Path) -> Path:

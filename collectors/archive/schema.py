@@ -32,6 +32,7 @@ from typing import Callable, Iterator
 
 __all__ = [
     "DEFAULT_DB_PATH",
+    "DEMO_DB_PATH",
     "SCHEMA_VERSION",
     "LATENCY_BUCKET_BOUNDS_MS",
     "HISTOGRAM_COLUMNS",
@@ -50,6 +51,8 @@ __all__ = [
 
 #: Where the archive lives unless ``--db`` or ``MOEGO_MONITOR_DB`` says otherwise.
 DEFAULT_DB_PATH = Path("data") / "moego-monitor.db"
+#: Where ``moego-monitor demo`` writes its own archive (never mixed into a real one).
+DEMO_DB_PATH = Path("data") / "demo.db"
 
 #: Upper bounds (inclusive, in ms) of the latency histogram's buckets; the last bucket is unbounded.
 LATENCY_BUCKET_BOUNDS_MS: tuple[int, ...] = (
@@ -300,7 +303,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
             if not path.exists():
-                raise ArchiveError(f"no archive at {path}: run 'moego-monitor collect' first")
+                raise ArchiveError(_missing(path))
             conn = sqlite3.connect(
                 f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False, isolation_level=None,
@@ -315,6 +318,14 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot open the archive at {path}: {exc}") from exc
     return conn
+
+
+def _missing(path: Path) -> str:
+    """The line for an archive that does not exist: after ``make demo``, point at the demo's archive."""
+    if path == DEFAULT_DB_PATH and DEMO_DB_PATH.exists():
+        return (f"no archive at {path}; the demo's archive is {DEMO_DB_PATH}: use --db {DEMO_DB_PATH} "
+                f"(or MOEGO_MONITOR_DB={DEMO_DB_PATH}), or run 'moego-monitor collect' to start your own")
+    return f"no archive at {path}: run 'moego-monitor collect' first"
 
 
 @contextmanager

@@ -26,8 +26,10 @@ st.caption("MoeGo keeps its delivery log 15 days. What the archive does not hold
 def _collect() -> None:
     """Run one collection pass now; its summary is shown below the button."""
     try:
-        with st.spinner("Collecting from MoeGo… (every webhook, oldest gaps first)"):
+        # A status box beside the button, in view while the pass runs (it can take a while), then its end state.
+        with right.status("Collecting from MoeGo… (every webhook, oldest gaps first)", expanded=False) as box:
             result = collect(ctx.settings, trigger="dashboard")
+            box.update(label="Collection finished", state="complete" if result.ok else "error")
     except CollectorBusy as exc:
         st.session_state["_collect_result"] = ("warning", f"Not started: {exc}", [])
     except (ConfigError, MoeGoError, ArchiveError) as exc:
