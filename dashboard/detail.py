@@ -45,8 +45,8 @@ def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
     if rows.empty:
         st.caption("No headers.")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch",
-                     column_config={"header": "Header", "value": st.column_config.TextColumn("Value", width="large")})
+        st.dataframe(rows.rename(columns={"header": "Header", "value": "Value"}), hide_index=True, width="stretch",
+                     column_config={"Value": st.column_config.TextColumn("Value", width="large")})
 
 
 def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
