@@ -75,8 +75,11 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
         show = {"succeeded": st.success, "skipped": st.warning}.get(verdict, st.error)
         show(last["message"], icon=_VERDICT_ICONS[verdict])
         if last["new_id"]:
-            st.page_link("views/deliveries.py", label=f"Open the new attempt {last['new_id']}",
-                         icon=":material/open_in_new:", query_params={"delivery": last["new_id"]})
+            # A link-styled button: it opens the new attempt here (a page link to this same page would not move).
+            if st.button(f"Open the new attempt {last['new_id']}", key="open_new_attempt", type="tertiary",
+                         icon=":material/open_in_new:"):
+                st.query_params["delivery"] = last["new_id"]
+                st.rerun()
         for line in last["sync"]:
             st.caption(line)
     if expired_upstream(record["delivered_at"], ctx.now):

@@ -99,8 +99,12 @@ def test_a_failed_redelivery_is_shown_as_failed_with_a_link_to_the_new_attempt(r
     assert [e.value for e in at.error] == [expected]  # red, with the status and the error
     assert not at.success
     assert [t.value for t in at.toast] == [expected]
-    [link] = [p for p in at.get("page_link") if "new attempt" in p.proto.label]
-    assert link.proto.label == f"Open the new attempt {new_id}" and f"delivery={new_id}" in link.proto.query_string
+    link = at.button(key="open_new_attempt")
+    assert link.label == f"Open the new attempt {new_id}"
+    link.click().run()
+    no_exception(at)
+    assert at.query_params["delivery"] == [new_id] or at.query_params["delivery"] == new_id
+    assert any(s.value == f"Delivery `{new_id}`" for s in at.subheader)
 
 
 def test_a_bulk_job_outlives_the_page_and_is_cancelled_from_another(run_app, moego: SandboxHandle,
