@@ -27,6 +27,7 @@ from dashboard import reads, ui  # noqa: E402
 from collectors.archive.filters import ceil_minute  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
 from dashboard.jobs_panel import render_jobs  # noqa: E402
+from dashboard.saved_views import render_saved_views  # noqa: E402
 from collectors.jobs import JobWorker  # noqa: E402
 
 
@@ -81,9 +82,12 @@ try:
     options = reads.filter_options(str(settings.db_path), ceil_minute(now) - timedelta(days=31))
 except sqlite3.DatabaseError as exc:
     _fail(f"Cannot read the archive at {settings.db_path}: {exc}")
+views_box = st.sidebar.container()  # saved views sit above the filters, and need this run's filters
 filters, tz = render_filters(options.webhooks, options.event_types, now, label=options.labeled)
 ctx = ui.Context(settings, filters, now, tz, options)
 ui.set_context(ctx)
+with views_box:
+    render_saved_views(ctx)
 with st.sidebar:
     st.caption(f"Archive: `{settings.db_path}`")
 if settings.api_key:

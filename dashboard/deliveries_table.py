@@ -56,7 +56,7 @@ def outcome_style(value: str) -> str:
 
 
 COLUMN_CONFIG = {
-    "when": st.column_config.DatetimeColumn("When", format="distance", width="small",
+    "when": st.column_config.DatetimeColumn("When", format="distance", width=120,
                                             help="How long ago; the exact time is in Delivered at."),
     "outcome": st.column_config.TextColumn("Outcome", width=70, help="OK: HTTP 2xx. Failed: anything else."),
     "status": st.column_config.TextColumn("Status", width=60, help="HTTP status; — = no response (timeout, refused)."),

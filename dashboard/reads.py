@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from collectors import archive
-from collectors.archive import status
+from collectors.archive import status, views
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Bucket, Filters, Window
 from collectors import jobs
@@ -30,8 +30,8 @@ from . import coverage, queries, stats
 __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
-    "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
-    "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "webhook_labels", "csv_bytes",
+    "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
+    "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "csv_bytes",
 ]
 
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
@@ -45,7 +45,7 @@ _cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=READING, max_entries=128)
 def clear() -> None:
     """Forget every cached read (after the dashboard itself changed the archive)."""
     for function in (tiles, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
-                     delivery_page, delivery, event_attempts, redeliveries_of, filter_options, webhooks,
+                     delivery_page, delivery, event_attempts, redeliveries_of, filter_options, saved_views, webhooks,
                      collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
         function.clear()
 
@@ -135,6 +135,13 @@ def filter_options(db_path: str, since: datetime) -> queries.FilterOptions:
 
 
 # -- webhooks and archive health --------------------------------------------------------------------
+
+
+@_cached
+def saved_views(db_path: str) -> list[views.SavedView]:
+    """:func:`collectors.archive.views.saved_views`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return views.saved_views(conn)
 
 
 @_cached

@@ -23,7 +23,7 @@ from collectors.archive.filters import OUTCOMES, RANGES, STATUS_CLASSES, Filters
 
 from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, to_query_params
 
-__all__ = ["render_filters", "browser_zone", "url_params"]
+__all__ = ["render_filters", "reseed_from_url", "browser_zone", "url_params"]
 
 _RANGE_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "15d": "Last 15 days", "30d": "Last 30 days",
                  "custom": "Custom dates"}
@@ -45,6 +45,11 @@ def browser_zone() -> str:
     except (ZoneInfoNotFoundError, ValueError):
         return "UTC"
     return name
+
+
+def reseed_from_url() -> None:
+    """Make the next :func:`render_filters` read the filters from the URL again (after a saved view was applied)."""
+    st.session_state[_SEEDED] = False
 
 
 def url_params() -> dict[str, list[str]]:

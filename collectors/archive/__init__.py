@@ -9,6 +9,7 @@ Layers of the package (each imports only those above it)::
     status     the read model of what is archived, pending, missing and at risk
     filters    what a reader selects (filters and window), where: their SQL
     names      people's short names for webhooks, and the label every reader shows
+    views      the dashboard's saved views (named filter sets)
     export     the streaming CSV export
 
 Everything outside asks these modules, never the tables: the collector writes through

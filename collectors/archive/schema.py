@@ -258,7 +258,8 @@ CREATE TRIGGER IF NOT EXISTS deliveries_fts_au AFTER UPDATE OF request_body, res
     VALUES (new.rowid, new.request_body, new.response_body, new.error);
 END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
-    # Bulk redeliveries as jobs that outlive the page (collectors.jobs), and people's short names for webhooks.
+    # Bulk redeliveries as jobs that outlive the page (collectors.jobs), people's short names for webhooks,
+    # and the dashboard's saved views.
     """
 CREATE TABLE IF NOT EXISTS bulk_jobs (
     id                TEXT PRIMARY KEY,        -- also the batch_id of its audit rows in redeliveries
@@ -284,6 +285,14 @@ CREATE TABLE IF NOT EXISTS webhook_names (
     name        TEXT NOT NULL,                 -- a person's short name, shown instead of the endpoint
     set_at      TEXT NOT NULL,
     set_by      TEXT NOT NULL
+);
+
+-- Named filter sets of the dashboard, picked from its sidebar.
+CREATE TABLE IF NOT EXISTS saved_views (
+    name        TEXT PRIMARY KEY,
+    params      TEXT NOT NULL,                 -- JSON: the view's URL query parameters {key: [values]}
+    saved_at    TEXT NOT NULL,
+    saved_by    TEXT NOT NULL
 );
 """,
 ]

@@ -171,3 +171,30 @@ def test_archive_health_names_spans_as_status_does_and_lists_no_pending_tail_as_
     assert status[GAMMA].pending_since is None and status[GAMMA].gaps  # never collected: a gap, in both
     gamma = gaps[(gaps["Webhook id"] == GAMMA) & (gaps["State"] == "missing: still collectable")]
     assert len(gamma) == 1 and abs(gamma.iloc[0]["Gap from"] - status[GAMMA].gaps[0].start) < timedelta(minutes=2)
+
+
+# -- beyond: saved views ------------------------------------------------------------------------------
+
+
+def test_a_saved_view_is_kept_in_the_archive_and_picked_from_the_sidebar(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, query={"outcome": "failed", "webhook": BETA, "range": "7d"})
+    assert metrics(at)["Deliveries"][0] == "8"
+    at.sidebar.text_input(key="view_name").set_value("Beta failures")
+    at.sidebar.button(key="save_view").click().run()
+    no_exception(at)
+    assert [unescaped(s.value) for s in at.sidebar.success] == ["Saved the view “Beta failures”."]
+    # A new session (another person, another day) finds it in the sidebar, and picking it applies it.
+    other = run_app(live_seed.path)
+    assert metrics(other)["Deliveries"][0] == "53"
+    assert other.sidebar.selectbox(key="saved_view").options == ["—", "Beta failures"]
+    other.sidebar.selectbox(key="saved_view").set_value("Beta failures").run()
+    no_exception(other)
+    assert metrics(other)["Deliveries"][0] == "8"
+    assert other.query_params == {"outcome": ["failed"], "webhook": [BETA], "range": ["7d"]} or \
+        dict(other.query_params) == {"outcome": "failed", "webhook": BETA, "range": "7d"}
+    assert other.radio(key="filter_outcome").value == "failed" and other.selectbox(key="filter_range").value == "7d"
+    # Deleting it leaves the picker empty; a nameless view is refused in one line.
+    other.sidebar.button(key="delete_view").click().run()
+    assert other.sidebar.selectbox(key="saved_view").options == ["—"]
+    other.sidebar.button(key="save_view").click().run()
+    assert [unescaped(e.value) for e in other.sidebar.error] == ["Not saved: give the view a name."]
