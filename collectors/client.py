@@ -1,4 +1,5 @@
-"""A client for MoeGo's Webhook API that speaks the contract exactly (``shared/moego-webhook-api.md``).
+"""A client for MoeGo's Webhook API that speaks its contract exactly (MoeGo's own
+definitions: ``moego/business/webhook/v1/webhook_service.proto`` and its OpenAPI file).
 
 One :class:`httpx.Client` is built by :func:`make_http_client` (base URL, ``Authorization: Basic``,
 timeouts always set, transport injectable for tests); :class:`MoeGoClient` wraps it with one method

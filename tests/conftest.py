@@ -11,6 +11,7 @@ sandbox-only ``/_sandbox/`` controls (``faults``, ``clear_faults``, ``advance_cl
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,24 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 20.0
+
+
+#: Where an event body carries its payload: the guide's field, then MoeGo's proto oneof fields.
+PAYLOAD_FIELDS = ("payload", "healthCheck", "appointment", "onlineBooking", "customer", "pet")
+
+
+def event_object(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The payload field of a webhook body and its object, decoded from base64 when it is a string.
+
+    Independent of the product's decoder (collectors.bodies), so tests check one against the other.
+    """
+    event = json.loads(body)
+    [field] = [key for key in event if key in PAYLOAD_FIELDS]
+    value = event[field]
+    if isinstance(value, str):
+        value = json.loads(base64.b64decode(value, validate=True))
+    assert isinstance(value, dict), value
+    return field, value
 
 
 def free_port() -> int:
@@ -209,24 +229,28 @@ def stop_sandbox(handle: SandboxHandle) -> tuple[int | None, str]:
     return process.returncode, stderr
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxHandle]:
-    """One sandbox (seed 7, no live traffic, 2 s delivery timeout) for the whole test session."""
-    handle = start_sandbox()
+@contextmanager
+def running_sandbox(*extra: str, api_key: str = "test-sandbox-key") -> Iterator[SandboxHandle]:
+    """:func:`start_sandbox` for the length of a ``with`` block, stopped after it."""
+    handle = start_sandbox(*extra, api_key=api_key)
     try:
         yield handle
     finally:
         stop_sandbox(handle)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxHandle]:
+    """One sandbox (seed 7, no live traffic, 2 s delivery timeout) for the whole test session."""
+    with running_sandbox() as handle:
+        yield handle
 
 
 @pytest.fixture
 def fresh_sandbox() -> Iterator[SandboxHandle]:
     """A sandbox of the test's own, for tests that change a lot (clock, limits, webhook count)."""
-    handle = start_sandbox()
-    try:
+    with running_sandbox() as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)
 
 
 @pytest.fixture
