@@ -395,9 +395,10 @@ def work_pending(settings: Settings, *, owner: str, client: MoeGoClient | None =
 class JobWorker:
     """A daemon thread that works the archive's bulk jobs: checks every ``poll_s`` seconds, never raises.
 
-    The dashboard process starts one (``dashboard/app.py``); the thread ends with the process or
-    :meth:`stop`, or by itself once the archive file is gone. A job left by a stopped worker is
-    taken over when its lease runs out.
+    The dashboard process starts one (``dashboard/app.py``) and so does ``moego-monitor schedule``, so a
+    job goes on even while nobody has the dashboard open; leases keep two workers off the same job. The
+    thread ends with :meth:`stop` or with the process; a job left by a stopped worker is taken over when
+    its lease runs out, without sending any entry twice.
     """
 
     def __init__(self, settings: Settings, *, poll_s: float = 1.0) -> None:
@@ -425,8 +426,8 @@ class JobWorker:
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
-            if not Path(self.settings.db_path).exists():
-                return
+            if not Path(self.settings.db_path).exists():  # not created yet (a first collection will)
+                continue
             try:
                 work_pending(self.settings, owner=self.owner)
             except Exception:  # noqa: BLE001 - a worker thread must survive anything and try again later

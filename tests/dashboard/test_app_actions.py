@@ -57,6 +57,8 @@ def test_collect_now_fills_an_empty_archive(run_app, moego: SandboxHandle, tmp_p
     assert any("No coverage recorded yet" in i.value for i in at.info)
     at.button(key="collect_now").click().run()
     no_exception(at)
+    # A sign of work beside the button: a status box ("Collecting from MoeGo…" while it runs), then its end state.
+    assert [(s.label, s.icon) for s in at.status] == [("Collection finished", ":material/check:")]
     [headline] = [s.value for s in at.success if s.value.startswith("Collected:")]
     new = query(path, "SELECT COUNT(*) FROM deliveries")[0][0]
     assert new > 0 and headline == f"Collected: {new:,} new, 0 updated entries."
