@@ -26,12 +26,13 @@ from collectors import jobs
 from collectors.bulk import BulkPlan, batch_counts, plan_bulk
 
 from . import coverage, queries, stats
+from . import tail as live_tail
 
 __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
     "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
-    "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "csv_bytes",
+    "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "tail", "csv_bytes",
 ]
 
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
@@ -221,6 +222,12 @@ def bulk_jobs_active(db_path: str) -> list[jobs.BulkJob]:
     """:func:`collectors.jobs.active_jobs`, read now."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return jobs.active_jobs(conn)
+
+
+def tail(db_path: str, filters: Filters, started: datetime, now: datetime) -> pd.DataFrame:
+    """:func:`dashboard.tail.new_entries`, read now (the live tail refreshes on its own)."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return live_tail.new_entries(conn, filters, started, now)
 
 
 def csv_bytes(db_path: str, filters: Filters, now: datetime, secret_headers: Sequence[str]) -> bytes:

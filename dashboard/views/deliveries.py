@@ -10,6 +10,7 @@ from dashboard import reads, ui
 from dashboard.bulk import render_bulk
 from dashboard.deliveries_table import COLUMN_CONFIG, COLUMN_ORDER, list_frame, outcome_style
 from dashboard.detail import render_detail
+from dashboard.tail_panel import render_tail
 from dashboard.present import export_command_line, plural
 from dashboard.queries import Count, Cursor, Page
 
@@ -45,6 +46,7 @@ with top[2].popover("Export from the command line", icon=":material/terminal:"):
     st.caption("It also writes a manifest with the file's SHA-256 for an audit.")
 
 render_bulk(ctx)
+render_tail(ctx)
 
 order = st.segmented_control("Order", ["newest", "oldest"], key="list_order", default="newest",
                              format_func={"newest": "Newest first", "oldest": "Oldest first"}.__getitem__) or "newest"

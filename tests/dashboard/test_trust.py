@@ -198,3 +198,34 @@ def test_a_saved_view_is_kept_in_the_archive_and_picked_from_the_sidebar(run_app
     assert other.sidebar.selectbox(key="saved_view").options == ["—"]
     other.sidebar.button(key="save_view").click().run()
     assert [unescaped(e.value) for e in other.sidebar.error] == ["Not saved: give the view a name."]
+
+
+# -- beyond: live tail --------------------------------------------------------------------------------
+
+
+def test_the_live_tail_brings_in_new_entries_marked_new(run_app, live_seed: Seed) -> None:
+    from datetime import datetime, timezone
+
+    from collectors.archive import writer
+    from tests.seed import delivery
+
+    at = run_app(live_seed.path, page="views/deliveries.py", query={"webhook": BETA})
+    at.toggle(key="live_tail").set_value(True).run()
+    no_exception(at)
+    assert any(c.value.startswith("Live since ") and ": 0 new entries in this view" in c.value for c in at.caption)
+    # The collector archives two entries: one of this view's webhook, one of another.
+    now = datetime.now(timezone.utc)
+    conn = archive.connect(live_seed.path)
+    with archive.transaction(conn):
+        writer.save_deliveries(conn, [delivery("dlv_live_b", BETA, now - timedelta(seconds=30), success=False,
+                                               status=503, error="endpoint answered 503"),
+                                      delivery("dlv_live_a", ALPHA, now - timedelta(seconds=20))], seen_at=now)
+    conn.close()
+    at.run()
+    no_exception(at)
+    tail = table_with(at, "new", "archived", "outcome")
+    assert list(tail["id"]) == ["dlv_live_b"]  # the view's filters hold: wh_alpha's entry is not in it
+    assert tail.iloc[0][["new", "outcome", "status", "error"]].tolist() == ["NEW", "Failed", "503", "endpoint answered 503"]
+    assert any(": 1 new entry in this view" in c.value for c in at.caption)
+    at.toggle(key="live_tail").set_value(False).run()
+    assert not [d for d in at.dataframe if "archived" in d.value.columns]
