@@ -23,6 +23,7 @@ from collectors.redelivery import EXPIRED_UPSTREAM, GUARD_SECONDS, Candidate, ex
 
 from . import charts, reads, ui
 from .present import MAX_BODY_CHARS, header_rows, pretty_body, status_text
+from .timeline import attempt_kinds, next_retry
 
 __all__ = ["render_detail"]
 
@@ -140,15 +141,16 @@ def _facts(record: dict[str, Any], ctx: ui.Context) -> None:
                  column_config={"Value": st.column_config.TextColumn("Value", width="large")})
 
 
-def attempts_table(tries: pd.DataFrame, ctx: ui.Context) -> pd.DataFrame:
-    """An event's attempts as people read them: labelled webhook, outcome words, ``—`` for no response."""
+def attempts_table(tries: pd.DataFrame, ctx: ui.Context, kinds: pd.Series | None = None) -> pd.DataFrame:
+    """An event's attempts as people read them: what each is, labelled webhook, outcome words, ``—`` for no response."""
     return pd.DataFrame({
         "Delivered at": ui.local(tries["delivered_at"], ctx.tz),
+        "Entry": kinds if kinds is not None else "",
         "Outcome": tries["success"].map({True: "succeeded", False: "failed"}),
         "Status": tries["response_status"].map(lambda s: str(int(s)) if s else "—"),
         "Webhook": tries["webhook_id"].map(ctx.label),
         "Duration (ms)": tries["duration_ms"],
-        "Retries": tries["retry_count"],
+        "Automatic retries": tries["retry_count"],
         "Error": tries["error"].fillna("").map(lambda e: e or "—"),
         "Delivery id": tries["id"],
         "Open": "deliveries?delivery=" + tries["id"],
@@ -179,6 +181,20 @@ def audit_table(rows: pd.DataFrame, ctx: ui.Context) -> pd.DataFrame:
     })
 
 
+def _predictions(tries: pd.DataFrame, ctx: ui.Context) -> None:
+    """One line per webhook: what MoeGo does next with the event's latest entry there (its retry policy)."""
+    hooks = reads.webhooks(ctx.db_path)
+    policies = dict(zip(hooks["id"], hooks["retry_policy"])) if not hooks.empty else {}
+    for webhook_id, rows in tries.groupby("webhook_id", sort=False):
+        latest = rows.iloc[-1]
+        guess = next_retry(delivered_at=latest["delivered_at"].to_pydatetime(), success=bool(latest["success"]),
+                           response_status=int(latest["response_status"]), retry_count=int(latest["retry_count"]),
+                           policy=policies.get(webhook_id), now=ctx.now)
+        when = f" {ui.fmt_time(guess.at, ctx.tz)}:" if guess.at is not None else ":"
+        st.caption(f"Next at {ui.md_text(ctx.label(webhook_id))} ({ui.md_text(latest['id'])}){when} "
+                   f"{ui.md_text(guess.text)}.")
+
+
 def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     """Draw the detail view of ``delivery_id`` (a one-line warning when the archive does not have it)."""
     record = reads.delivery(ctx.db_path, delivery_id)
@@ -206,11 +222,14 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         if len(tries) <= 1:
             st.caption("This is the only archived attempt at this event.")
         if not tries.empty:
+            redelivered = reads.redelivered_attempts(ctx.db_path, tuple(tries["id"]))
+            kinds = attempt_kinds(tries, redelivered)
             local = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz),
                                  webhook_id=tries["webhook_id"].map(ctx.label))
             st.plotly_chart(charts.attempts_figure(local, delivery_id), key="chart_attempts")
+            _predictions(tries, ctx)
             st.dataframe(
-                attempts_table(tries, ctx), hide_index=True, key="attempts_table",
+                attempts_table(tries, ctx, kinds), hide_index=True, key="attempts_table",
                 column_config={
                     "Delivered at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss.SSS"),
                     "Duration (ms)": st.column_config.NumberColumn("Duration (ms)", format="localized"),

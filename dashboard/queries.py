@@ -34,7 +34,7 @@ __all__ = [
     "Tiles", "tiles", "archive_since", "redelivery_count", "failures_by", "failures_by_status",
     "HEALTH_COLUMNS", "health_state", "webhook_health",
     "Count", "count_deliveries", "Cursor", "Page", "LIST_COLUMNS", "delivery_page",
-    "delivery", "event_attempts", "redeliveries_of", "failed_candidates",
+    "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts", "failed_candidates",
     "FilterOptions", "filter_options", "webhooks", "collector_runs", "sync_states",
 ]
 
@@ -405,6 +405,18 @@ def redeliveries_of(conn: sqlite3.Connection, delivery_id: str) -> pd.DataFrame:
     return frame
 
 
+def redelivered_attempts(conn: sqlite3.Connection, delivery_ids: tuple[str, ...]) -> dict[str, str]:
+    """Of the entries redelivered among ``delivery_ids``, each new attempt's id and who asked (by the audit)."""
+    if not delivery_ids:
+        return {}
+    marks = ", ".join("?" for _ in delivery_ids)
+    rows = conn.execute(
+        f"SELECT new_delivery_id, requested_by FROM redeliveries WHERE delivery_id IN ({marks}) "
+        "AND new_delivery_id IS NOT NULL", delivery_ids,
+    ).fetchall()
+    return {new_id: by for new_id, by in rows}
+
+
 # -- reference data ------------------------------------------------------------------------------
 
 
@@ -462,7 +474,7 @@ def webhooks(conn: sqlite3.Connection) -> pd.DataFrame:
     for column in ("event_types", "organizations"):
         frame[column] = frame[column].map(lambda t: json.loads(t) if t else [])
     frame["headers"] = frame["headers"].map(_headers)
-    frame["retry_policy"] = frame["retry_policy"].map(lambda t: json.loads(t) if t else None)
+    frame["retry_policy"] = frame["retry_policy"].map(lambda t: json.loads(t) if isinstance(t, str) and t else None)
     for column in ("is_active", "verify_ssl", "has_secret"):
         frame[column] = frame[column].astype("bool")
     for column in ("created_time", "updated_time", "first_seen_at", "last_seen_at", "deleted_at"):

@@ -30,7 +30,8 @@ from . import tail as live_tail
 
 __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
-    "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
+    "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts",
+    "filter_options",
     "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
     "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "tail", "csv_bytes",
 ]
@@ -46,8 +47,8 @@ _cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=READING, max_entries=128)
 def clear() -> None:
     """Forget every cached read (after the dashboard itself changed the archive)."""
     for function in (tiles, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
-                     delivery_page, delivery, event_attempts, redeliveries_of, filter_options, saved_views, webhooks,
-                     collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
+                     delivery_page, delivery, event_attempts, redeliveries_of, redelivered_attempts, filter_options,
+                     saved_views, webhooks, collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
         function.clear()
 
 
@@ -126,6 +127,13 @@ def redeliveries_of(db_path: str, delivery_id: str) -> pd.DataFrame:
     """:func:`dashboard.queries.redeliveries_of`."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return queries.redeliveries_of(conn, delivery_id)
+
+
+@_cached
+def redelivered_attempts(db_path: str, delivery_ids: tuple[str, ...]) -> dict[str, str]:
+    """:func:`dashboard.queries.redelivered_attempts`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return queries.redelivered_attempts(conn, delivery_ids)
 
 
 @_cached

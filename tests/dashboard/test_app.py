@@ -204,7 +204,7 @@ def test_delivery_detail_redacts_and_pretty_prints(run_app, live_seed: Seed) -> 
     assert "X-Moe-Signature-256,[redacted]" in text and "Set-Cookie,[redacted]" in text
     assert "c2lnbmF0dXJl" not in text and "session=abc" not in text
     assert '{\n  "id": "evt_retry",' in text  # JSON body, pretty-printed
-    attempts = table_with(at, "Delivery id", "Retries", "Open")
+    attempts = table_with(at, "Delivery id", "Automatic retries", "Open")
     assert list(attempts["Delivery id"]) == ["dlv_r1", "dlv_r2", "dlv_r3"]
     button = at.button(key="redeliver")
     assert button.disabled  # no API key configured

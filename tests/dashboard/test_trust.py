@@ -229,3 +229,45 @@ def test_the_live_tail_brings_in_new_entries_marked_new(run_app, live_seed: Seed
     assert any(": 1 new entry in this view" in c.value for c in at.caption)
     at.toggle(key="live_tail").set_value(False).run()
     assert not [d for d in at.dataframe if "archived" in d.value.columns]
+
+
+# -- beyond: one event, all its attempts ----------------------------------------------------------------
+
+
+def test_the_event_timeline_names_each_entry_and_predicts_the_next_retry(run_app, live_seed: Seed) -> None:
+    from collectors.archive import writer
+    from collectors.models import format_timestamp
+    from tests.seed import delivery
+
+    conn = archive.connect(live_seed.path)
+    redelivered = delivery("dlv_re1", ALPHA, live_seed.now - timedelta(minutes=3), success=False, status=503,
+                           event_id="evt_retry", error="endpoint answered 503", retry_count=1)
+    with archive.transaction(conn):
+        writer.save_deliveries(conn, [redelivered], seen_at=live_seed.now)
+        conn.execute("INSERT INTO redeliveries (requested_at, delivery_id, webhook_id, event_id, outcome, "
+                     "new_delivery_id, new_success, new_status, requested_by) VALUES (?, 'dlv_r2', ?, 'evt_retry', "
+                     "'sent', 'dlv_re1', 0, 503, 'alice')", (format_timestamp(live_seed.now), ALPHA))
+        conn.execute("UPDATE webhooks SET retry_policy = ? WHERE id = ?",
+                     (json.dumps({"maxRetries": 3, "initialIntervalMs": 600000, "backoffFactor": 2}), ALPHA))
+    conn.close()
+    at = run_app(live_seed.path, page="views/deliveries.py", query={"delivery": "dlv_r2"}, timezone_name="UTC")
+    no_exception(at)
+    attempts = table_with(at, "Entry", "Automatic retries", "Delivery id")
+    assert list(zip(attempts["Delivery id"], attempts["Entry"])) == [
+        ("dlv_r1", "original"), ("dlv_r2", "later entry"), ("dlv_r3", "later entry"),
+        ("dlv_re1", "redelivery (by alice)")]
+    # The latest entry made one automatic retry (after 10 min); the next waits 20 more: 30 min after it began.
+    expected_at = (redelivered.delivered_at + timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    [line] = [unescaped(c.value) for c in at.caption if c.value.startswith("Next at ")]
+    assert line == f"Next at receiver.example/wh_alpha (dlv_re1) {expected_at}: retry 2 of 3 expected about then."
+
+
+def test_the_webhooks_page_reads_webhooks_with_and_without_a_retry_policy(run_app, live_seed: Seed) -> None:
+    conn = archive.connect(live_seed.path)
+    with archive.transaction(conn):
+        conn.execute("UPDATE webhooks SET retry_policy = ? WHERE id = ?", (json.dumps({"maxRetries": 2}), ALPHA))
+        conn.execute("UPDATE webhooks SET retry_policy = NULL WHERE id = ?", (BETA,))
+    conn.close()
+    at = run_app(live_seed.path, page="views/webhooks.py")
+    no_exception(at)  # a NULL policy beside a stored one used to break the page (json.loads of NaN)
+    assert [j.value for j in at.json][0] == {"maxRetries": 2} or any(j.value == {"maxRetries": 2} for j in at.json)
