@@ -42,6 +42,7 @@ from .redelivery import IN_FLIGHT, Candidate
 
 __all__ = [
     "LEASE",
+    "lease_for",
     "ENDPOINT_LIMIT_S",
     "INTERRUPTED",
     "JobCounts",
@@ -62,8 +63,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: A worker holds a job this long past its last sign of life; then another worker may take it over.
-LEASE = timedelta(seconds=30)
+#: A worker holds a job at least this long past its last sign of life; then another worker may take it over.
+LEASE = timedelta(seconds=60)
 #: MoeGo gives an endpoint this long to answer: no redelivery call waits longer for it.
 ENDPOINT_LIMIT_S = 30.0
 #: Time per call besides the endpoint's own (MoeGo's work and the round trip), for the estimate.
@@ -280,7 +281,13 @@ def request_cancel(db_path: str | Path, job_id: str) -> None:
 # -- working a job ----------------------------------------------------------------------------------
 
 
-def claim_job(conn: sqlite3.Connection, owner: str, now: datetime) -> str | None:
+def lease_for(settings: Settings) -> timedelta:
+    """How long a worker's lease lasts: longer than one call can take (two client timeouts and a margin), since
+    the lease is renewed between calls; a live worker waiting on a slow endpoint never loses its job."""
+    return max(LEASE, timedelta(seconds=2 * settings.timeout_s + 30))
+
+
+def claim_job(conn: sqlite3.Connection, owner: str, now: datetime, *, lease: timedelta = LEASE) -> str | None:
     """Take the oldest active job that no live worker holds (queued, or running with its lease run out)."""
     stamp = format_timestamp(now)
     with archive.transaction(conn):
@@ -292,7 +299,7 @@ def claim_job(conn: sqlite3.Connection, owner: str, now: datetime) -> str | None
         if row is None:
             return None
         conn.execute("UPDATE bulk_jobs SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                     (owner, format_timestamp(now + LEASE), row[0]))
+                     (owner, format_timestamp(now + lease), row[0]))
     return row[0]
 
 
@@ -316,9 +323,11 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
              clock: Callable[[], datetime] = _utcnow) -> BulkJob | None:
     """Send what is left of job ``job_id`` (held by ``owner``), then re-sync; returns the job as it ended.
 
-    Keeps the lease fresh while it runs and stops before the next entry when a cancel is asked or the
-    lease went to another worker. MoeGo's errors end up in the audit rows; an archive error fails the
-    job with one line.
+    Keeps the lease fresh while it runs (between calls; :func:`lease_for` outlasts any one call) and stops
+    before the next entry when a cancel is asked or the lease went to another worker. MoeGo's errors end
+    up in the audit rows; an archive error fails the job with one line. Limit: a worker that stalls past
+    its lease while alive and then loses the job audits its unsent entries as skipped on stopping, so an
+    entry the new holder sends meanwhile has two rows (never two sends).
     """
     conn = archive.connect(settings.db_path)
     try:
@@ -334,6 +343,7 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
             conn.execute("UPDATE bulk_jobs SET state = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?",
                          (format_timestamp(now), job_id))
         last_beat = [now]
+        lease = lease_for(settings)
 
         def stop() -> bool:
             current = clock()
@@ -341,10 +351,10 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
                                           (job_id,)).fetchone()
             if holder != owner:
                 return True
-            if current - last_beat[0] > LEASE / 6:
+            if current - last_beat[0] > timedelta(seconds=5):
                 with archive.transaction(conn):
                     conn.execute("UPDATE bulk_jobs SET lease_until = ? WHERE id = ? AND lease_owner = ?",
-                                 (format_timestamp(current + LEASE), job_id, owner))
+                                 (format_timestamp(current + lease), job_id, owner))
                 last_beat[0] = current
             return bool(cancel)
 
@@ -382,7 +392,7 @@ def work_pending(settings: Settings, *, owner: str, client: MoeGoClient | None =
     done: list[BulkJob] = []
     while True:
         with archive.open_archive(settings.db_path) as conn:
-            job_id = claim_job(conn, owner, clock())
+            job_id = claim_job(conn, owner, clock(), lease=lease_for(settings))
         if job_id is None:
             return done
         job = work_job(settings, job_id, owner=owner, client=client, clock=clock)

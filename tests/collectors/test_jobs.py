@@ -82,9 +82,11 @@ def test_a_job_resumes_after_a_crash_without_sending_any_entry_twice(settings, c
 
 def test_a_live_workers_job_is_not_taken_over(settings, client, moego, db) -> None:
     job_id = jobs.submit_bulk(settings.db_path, bulk.BulkPlan(tuple(candidates(2)), ()), requested_by="dashboard")
-    assert jobs.claim_job(db, "w1", NOW) == job_id
-    assert jobs.claim_job(db, "w2", NOW + timedelta(seconds=5)) is None  # w1's lease holds
-    assert jobs.claim_job(db, "w2", NOW + jobs.LEASE + timedelta(seconds=1)) == job_id  # w1 went quiet
+    lease = jobs.lease_for(settings)
+    assert lease > timedelta(seconds=2 * settings.timeout_s)  # outlasts a call waiting on a slow endpoint
+    assert jobs.claim_job(db, "w1", NOW, lease=lease) == job_id
+    assert jobs.claim_job(db, "w2", NOW + lease - timedelta(seconds=1), lease=lease) is None  # w1's lease holds
+    assert jobs.claim_job(db, "w2", NOW + lease + timedelta(seconds=1), lease=lease) == job_id  # w1 went quiet
 
 
 def test_cancel_stops_a_job_before_its_next_entry(settings, client, moego, db) -> None:
