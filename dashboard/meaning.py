@@ -20,6 +20,11 @@ def rate_meaningless(filters: Filters) -> str | None:
         return "the Outcome filter shows failed deliveries only"
     if filters.outcome == "success":
         return "the Outcome filter shows successful deliveries only"
+    ok_codes = [200 <= c <= 299 for c in filters.status_codes]
+    if ok_codes and all(ok_codes):
+        return "the Exact status filter shows 2xx answers only"
+    if ok_codes and not any(ok_codes):
+        return "the Exact status filter leaves out every 2xx answer"
     classes = set(filters.status_classes)
     if classes and classes <= {"2xx"}:
         return "the Response status filter shows 2xx answers only"
@@ -34,6 +39,8 @@ def failures_meaningless(filters: Filters) -> str | None:
         return "the Outcome filter shows successful deliveries only"
     if filters.status_classes and set(filters.status_classes) <= {"2xx"}:
         return "the Response status filter shows 2xx answers only"
+    if filters.status_codes and all(200 <= c <= 299 for c in filters.status_codes):
+        return "the Exact status filter shows 2xx answers only"
     return None
 
 

@@ -7,8 +7,8 @@ follow the user from page to page. Keys other than :data:`~dashboard.filters.QUE
 ``delivery``) are left alone.
 
 Widget keys (stable, for tests and the browser test): ``filter_range``, ``filter_dates``,
-``filter_webhooks``, ``filter_events``, ``filter_outcome``, ``filter_status``, ``filter_search``,
-``filter_tz``.
+``filter_webhooks``, ``filter_events``, ``filter_outcome``, ``filter_status``, ``filter_codes``,
+``filter_search``, ``filter_tz``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import streamlit as st
 
 from collectors.archive.filters import OUTCOMES, RANGES, STATUS_CLASSES, Filters
 
-from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, to_query_params
+from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, parse_codes, to_query_params
 
 __all__ = ["render_filters", "reseed_from_url", "browser_zone", "url_params"]
 
@@ -85,6 +85,7 @@ def _seed(filters: Filters, tz: ZoneInfo, now: datetime) -> None:
     state["filter_outcome"] = filters.outcome
     state["filter_status"] = list(filters.status_classes)
     state["filter_search"] = filters.search
+    state["filter_codes"] = ", ".join(str(c) for c in filters.status_codes)
 
 
 def _custom_bounds(days: Sequence[date], tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -150,13 +151,18 @@ def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: dat
                            format_func=_OUTCOME_LABELS.__getitem__)
         statuses = st.multiselect("Response status", STATUS_CLASSES, key="filter_status", placeholder="Any status",
                                   help="`none`: no HTTP response (timeout, refused connection).")
+        codes_text = st.text_input("Exact status", key="filter_codes", placeholder="e.g. 503, 0",
+                                   help="Exact HTTP statuses, separated by commas; 0 = no response.")
+        codes, not_codes = parse_codes(codes_text)
+        if not_codes:
+            st.caption(f"Not a status, ignored: {', '.join(not_codes)} (use 0 or 100..599).")
         search = st.text_input("Search", key="filter_search",
                                placeholder="delivery id, event id, or words in the bodies",
                                help="An exact delivery or event id, or words found in request body, response body or error.")
         st.selectbox("Time zone", _ZONES, key="filter_tz", help="Times are shown in this zone; the browser's by default.")
 
     filters = Filters(time_range=time_range, since=since, until=until, webhooks=tuple(hooks), event_types=tuple(events),
-                      outcome=outcome, status_classes=tuple(statuses), search=search)
+                      outcome=outcome, status_classes=tuple(statuses), search=search, status_codes=tuple(codes))
     written = _as_lists(to_query_params(filters))
     if written != current_url:
         _write_url(written)

@@ -178,6 +178,7 @@ def _describe(filters: Filters, window: Window) -> dict[str, Any]:
         "outcome": filters.outcome,
         "status_classes": list(filters.status_classes),
         "search": filters.search,
+        **({"status_codes": list(filters.status_codes)} if filters.status_codes else {}),
     }
 
 

@@ -41,8 +41,8 @@ else:
     top[1].caption(f"Over {DOWNLOAD_ROW_LIMIT:,} rows: export from the command line.")
 with top[2].popover("Export from the command line", icon=":material/terminal:"):
     st.code(export_command_line(ctx.filters, window), language="bash")
-    if ctx.filters.event_types or ctx.filters.search or len(ctx.filters.status_classes) > 1:
-        st.caption("The command has no event-type, search or multi-status filter: it exports a wider set.")
+    if ctx.filters.event_types or ctx.filters.search or len(ctx.filters.status_classes) > 1 or ctx.filters.status_codes:
+        st.caption("The command has no event-type, search, exact-status or multi-status filter: it exports a wider set.")
     st.caption("It also writes a manifest with the file's SHA-256 for an audit.")
 
 render_bulk(ctx)

@@ -271,3 +271,22 @@ def test_the_webhooks_page_reads_webhooks_with_and_without_a_retry_policy(run_ap
     at = run_app(live_seed.path, page="views/webhooks.py")
     no_exception(at)  # a NULL policy beside a stored one used to break the page (json.loads of NaN)
     assert [json.loads(j.value) for j in at.json][:2] == [{"maxRetries": 2}, {}]  # alpha's policy, beta's none
+
+
+# -- beyond: an exact HTTP status --------------------------------------------------------------------------
+
+
+def test_filter_by_exact_status(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py")
+    at.text_input(key="filter_codes").set_value("404, 0 abc").run()
+    no_exception(at)
+    assert metrics(at)["Deliveries in view"][0] == "2"
+    assert set(at.dataframe(key="deliveries_table").value["id"]) == {"dlv_a01", "dlv_a03"}
+    assert sorted(at.query_params["code"]) == ["0", "404"]  # the view is a link
+    assert any(c.value == "Not a status, ignored: abc (use 0 or 100..599)." for c in at.sidebar.caption)
+    data = reads.csv_bytes(str(live_seed.path), Filters(time_range="24h", status_codes=(0, 404)), live_seed.now, ())
+    assert sorted(r["id"] for r in csv.DictReader(io.StringIO(data.decode("utf-8")))) == ["dlv_a01", "dlv_a03"]
+    # A link carries it, and the overview's rate says the filter fixes it.
+    linked = run_app(live_seed.path, query={"code": ["502"]})
+    assert metrics(linked)["Deliveries"][0] == "2"  # dlv_r1, dlv_r2
+    assert metrics(linked)["Success rate"] == ("n/a", "not meaningful: the Exact status filter leaves out every 2xx answer")
