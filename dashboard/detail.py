@@ -23,6 +23,7 @@ from collectors.redelivery import EXPIRED_UPSTREAM, GUARD_SECONDS, Candidate, ex
 
 from . import charts, reads, ui
 from .present import MAX_BODY_CHARS, header_rows, pretty_body, status_text
+from .highlight import marked, matching_lines, search_words
 from .timeline import attempt_kinds, next_retry
 
 __all__ = ["render_detail"]
@@ -33,7 +34,7 @@ _LAST_RESULT = "_redeliver_result"
 _VERDICT_ICONS = {"succeeded": ":material/check_circle:", "skipped": ":material/block:", "failed": ":material/error:"}
 
 
-def _body(text: str, is_base64: int, *, event: bool = False) -> None:
+def _body(text: str, is_base64: int, *, event: bool = False, search: str = "") -> None:
     """A body pretty-printed (an event's base64 payloads decoded, ``event=True``), its raw text one click away.
 
     The raw text is shown with ``st.code``, exactly as archived (never Markdown); only the note, built from
@@ -42,6 +43,10 @@ def _body(text: str, is_base64: int, *, event: bool = False) -> None:
     body = pretty_body(text, bool(is_base64), decode_payloads=event)
     if body.note:
         st.caption(body.note)
+    words = search_words(search)
+    hits = matching_lines(body.text, words)
+    if hits:  # where the view's search words are, marked (the body below stays plain text)
+        st.markdown("  \n".join(f"line {number}: {marked(excerpt, words)}" for number, excerpt in hits))
     if body.text:
         st.code(body.text, language=body.language, wrap_lines=True)
     if body.text != text:
@@ -213,10 +218,10 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
     with request:
         _headers(record["request_headers"], ctx)
-        _body(record["request_body"], record["request_body_base64"], event=True)
+        _body(record["request_body"], record["request_body_base64"], event=True, search=ctx.filters.search)
     with response:
         _headers(record["response_headers"], ctx)
-        _body(record["response_body"], record["response_body_base64"])
+        _body(record["response_body"], record["response_body_base64"], search=ctx.filters.search)
     with attempts:
         tries = reads.event_attempts(ctx.db_path, record["event_id"])
         if len(tries) <= 1:

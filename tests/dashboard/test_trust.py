@@ -290,3 +290,11 @@ def test_filter_by_exact_status(run_app, live_seed: Seed) -> None:
     linked = run_app(live_seed.path, query={"code": ["502"]})
     assert metrics(linked)["Deliveries"][0] == "2"  # dlv_r1, dlv_r2
     assert metrics(linked)["Success rate"] == ("n/a", "not meaningful: the Exact status filter leaves out every 2xx answer")
+
+
+def test_the_search_words_are_marked_in_the_body(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, page="views/deliveries.py", query={"q": "lovelace", "delivery": "dlv_a07"})
+    no_exception(at)
+    [line] = [m.value for m in at.markdown if ":orange-background[" in m.value]
+    # The word is marked where it is (case as in the body), everything else literal.
+    assert line == 'line 5: "customer"\\: "Ada :orange-background[Lovelace]"'
