@@ -264,7 +264,12 @@ END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
     # 2: full-text search reads words inside base64 payloads; the writer feeds the index (no triggers).
     migrate_to_writer_index,
-    # 3: bulk redeliveries as jobs that outlive the page (collectors.jobs), people's short names for webhooks,
+    # 3: the clock skew each run measured.
+    """
+-- MoeGo's clock minus this host's (seconds), measured from its Date header during the run; NULL unmeasured.
+ALTER TABLE collector_runs ADD COLUMN clock_skew_s REAL;
+""",
+    # 4: bulk redeliveries as jobs that outlive the page (collectors.jobs), people's short names for webhooks,
     # and the dashboard's saved views.
     """
 CREATE TABLE IF NOT EXISTS bulk_jobs (
