@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 from collectors import archive
-from collectors.archive import codec
 
 from .moego_archive import CACHE, build_moego_archive
 

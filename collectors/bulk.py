@@ -137,13 +137,20 @@ class BulkResult:
     cancelled: bool = False
 
     def count(self, outcome: str) -> int:
-        """How many entries ended with ``outcome``."""
+        """How many entries ended with ``outcome`` (the audit's ``sent``/``failed``/``skipped``)."""
         return sum(1 for r in self.results if r.outcome == outcome)
+
+    def verdicts(self, verdict: str) -> int:
+        """How many entries' :attr:`~collectors.redelivery.RedeliveryResult.verdict` is ``verdict``."""
+        return sum(1 for r in self.results if r.verdict == verdict)
 
     @property
     def summary(self) -> str:
-        """One line: the counts, and whether it was cancelled."""
-        line = f"{self.count('sent')} sent, {self.count('failed')} failed, {self.count('skipped')} skipped"
+        """One line of outcomes: new attempts that succeeded, redeliveries that failed (refused, or the new
+        attempt failed too), entries skipped; and whether it was cancelled. The same words as
+        :attr:`collectors.jobs.JobCounts.summary` reads from the audit rows."""
+        line = (f"{self.verdicts('succeeded'):,} succeeded, {self.verdicts('failed'):,} failed, "
+                f"{self.verdicts('skipped'):,} skipped")
         return line + (" (cancelled)" if self.cancelled else "")
 
 

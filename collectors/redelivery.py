@@ -93,14 +93,24 @@ class RedeliveryResult:
     retry_after: float | None = None  # set when MoeGo answered RESOURCE_EXHAUSTED
 
     @property
+    def verdict(self) -> str:
+        """The outcome a person cares about: ``succeeded`` or ``failed`` (the new attempt's own outcome when MoeGo
+        sent one, else MoeGo's refusal), or ``skipped``. Screens, toasts and bulk summaries count these."""
+        if self.outcome == "sent":
+            return "succeeded" if self.new_delivery is not None and self.new_delivery.success else "failed"
+        return "skipped" if self.outcome == "skipped" else "failed"
+
+    @property
     def message(self) -> str:
         """One line for a person: what happened to this entry."""
         entry = self.candidate.delivery_id
         if self.outcome == "sent" and self.new_delivery is not None:
             new = self.new_delivery
-            result = f"HTTP {new.response_status}" if new.response_status else (new.error or "no response")
-            verdict = "succeeded" if new.success else "failed"
-            return f"Redelivered {entry}: the new attempt {new.id} {verdict} ({result})."
+            status = f"HTTP {new.response_status}" if new.response_status else "no response"
+            if new.success:
+                return f"Redelivered {entry}: the new attempt {new.id} succeeded ({status})."
+            detail = f"{status}: {new.error}" if new.error else status
+            return f"Redelivered {entry}, but the new attempt {new.id} failed ({detail})."
         if self.outcome == "skipped":
             return f"Did not redeliver {entry}: {self.error}"
         return f"Redelivery of {entry} failed: {self.error}"

@@ -27,12 +27,22 @@ from dashboard import auth, reads, ui  # noqa: E402
 from dashboard.safe import md  # noqa: E402
 from collectors.archive.filters import ceil_minute  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
+from dashboard.jobs_panel import render_jobs  # noqa: E402
+from dashboard.saved_views import render_saved_views  # noqa: E402
+from collectors.jobs import JobWorker  # noqa: E402
 
 
 @st.cache_resource(show_spinner=False)
 def _settings() -> Settings:
     """The dashboard's settings, read from the environment once per process."""
     return load_settings()
+
+
+@st.cache_resource(show_spinner=False, validate=lambda worker: worker.alive, on_release=lambda worker: worker.stop(0))
+def _job_worker(db_path: str) -> JobWorker:
+    """The process's bulk-job worker (one per archive): sends queued jobs outside any script run, and takes
+    over a job whose worker stopped (the dashboard was restarted) without sending any entry twice."""
+    return JobWorker(_settings()).start()
 
 
 def _fail(message: str) -> NoReturn:
@@ -49,7 +59,9 @@ def _check_archive(settings: Settings) -> None:
         _fail(str(exc))
 
 
-st.set_page_config(page_title="MoeGo Webhook Monitor", page_icon=":material/webhook:", layout="wide")
+# An emoji icon: Streamlit draws it as an inline SVG. A :material/...: page icon would be fetched from
+# fonts.gstatic.com, and the dashboard must work with no network at all.
+st.set_page_config(page_title="MoeGo Webhook Monitor", page_icon="📬", layout="wide")
 
 try:
     settings = _settings()
@@ -72,8 +84,12 @@ try:
     options = reads.filter_options(str(settings.db_path), ceil_minute(now) - timedelta(days=31))
 except sqlite3.DatabaseError as exc:
     _fail(f"Cannot read the archive at {settings.db_path}: {exc}")
-filters, tz = render_filters(options.webhooks, options.event_types, now)
-ui.set_context(ui.Context(settings, filters, now, tz, options, user))
+views_box = st.sidebar.container()  # saved views sit above the filters, and need this run's filters
+filters, tz = render_filters(options.webhooks, options.event_types, now, label=options.labeled)
+ctx = ui.Context(settings, filters, now, tz, options, user)
+ui.set_context(ctx)
+with views_box:
+    render_saved_views(ctx)
 with st.sidebar:
     st.caption(f"Archive: {md(settings.db_path)}")
     st.caption(f"Signed in as {md(user.name)} ({user.role})" if user.via != "local"
@@ -83,5 +99,8 @@ with st.sidebar:
 upgrading = reads.upgrade_note(str(settings.db_path))
 if upgrading:
     st.info(upgrading, icon=":material/compress:")
+if settings.api_key:
+    _job_worker(str(settings.db_path))
+render_jobs(ctx)
 
 page.run()

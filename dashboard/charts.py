@@ -8,7 +8,7 @@ for success or coverage, red for failure or a gap.
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -137,12 +137,12 @@ def status_figure(frame: pd.DataFrame) -> go.Figure:
 
 
 def coverage_figure(intervals: Mapping[str, Sequence[Interval]], gaps: pd.DataFrame, since: datetime,
-                    until: datetime, tz: tzinfo) -> go.Figure:
+                    until: datetime, tz: tzinfo, label: Callable[[str], str] = str) -> go.Figure:
     """One row per webhook over ``[since, until)``: archived spans green, gaps red, the time since the last
     collection grey, and what MoeGo already deleted brown.
 
     ``intervals`` maps a webhook to its coverage (as :func:`~dashboard.coverage.coverage_intervals`);
-    ``gaps`` is :func:`~dashboard.coverage.coverage_gaps` over the same span.
+    ``gaps`` is :func:`~dashboard.coverage.coverage_gaps` over the same span; ``label`` names each row's webhook.
     """
     rows: list[tuple[Any, Any, Any, str]] = []
     for webhook_id, spans in intervals.items():
@@ -164,7 +164,7 @@ def coverage_figure(intervals: Mapping[str, Sequence[Interval]], gaps: pd.DataFr
         fig.add_trace(
             go.Bar(
                 name=kind,
-                y=[r[0] for r in part],
+                y=[label(r[0]) for r in part],
                 base=starts,
                 x=[(e - s).total_seconds() * 1000 for s, e in zip(starts, ends)],
                 orientation="h",
@@ -176,7 +176,7 @@ def coverage_figure(intervals: Mapping[str, Sequence[Interval]], gaps: pd.DataFr
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(type="date", range=[pd.Timestamp(since).tz_convert(tz).tz_localize(None),
                                          pd.Timestamp(until).tz_convert(tz).tz_localize(None)])
-    fig.update_yaxes(categoryorder="array", categoryarray=hooks)
+    fig.update_yaxes(categoryorder="array", categoryarray=[label(h) for h in hooks])
     fig = _layout(fig, "Archive coverage per webhook", y_title="", height=max(220, 90 + 40 * len(hooks)))
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(rangemode="normal")

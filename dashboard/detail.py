@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from collectors.archive.coverage import RETENTION
@@ -22,15 +23,18 @@ from collectors.redelivery import EXPIRED_UPSTREAM, GUARD_SECONDS, Candidate, ex
 from . import charts, reads, ui
 from .present import MAX_BODY_CHARS, header_rows, pretty_body, status_text
 from .safe import code, link_param, md
+from .highlight import marked, matching_lines, search_words
+from .timeline import attempt_kinds, next_retry
 
 __all__ = ["render_detail"]
 
 _CONFIRM = "_confirm_redeliver"
 _RECENT = "_redelivered_at"  # delivery id -> time.monotonic() of the last redelivery from this session
 _LAST_RESULT = "_redeliver_result"
+_VERDICT_ICONS = {"succeeded": ":material/check_circle:", "skipped": ":material/block:", "failed": ":material/error:"}
 
 
-def _body(text: str, is_base64: int, *, event: bool = False) -> None:
+def _body(text: str, is_base64: int, *, event: bool = False, search: str = "") -> None:
     """A body pretty-printed (an event's base64 payloads decoded, ``event=True``), its raw text one click away.
 
     The raw text is shown with ``st.code``, exactly as archived (never Markdown); only the note, built from
@@ -39,6 +43,10 @@ def _body(text: str, is_base64: int, *, event: bool = False) -> None:
     body = pretty_body(text, bool(is_base64), decode_payloads=event)
     if body.note:
         st.caption(body.note)
+    words = search_words(search)
+    hits = matching_lines(body.text, words)
+    if hits:  # where the view's search words are, marked (the body below stays plain text)
+        st.markdown("  \n".join(f"line {number}: {marked(excerpt, words)}" for number, excerpt in hits))
     if body.text:
         st.code(body.text, language=body.language, wrap_lines=True)
     if body.text != text:
@@ -53,7 +61,8 @@ def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
     if rows.empty:
         st.caption("No headers.")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows.rename(columns={"header": "Header", "value": "Value"}), hide_index=True, width="stretch",
+                     column_config={"Value": st.column_config.TextColumn("Value", width="large")})
 
 
 def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> bool:
@@ -68,7 +77,8 @@ def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> bool:
     reads.clear()
     result = done.result
     # Shown (and toasted, once) by the run that follows, so it survives the st.rerun().
-    st.session_state[_LAST_RESULT] = {"id": record["id"], "outcome": result.outcome, "message": result.message,
+    st.session_state[_LAST_RESULT] = {"id": record["id"], "verdict": result.verdict, "message": result.message,
+                                      "new_id": result.new_delivery.id if result.new_delivery else None,
                                       "sync": done.sync_lines, "toasted": False}
     return True
 
@@ -77,13 +87,19 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
     delivery_id = record["id"]
     last = st.session_state.get(_LAST_RESULT)
     if last and last["id"] == delivery_id:
-        outcome = last["outcome"]
+        # Green only when the new attempt succeeded: a redelivery MoeGo sent to an endpoint that failed again is a failure.
+        verdict = last["verdict"]
         if not last["toasted"]:
-            icon = {"sent": ":material/check_circle:", "skipped": ":material/block:"}.get(outcome, ":material/error:")
-            st.toast(md(last["message"]), icon=icon)
+            st.toast(md(last["message"]), icon=_VERDICT_ICONS[verdict])
             last["toasted"] = True
-        show = st.success if outcome == "sent" else st.warning if outcome == "skipped" else st.error
-        show(md(last["message"]))
+        show = {"succeeded": st.success, "skipped": st.warning}.get(verdict, st.error)
+        show(md(last["message"]), icon=_VERDICT_ICONS[verdict])
+        if last["new_id"]:
+            # A link-styled button: it opens the new attempt here (a page link to this same page would not move).
+            if st.button(f"Open the new attempt {md(last['new_id'])}", key="open_new_attempt", type="tertiary",
+                         icon=":material/open_in_new:"):
+                st.query_params["delivery"] = last["new_id"]
+                st.rerun()
         for line in last["sync"]:
             st.caption(md(line))
     if expired_upstream(record["delivered_at"], ctx.now):
@@ -117,6 +133,78 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
         st.rerun()
 
 
+def _facts(record: dict[str, Any], ctx: ui.Context) -> None:
+    facts = {
+        "Delivered at": ui.fmt_time(record["delivered_at"], ctx.tz),
+        "Webhook": ctx.labeled(record["webhook_id"]),
+        "Event": f"{record['event_type']} · {record['event_id']}",
+        "Error class": record["error_class"] or "—",
+        "Error": record["error"] or "—",
+        "Request URL": record["request_url"] or "—",
+        "Delivered to": record["delivered_to"] or "—",
+        "Formats": f"request {record['request_format'] or '—'}, response {record['response_format'] or '—'}",
+        "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
+                    f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
+    }
+    st.dataframe(pd.DataFrame({"Field": list(facts), "Value": list(facts.values())}), hide_index=True,
+                 width="stretch", key="detail_facts",
+                 column_config={"Value": st.column_config.TextColumn("Value", width="large")})
+
+
+def attempts_table(tries: pd.DataFrame, ctx: ui.Context, kinds: pd.Series | None = None) -> pd.DataFrame:
+    """An event's attempts as people read them: what each is, labelled webhook, outcome words, ``—`` for no response."""
+    return pd.DataFrame({
+        "Delivered at": ui.local(tries["delivered_at"], ctx.tz),
+        "Entry": kinds if kinds is not None else "",
+        "Outcome": tries["success"].map({True: "succeeded", False: "failed"}),
+        "Status": tries["response_status"].map(lambda s: str(int(s)) if s else "—"),
+        "Webhook": tries["webhook_id"].map(ctx.label),
+        "Duration (ms)": tries["duration_ms"],
+        "Automatic retries": tries["retry_count"],
+        "Error": tries["error"].fillna("").map(lambda e: e or "—"),
+        "Delivery id": tries["id"],
+        "Open": "deliveries?delivery=" + tries["id"].map(link_param),
+    })
+
+
+def audit_table(rows: pd.DataFrame, ctx: ui.Context) -> pd.DataFrame:
+    """A delivery's redelivery audit rows as people read them (no raw column names, no ``None``)."""
+
+    def new_outcome(row: pd.Series) -> str:
+        if row["outcome"] != "sent":
+            return "—"
+        return "succeeded" if row["new_success"] == 1 else "failed"
+
+    def text(value: object) -> str:
+        return "—" if value is None or (isinstance(value, float) and pd.isna(value)) or value == "" else str(value)
+
+    return pd.DataFrame({
+        "Requested at": ui.local(rows["requested_at"], ctx.tz),
+        "Request": rows["outcome"].map({"sent": "sent by MoeGo", "failed": "refused or failed",
+                                        "skipped": "skipped"}).fillna(rows["outcome"]),
+        "New attempt": rows.apply(new_outcome, axis=1) if not rows.empty else pd.Series(dtype="object"),
+        "New status": rows["new_status"].map(lambda s: "—" if s is None or pd.isna(s) else status_text(int(s))),
+        "New attempt id": rows["new_delivery_id"].map(text),
+        "Error": rows["error"].map(text),
+        "By": rows["requested_by"].map(text),
+        "Bulk batch": rows["batch_id"].map(text),
+    })
+
+
+def _predictions(tries: pd.DataFrame, ctx: ui.Context) -> None:
+    """One line per webhook: what MoeGo does next with the event's latest entry there (its retry policy)."""
+    hooks = reads.webhooks(ctx.db_path)
+    policies = dict(zip(hooks["id"], hooks["retry_policy"])) if not hooks.empty else {}
+    for webhook_id, rows in tries.groupby("webhook_id", sort=False):
+        latest = rows.iloc[-1]
+        guess = next_retry(delivered_at=latest["delivered_at"].to_pydatetime(), success=bool(latest["success"]),
+                           response_status=int(latest["response_status"]), retry_count=int(latest["retry_count"]),
+                           policy=policies.get(webhook_id), now=ctx.now)
+        when = f" {ui.fmt_time(guess.at, ctx.tz)}:" if guess.at is not None else ":"
+        st.caption(f"Next at {md(ctx.label(webhook_id))} ({md(latest['id'])}){when} "
+                   f"{md(guess.text)}.")
+
+
 def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     """Draw the detail view of ``delivery_id`` (a one-line warning when the archive does not have it)."""
     record = reads.delivery(ctx.db_path, delivery_id)
@@ -131,41 +219,31 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     cols[2].metric("Duration", ui.fmt_ms(record["duration_ms"]))
     cols[3].metric("Retries", f"{record['retry_count']}", help="Retries MoeGo made before this outcome.")
     _redelivery_controls(ctx, record)
-    facts = {
-        "Delivered at": ui.fmt_time(record["delivered_at"], ctx.tz),
-        "Webhook": record["webhook_id"],
-        "Event": f"{record['event_type']} · {record['event_id']}",
-        "Error class": record["error_class"],
-        "Error": record["error"] or "—",
-        "Request URL": record["request_url"],
-        "Delivered to": record["delivered_to"] or "—",
-        "Formats": f"request {record['request_format'] or '—'}, response {record['response_format'] or '—'}",
-        "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
-                    f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
-    }
-    # st.table renders Markdown in its cells: every value (MoeGo's ids, URL, error) is escaped to show as text.
-    st.table({"": list(facts.keys()), "value": [md(v) for v in facts.values()]})
+    _facts(record, ctx)
     request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
     with request:
         _headers(record["request_headers"], ctx)
-        _body(record["request_body"], record["request_body_base64"], event=True)
+        _body(record["request_body"], record["request_body_base64"], event=True, search=ctx.filters.search)
     with response:
         _headers(record["response_headers"], ctx)
-        _body(record["response_body"], record["response_body_base64"])
+        _body(record["response_body"], record["response_body_base64"], search=ctx.filters.search)
     with attempts:
         tries = reads.event_attempts(ctx.db_path, record["event_id"])
         if len(tries) <= 1:
             st.caption("This is the only archived attempt at this event.")
         if not tries.empty:
-            tries = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz))
-            st.plotly_chart(charts.attempts_figure(tries, delivery_id), key="chart_attempts")
-            tries = tries.assign(link="deliveries?delivery=" + tries["id"].map(link_param))
+            redelivered = reads.redelivered_attempts(ctx.db_path, tuple(tries["id"]))
+            kinds = attempt_kinds(tries, redelivered)
+            local = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz),
+                                 webhook_id=tries["webhook_id"].map(ctx.label))
+            st.plotly_chart(charts.attempts_figure(local, delivery_id), key="chart_attempts")
+            _predictions(tries, ctx)
             st.dataframe(
-                tries, hide_index=True, key="attempts_table",
+                attempts_table(tries, ctx, kinds), hide_index=True, key="attempts_table",
                 column_config={
-                    "delivered_at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss.SSS"),
-                    "link": st.column_config.LinkColumn("Open", display_text="open"),
-                    "success": st.column_config.CheckboxColumn("Succeeded"),
+                    "Delivered at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss.SSS"),
+                    "Duration (ms)": st.column_config.NumberColumn("Duration (ms)", format="localized"),
+                    "Open": st.column_config.LinkColumn("Open", display_text="open"),
                 },
             )
     with audit:
@@ -173,5 +251,6 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         if rows.empty:
             st.caption("No redelivery requested for this entry.")
         else:
-            st.dataframe(rows.assign(requested_at=ui.local(rows["requested_at"], ctx.tz)), hide_index=True,
-                         key="redeliveries_table")
+            st.dataframe(audit_table(rows, ctx), hide_index=True, key="redeliveries_table",
+                         column_config={"Requested at": st.column_config.DatetimeColumn(
+                             "Requested at", format="YYYY-MM-DD HH:mm:ss")})

@@ -19,6 +19,7 @@ event      an event type, repeated                         ``event=APPOINTMENT_C
 outcome    ``success`` or ``failed`` (default: both)        ``outcome=failed``
 status     a response status class, repeated               ``status=5xx&status=none``
 q          search: a delivery id, an event id or words      ``q=cust_42``
+code       an exact HTTP status (0: no response), repeated ``code=503&code=0``
 =========  ==============================================  ==============================
 
 Parsing is forgiving: a link with an unknown or malformed value falls back to that value's
@@ -42,11 +43,12 @@ __all__ = [
     "clamp_range",
     "clamped",
     "to_query_params",
+    "parse_codes",
     "choose_bucket",
 ]
 
 #: The query-parameter names the filters own; other keys in the URL (e.g. ``delivery``) are left alone.
-QUERY_KEYS: tuple[str, ...] = ("range", "since", "until", "webhook", "event", "outcome", "status", "q")
+QUERY_KEYS: tuple[str, ...] = ("range", "since", "until", "webhook", "event", "outcome", "status", "q", "code")
 
 #: The earliest instant a custom range from a link may start at (nothing is archived before it).
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -117,6 +119,7 @@ def from_query_params(params: Mapping[str, str | Sequence[str]], *, now: datetim
         outcome=outcome,
         status_classes=tuple(s for s in _values(params, "status") if s in STATUS_CLASSES),
         search=_last(params, "q"),
+        status_codes=tuple(parse_codes(" ".join(_values(params, "code")))[0]),
     )
 
 
@@ -149,7 +152,21 @@ def to_query_params(filters: Filters) -> dict[str, str | list[str]]:
         out["status"] = list(filters.status_classes)
     if filters.search:
         out["q"] = filters.search
+    if filters.status_codes:
+        out["code"] = [str(c) for c in filters.status_codes]
     return out
+
+
+def parse_codes(text: str) -> tuple[list[int], list[str]]:
+    """Exact statuses typed as ``503, 502 0`` (commas or spaces): the valid ones (0 or 100..599), and the rest."""
+    good: list[int] = []
+    bad: list[str] = []
+    for part in text.replace(",", " ").split():
+        if part.isdigit() and len(part) <= 3 and (int(part) == 0 or 100 <= int(part) <= 599):
+            good.append(int(part))
+        else:
+            bad.append(part[:20])
+    return sorted(set(good)), bad
 
 
 def _rfc3339(moment: datetime) -> str:

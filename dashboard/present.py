@@ -14,7 +14,7 @@ from collectors.redaction import redact_headers
 
 from collectors.archive.filters import Filters, Window
 
-__all__ = ["Body", "pretty_body", "header_rows", "status_text", "export_command_line"]
+__all__ = ["Body", "pretty_body", "header_rows", "status_text", "plural", "export_command_line"]
 
 #: Bodies longer than this are cut for display (the archive and exports keep them whole).
 MAX_BODY_CHARS = 200_000
@@ -74,6 +74,11 @@ def header_rows(headers: Mapping[str, Sequence[str]], secret_headers: Iterable[s
 def status_text(status: int) -> str:
     """An HTTP status for a person: ``HTTP 503``, or ``no response`` for 0."""
     return f"HTTP {status}" if status else "no response"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,204 rows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def export_command_line(filters: Filters, window: Window) -> str:

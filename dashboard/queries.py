@@ -23,6 +23,7 @@ import pandas as pd
 
 from collectors.archive import codec
 from collectors.archive.filters import Filters, Window
+from collectors.archive.names import webhook_labels
 from collectors.archive.where import deliveries_where, rollup_can_answer
 from collectors.models import EVENT_TYPES, format_timestamp
 from collectors.redelivery import Candidate
@@ -31,10 +32,10 @@ from .coverage import AtRisk, at_risk
 from .stats import Summary, aggregate, summarize, summary
 
 __all__ = [
-    "Tiles", "tiles", "redelivery_count", "failures_by", "failures_by_status",
+    "Tiles", "tiles", "archive_since", "redelivery_count", "failures_by", "failures_by_status",
     "HEALTH_COLUMNS", "health_state", "webhook_health",
     "Count", "count_deliveries", "Cursor", "Page", "LIST_COLUMNS", "delivery_page",
-    "delivery", "event_attempts", "redeliveries_of", "failed_candidates",
+    "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts", "failed_candidates",
     "FilterOptions", "filter_options", "webhooks", "collector_runs", "sync_states",
 ]
 
@@ -56,6 +57,21 @@ class Tiles:
     redeliveries: int
     previous_redeliveries: int
     at_risk: AtRisk
+    archive_since: datetime | None = None  # the earliest time the archive holds anything of the filtered webhooks
+
+
+def archive_since(conn: sqlite3.Connection, webhook_ids: tuple[str, ...] = ()) -> datetime | None:
+    """The earliest moment the archive covers or holds deliveries for (``webhook_ids``, else all); ``None`` if empty.
+
+    Two index seeks: the coverage table's first start and the rollup's first hour.
+    """
+    hooks = f" WHERE webhook_id IN ({', '.join('?' for _ in webhook_ids)})" if webhook_ids else ""
+    covered = conn.execute(f"SELECT MIN(start) FROM coverage{hooks}", webhook_ids).fetchone()[0]
+    hour = conn.execute(f"SELECT MIN(hour) FROM delivery_hourly{hooks}", webhook_ids).fetchone()[0]
+    found = [pd.Timestamp(covered).to_pydatetime()] if covered else []
+    if hour:
+        found.append(pd.Timestamp(hour + ":00:00Z").to_pydatetime())
+    return min(found) if found else None
 
 
 def redelivery_count(conn: sqlite3.Connection, filters: Filters, window: Window) -> int:
@@ -80,6 +96,7 @@ def tiles(conn: sqlite3.Connection, filters: Filters, window: Window, now: datet
         redeliveries=redelivery_count(conn, filters, window),
         previous_redeliveries=redelivery_count(conn, filters, window.previous()),
         at_risk=risk,
+        archive_since=archive_since(conn, filters.webhooks),
     )
 
 
@@ -392,15 +409,38 @@ def redeliveries_of(conn: sqlite3.Connection, delivery_id: str) -> pd.DataFrame:
     return frame
 
 
+def redelivered_attempts(conn: sqlite3.Connection, delivery_ids: tuple[str, ...]) -> dict[str, str]:
+    """Of the entries redelivered among ``delivery_ids``, each new attempt's id and who asked (by the audit)."""
+    if not delivery_ids:
+        return {}
+    marks = ", ".join("?" for _ in delivery_ids)
+    rows = conn.execute(
+        f"SELECT new_delivery_id, requested_by FROM redeliveries WHERE delivery_id IN ({marks}) "
+        "AND new_delivery_id IS NOT NULL", delivery_ids,
+    ).fetchall()
+    return {new_id: by for new_id, by in rows}
+
+
 # -- reference data ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class FilterOptions:
-    """What the sidebar offers: known webhook ids and event types."""
+    """What the sidebar offers: known webhook ids and event types, and each webhook's label
+    (:func:`collectors.archive.names.webhook_label`: its short name, else its endpoint's host and path)."""
 
     webhooks: tuple[str, ...]
     event_types: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, webhook_id: str) -> str:
+        """``webhook_id``'s label (the id itself when the archive knows no better)."""
+        return dict(self.labels).get(webhook_id) or webhook_id
+
+    def labeled(self, webhook_id: str) -> str:
+        """The label with the id at hand: ``api.example.com/hooks (whk_8cwci8gnjnj0)``."""
+        label = self.label(webhook_id)
+        return label if label == webhook_id else f"{label} ({webhook_id})"
 
 
 def filter_options(conn: sqlite3.Connection, since: datetime) -> FilterOptions:
@@ -418,7 +458,9 @@ def filter_options(conn: sqlite3.Connection, since: datetime) -> FilterOptions:
     ):
         hooks.add(webhook_id)
         events.add(event_type)
-    return FilterOptions(webhooks=tuple(sorted(hooks)), event_types=tuple(sorted(events)))
+    labels = webhook_labels(conn)
+    return FilterOptions(webhooks=tuple(sorted(hooks)), event_types=tuple(sorted(events)),
+                         labels=tuple(sorted((w, labels.get(w, w)) for w in hooks)))
 
 
 def webhooks(conn: sqlite3.Connection) -> pd.DataFrame:
@@ -436,7 +478,7 @@ def webhooks(conn: sqlite3.Connection) -> pd.DataFrame:
     for column in ("event_types", "organizations"):
         frame[column] = frame[column].map(lambda t: json.loads(t) if t else [])
     frame["headers"] = frame["headers"].map(_headers)
-    frame["retry_policy"] = frame["retry_policy"].map(lambda t: json.loads(t) if t else None)
+    frame["retry_policy"] = frame["retry_policy"].map(lambda t: json.loads(t) if isinstance(t, str) and t else None)
     for column in ("is_active", "verify_ssl", "has_secret"):
         frame[column] = frame[column].astype("bool")
     for column in ("created_time", "updated_time", "first_seen_at", "last_seen_at", "deleted_at"):

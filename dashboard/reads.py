@@ -19,31 +19,36 @@ import pandas as pd
 import streamlit as st
 
 from collectors import archive
-from collectors.archive import compaction, status
+from collectors.archive import compaction, status, views
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Bucket, Filters, Window
+from collectors import jobs
 from collectors.bulk import BulkPlan, batch_counts, plan_bulk
 
 from . import coverage, queries, stats
+from . import tail as live_tail
 
 __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
-    "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
-    "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
-    "bulk_plan", "bulk_batch_counts", "csv_bytes", "upgrade_note",
+    "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts",
+    "filter_options",
+    "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
+    "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "tail", "csv_bytes", "upgrade_note",
 ]
 
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
 CACHE_TTL_S = 60
 
-_cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
+#: Shown (with the time taken) wherever a read is not cached yet: the page shows it works instead of placeholders.
+READING = "Reading the archive…"
+_cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=READING, max_entries=128)
 
 
 def clear() -> None:
     """Forget every cached read (after the dashboard itself changed the archive)."""
     for function in (tiles, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
-                     delivery_page, delivery, event_attempts, redeliveries_of, filter_options, webhooks,
-                     collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
+                     delivery_page, delivery, event_attempts, redeliveries_of, redelivered_attempts, filter_options,
+                     saved_views, webhooks, collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
         function.clear()
 
 
@@ -125,6 +130,13 @@ def redeliveries_of(db_path: str, delivery_id: str) -> pd.DataFrame:
 
 
 @_cached
+def redelivered_attempts(db_path: str, delivery_ids: tuple[str, ...]) -> dict[str, str]:
+    """:func:`dashboard.queries.redelivered_attempts`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return queries.redelivered_attempts(conn, delivery_ids)
+
+
+@_cached
 def filter_options(db_path: str, since: datetime) -> queries.FilterOptions:
     """:func:`dashboard.queries.filter_options`."""
     with archive.open_archive(db_path, readonly=True) as conn:
@@ -132,6 +144,13 @@ def filter_options(db_path: str, since: datetime) -> queries.FilterOptions:
 
 
 # -- webhooks and archive health --------------------------------------------------------------------
+
+
+@_cached
+def saved_views(db_path: str) -> list[views.SavedView]:
+    """:func:`collectors.archive.views.saved_views`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return views.saved_views(conn)
 
 
 @_cached
@@ -192,6 +211,31 @@ def bulk_batch_counts(db_path: str, batch_id: str) -> dict[str, int]:
     """:func:`collectors.bulk.batch_counts`, read now."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return batch_counts(conn, batch_id)
+
+
+def bulk_estimate(db_path: str, plan: BulkPlan, now: datetime, *, timeout_s: float) -> float:
+    """:func:`collectors.jobs.estimate_seconds` for ``plan``, from each webhook's recent durations."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        durations = jobs.recent_durations_ms(conn, [c.webhook_id for c in plan.to_send], now)
+    return jobs.estimate_seconds(plan, durations, timeout_s=timeout_s)
+
+
+def bulk_job(db_path: str, job_id: str) -> jobs.BulkJob | None:
+    """:func:`collectors.jobs.load_job`, read now (progress is live)."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return jobs.load_job(conn, job_id)
+
+
+def bulk_jobs_active(db_path: str) -> list[jobs.BulkJob]:
+    """:func:`collectors.jobs.active_jobs`, read now."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return jobs.active_jobs(conn)
+
+
+def tail(db_path: str, filters: Filters, started: datetime, now: datetime) -> pd.DataFrame:
+    """:func:`dashboard.tail.new_entries`, read now (the live tail refreshes on its own)."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return live_tail.new_entries(conn, filters, started, now)
 
 
 def csv_bytes(db_path: str, filters: Filters, now: datetime, secret_headers: Sequence[str]) -> bytes:

@@ -7,23 +7,23 @@ follow the user from page to page. Keys other than :data:`~dashboard.filters.QUE
 ``delivery``) are left alone.
 
 Widget keys (stable, for tests and the browser test): ``filter_range``, ``filter_dates``,
-``filter_webhooks``, ``filter_events``, ``filter_outcome``, ``filter_status``, ``filter_search``,
-``filter_tz``.
+``filter_webhooks``, ``filter_events``, ``filter_outcome``, ``filter_status``, ``filter_codes``,
+``filter_search``, ``filter_tz``.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import streamlit as st
 
 from collectors.archive.filters import OUTCOMES, RANGES, STATUS_CLASSES, Filters
 
-from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, to_query_params
+from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, parse_codes, to_query_params
 
-__all__ = ["render_filters", "browser_zone", "url_params"]
+__all__ = ["render_filters", "reseed_from_url", "browser_zone", "url_params"]
 
 _RANGE_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "15d": "Last 15 days", "30d": "Last 30 days",
                  "custom": "Custom dates"}
@@ -45,6 +45,11 @@ def browser_zone() -> str:
     except (ZoneInfoNotFoundError, ValueError):
         return "UTC"
     return name
+
+
+def reseed_from_url() -> None:
+    """Make the next :func:`render_filters` read the filters from the URL again (after a saved view was applied)."""
+    st.session_state[_SEEDED] = False
 
 
 def url_params() -> dict[str, list[str]]:
@@ -80,6 +85,7 @@ def _seed(filters: Filters, tz: ZoneInfo, now: datetime) -> None:
     state["filter_outcome"] = filters.outcome
     state["filter_status"] = list(filters.status_classes)
     state["filter_search"] = filters.search
+    state["filter_codes"] = ", ".join(str(c) for c in filters.status_codes)
 
 
 def _custom_bounds(days: Sequence[date], tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -99,8 +105,12 @@ def _write_url(params: dict[str, list[str]]) -> None:
             del st.query_params[key]
 
 
-def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: datetime) -> tuple[Filters, ZoneInfo]:
-    """Draw the filters in the sidebar and return them with the chosen time zone; keeps the URL in step."""
+def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: datetime,
+                   label: Callable[[str], str] = str) -> tuple[Filters, ZoneInfo]:
+    """Draw the filters in the sidebar and return them with the chosen time zone; keeps the URL in step.
+
+    ``label`` names a webhook for people (its short name or endpoint, with the id); the URL keeps ids.
+    """
     state = st.session_state
     if "filter_tz" not in state:
         state["filter_tz"] = browser_zone()
@@ -134,20 +144,25 @@ def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: dat
             else:
                 time_range = "24h"
         hooks = st.multiselect("Webhooks", sorted(set(webhooks) | set(state.get("filter_webhooks", []))),
-                               key="filter_webhooks", placeholder="All webhooks")
+                               key="filter_webhooks", placeholder="All webhooks", format_func=label)
         events = st.multiselect("Event types", sorted(set(event_types) | set(state.get("filter_events", []))),
                                 key="filter_events", placeholder="All event types")
         outcome = st.radio("Outcome", OUTCOMES, key="filter_outcome", horizontal=True,
                            format_func=_OUTCOME_LABELS.__getitem__)
         statuses = st.multiselect("Response status", STATUS_CLASSES, key="filter_status", placeholder="Any status",
                                   help="`none`: no HTTP response (timeout, refused connection).")
+        codes_text = st.text_input("Exact status", key="filter_codes", placeholder="e.g. 503, 0",
+                                   help="Exact HTTP statuses, separated by commas; 0 = no response.")
+        codes, not_codes = parse_codes(codes_text)
+        if not_codes:
+            st.caption(f"Not a status, ignored: {', '.join(not_codes)} (use 0 or 100..599).")
         search = st.text_input("Search", key="filter_search",
                                placeholder="delivery id, event id, or words in the bodies",
                                help="An exact delivery or event id, or words found in request body, response body or error.")
         st.selectbox("Time zone", _ZONES, key="filter_tz", help="Times are shown in this zone; the browser's by default.")
 
     filters = Filters(time_range=time_range, since=since, until=until, webhooks=tuple(hooks), event_types=tuple(events),
-                      outcome=outcome, status_classes=tuple(statuses), search=search)
+                      outcome=outcome, status_classes=tuple(statuses), search=search, status_codes=tuple(codes))
     written = _as_lists(to_query_params(filters))
     if written != current_url:
         _write_url(written)

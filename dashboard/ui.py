@@ -22,7 +22,8 @@ from .queries import FilterOptions
 from collectors.archive.filters import Bucket, Filters, Window
 from .filters import choose_bucket
 
-__all__ = ["Context", "context", "set_context", "actor", "blocker", "may_act", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
+__all__ = ["Context", "context", "set_context", "actor", "blocker", "may_act", "local", "fmt_time", "fmt_ms",
+           "fmt_rate", "STATE_COLORS",
            "state_style", "span_text", "window_caption"]
 
 _CTX_KEY = "_moego_context"
@@ -54,6 +55,14 @@ class Context:
     def bucket(self) -> Bucket:
         """The chart bucket for the window."""
         return choose_bucket(self.window)
+
+    def label(self, webhook_id: str) -> str:
+        """What a person reads for a webhook: its short name, else its endpoint's host and path."""
+        return self.options.label(webhook_id)
+
+    def labeled(self, webhook_id: str) -> str:
+        """The label with the id at hand: ``api.example.com/hooks (whk_8cwci8gnjnj0)``."""
+        return self.options.labeled(webhook_id)
 
     def fresh(self) -> "Context":
         """This context at the current time (for a fragment that reruns on its own)."""

@@ -11,6 +11,8 @@ Layers of the package (each imports only those above it)::
     runs       the collector's run log and its one-writer lock
     status     the read model of what is archived, pending, missing and at risk
     filters    what a reader selects (filters and window), where: their SQL
+    names      people's short names for webhooks, and the label every reader shows
+    views      the dashboard's saved views (named filter sets)
     export     the streaming CSV export
     audit      who asked for a test event from the console
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from .schema import (
     DEFAULT_DB_PATH,
+    DEMO_DB_PATH,
     HISTOGRAM_COLUMNS,
     LATENCY_BUCKET_BOUNDS_MS,
     SCHEMA_VERSION,
@@ -47,6 +50,7 @@ from .schema import (
 
 __all__ = [
     "DEFAULT_DB_PATH",
+    "DEMO_DB_PATH",
     "SCHEMA_VERSION",
     "LATENCY_BUCKET_BOUNDS_MS",
     "HISTOGRAM_COLUMNS",

@@ -23,6 +23,7 @@ these columns (:data:`COLUMNS`):
   before schema 5, and any holding a name given as ``secret_headers``, is redacted again)
 - ``request_body``, ``response_body``: the body text, or base64 when it is not UTF-8
 - ``request_body_encoding``, ``response_body_encoding``: ``utf-8`` or ``base64``
+- ``webhook_name``: the webhook's short name given in the dashboard, empty when none was given
 
 Cells a spreadsheet would run as a formula (beginning with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return) are prefixed with ``'``, so opening the file in Excel or Sheets runs nothing.
@@ -43,6 +44,7 @@ from .. import __version__
 from ..models import format_timestamp
 from . import codec
 from .filters import Filters, Window
+from .names import webhook_names
 from .schema import open_archive
 from .where import deliveries_where
 
@@ -56,6 +58,8 @@ __all__ = [
     "export_csv",
     "write_export",
     "manifest_path",
+    "unknown_webhooks",
+    "known_webhooks",
 ]
 
 #: The CSV's columns, in order (documented in the module docstring).
@@ -63,6 +67,7 @@ COLUMNS: tuple[str, ...] = (
     "id", "webhook_id", "event_type", "event_id", "delivered_at", "success", "response_status", "status_class",
     "error_class", "duration_ms", "retry_count", "error", "request_url", "delivered_to", "request_headers",
     "response_headers", "request_body", "response_body", "request_body_encoding", "response_body_encoding",
+    "webhook_name",
 )
 #: What each column holds, in :data:`COLUMNS` order (the list above; shown by ``moego-monitor export -h``).
 COLUMN_HELP: tuple[tuple[str, str], ...] = (
@@ -86,6 +91,7 @@ COLUMN_HELP: tuple[tuple[str, str], ...] = (
     ("response_body", "the body text, or base64 when it is not UTF-8"),
     ("request_body_encoding", "utf-8 or base64"),
     ("response_body_encoding", "utf-8 or base64"),
+    ("webhook_name", "the webhook's short name given in the dashboard, empty when none"),
 )
 #: ``--status`` values: an outcome or a response status class.
 STATUS_CHOICES: tuple[str, ...] = ("success", "failed", "2xx", "4xx", "5xx", "none")
@@ -135,7 +141,7 @@ _PAYLOAD_CELLS = tuple(codec.PAYLOAD_FIELDS.index(name) for name in (
     "request_url", "delivered_to", "request_headers", "response_headers", "request_body", "response_body"))
 _HEADER_CELLS = (2, 3)
 _SELECT = (
-    f"SELECT {_PREFIX}, {_SUFFIX}, payload, {', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} "
+    f"SELECT {_PREFIX}, {_SUFFIX}, webhook_id, payload, {', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} "
     "FROM deliveries"
 )
 
@@ -150,12 +156,13 @@ def _cell(value: str) -> str:
 
 
 class _PayloadCells:
-    """The 6 payload cells of rows as CSV text. A payload's header sets are redacted already (when
-    written) and copied; header text from a text column (archived before schema 5, or edited by hand)
-    and any holding a name of ``secret_headers`` are parsed and redacted again."""
+    """The 6 payload cells of rows as CSV text, then the webhook's short name. A payload's header sets are
+    redacted already (when written) and copied; header text from a text column (archived before the payload
+    column, or edited by hand) and any holding a name of ``secret_headers`` are parsed and redacted again."""
 
-    def __init__(self, coder: codec.Codec, secret_headers: Sequence[str]) -> None:
+    def __init__(self, coder: codec.Codec, secret_headers: Sequence[str], names: dict[str, str]) -> None:
         self.coder = coder
+        self.name_cells = {webhook_id: _cell(name) for webhook_id, name in names.items()}
         self.secret_headers = tuple(secret_headers)
         self.secret_lower = tuple(n.strip().lower() for n in secret_headers if n.strip())
 
@@ -166,10 +173,10 @@ class _PayloadCells:
 
     def lines(self, batch: Sequence[Sequence[Any]]) -> str:
         """The CSV text of a batch of :data:`_SELECT` rows."""
-        decode, cell, headers = self.coder.decode, _cell, self._headers
+        decode, cell, headers, names = self.coder.decode, _cell, self._headers, self.name_cells
         fast = not self.secret_lower
         lines = []
-        for prefix, suffix, blob, *texts in batch:
+        for prefix, suffix, webhook_id, blob, *texts in batch:
             if blob is not None and fast and not any(texts):
                 # Written by this version: everything in the payload, headers redacted when written.
                 url, to, req_h, req_b, resp_h, resp_b, _, _ = decode(blob)
@@ -177,7 +184,7 @@ class _PayloadCells:
                 req_h = '"' + req_h.replace('"', '""') + '"' if req_h != "{}" else req_h
                 resp_h = '"' + resp_h.replace('"', '""') + '"' if resp_h != "{}" else resp_h
                 lines.append(f"{prefix},{cell(url)},{cell(to)},{req_h},{resp_h},{cell(req_b)},{cell(resp_b)},"
-                             f"{suffix}\r\n")
+                             f"{suffix},{names.get(webhook_id, '')}\r\n")
                 continue
             payload = decode(blob) if blob is not None else None
             cells = []
@@ -187,7 +194,7 @@ class _PayloadCells:
                 if n in _HEADER_CELLS:
                     value = headers(value, from_payload)
                 cells.append(cell(value))
-            lines.append(f"{prefix},{','.join(cells)},{suffix}\r\n")
+            lines.append(f"{prefix},{','.join(cells)},{suffix},{names.get(webhook_id, '')}\r\n")
         return "".join(lines)
 
 
@@ -240,6 +247,7 @@ def _describe(filters: Filters, window: Window) -> dict[str, Any]:
         "outcome": filters.outcome,
         "status_classes": list(filters.status_classes),
         "search": filters.search,
+        **({"status_codes": list(filters.status_codes)} if filters.status_codes else {}),
     }
 
 
@@ -259,7 +267,7 @@ def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: 
     sink = _HashingWriter(out)
     # The query first: an archive that cannot be read fails before anything is written.
     cursor = conn.execute(f"{_SELECT} WHERE {where.sql} ORDER BY delivered_at, id", where.params)
-    cells = _PayloadCells(codec.Codec(conn), secret_headers)
+    cells = _PayloadCells(codec.Codec(conn), secret_headers, webhook_names(conn))
     rows = 0
     try:
         csv.writer(sink, lineterminator="\r\n").writerow(COLUMNS)
@@ -291,6 +299,24 @@ def filters_for_status(since: datetime, until: datetime, webhook_ids: Iterable[s
         classes = (status,)
     return Filters(time_range="custom", since=since, until=until, webhooks=tuple(webhook_ids), outcome=outcome,
                    status_classes=classes)
+
+
+def unknown_webhooks(conn: sqlite3.Connection, webhook_ids: Iterable[str]) -> list[str]:
+    """The ids among ``webhook_ids`` the archive knows nothing of (no configuration, no delivery): a typo, most likely."""
+    unknown = []
+    for webhook_id in dict.fromkeys(webhook_ids):
+        found = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE id = ?) OR EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = ?)",
+            (webhook_id, webhook_id),
+        ).fetchone()[0]
+        if not found:
+            unknown.append(webhook_id)
+    return unknown
+
+
+def known_webhooks(conn: sqlite3.Connection) -> list[str]:
+    """Every webhook id the archive holds a configuration for, sorted."""
+    return [row[0] for row in conn.execute("SELECT id FROM webhooks ORDER BY id")]
 
 
 def manifest_path(csv_path: str | Path) -> Path:

@@ -110,6 +110,7 @@ class Filters:
     outcome: str = "all"
     status_classes: tuple[str, ...] = field(default=())
     search: str = ""
+    status_codes: tuple[int, ...] = field(default=())  # exact HTTP statuses (0: no response); raw rows only
 
     def __post_init__(self) -> None:
         if self.time_range not in RANGES:
@@ -135,6 +136,10 @@ class Filters:
         object.__setattr__(self, "event_types", _tuple(self.event_types))
         object.__setattr__(self, "status_classes", _tuple(self.status_classes))
         object.__setattr__(self, "search", " ".join(self.search.split())[:MAX_SEARCH])
+        codes = tuple(sorted({int(c) for c in self.status_codes}))
+        if any(not 0 <= c <= 599 for c in codes):
+            raise ValueError("an exact status is 0 (no response) or an HTTP status 100..599")
+        object.__setattr__(self, "status_codes", codes)
 
     def window(self, now: datetime) -> Window:
         """The UTC window these filters select: a preset ends at ``now`` rounded up to the minute."""

@@ -49,6 +49,7 @@ from .search_index import migrate_to_writer_index
 
 __all__ = [
     "DEFAULT_DB_PATH",
+    "DEMO_DB_PATH",
     "SCHEMA_VERSION",
     "READABLE_FROM",
     "Batched",
@@ -70,6 +71,8 @@ __all__ = [
 
 #: Where the archive lives unless ``--db`` or ``MOEGO_MONITOR_DB`` says otherwise.
 DEFAULT_DB_PATH = Path("data") / "moego-monitor.db"
+#: Where ``moego-monitor demo`` writes its own archive (never mixed into a real one).
+DEMO_DB_PATH = Path("data") / "demo.db"
 
 #: Upper bounds (inclusive, in ms) of the latency histogram's buckets; the last bucket is unbounded.
 LATENCY_BUCKET_BOUNDS_MS: tuple[int, ...] = (
@@ -325,10 +328,47 @@ CREATE INDEX IF NOT EXISTS test_events_by_time ON test_events (requested_at);
 -- Marks the file as a moego-monitor archive (see connect(): someone else's database is never touched).
 PRAGMA application_id = 1299138415;
 """,
-    # 5: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
-    # archived before keep their text until step 5 moves it, and read the same meanwhile.
+    # 5: bulk redeliveries as jobs that outlive the page (collectors.jobs), people's short names for webhooks,
+    # and the dashboard's saved views.
+    """
+CREATE TABLE IF NOT EXISTS bulk_jobs (
+    id                TEXT PRIMARY KEY,        -- also the batch_id of its audit rows in redeliveries
+    created_at        TEXT NOT NULL,
+    requested_by      TEXT NOT NULL,
+    state             TEXT NOT NULL,           -- queued | running | done | cancelled | failed
+    plan              TEXT NOT NULL,           -- JSON: the entries to send and those skipped (with why)
+    total             INTEGER NOT NULL,        -- entries in the plan (sent + skipped)
+    estimate_s        REAL,                    -- the estimate shown before it was confirmed
+    cancel_requested  INTEGER NOT NULL DEFAULT 0,
+    started_at        TEXT,
+    finished_at       TEXT,
+    lease_owner       TEXT,                    -- the worker working it; another takes over once the lease ends
+    lease_until       TEXT,
+    error             TEXT,                    -- one line, when the job could not go on
+    sync_lines        TEXT                     -- JSON list: the re-sync's summary lines
+);
+CREATE INDEX IF NOT EXISTS bulk_jobs_by_state ON bulk_jobs (state, created_at);
+CREATE INDEX IF NOT EXISTS redeliveries_by_batch ON redeliveries (batch_id) WHERE batch_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS webhook_names (
+    webhook_id  TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,                 -- a person's short name, shown instead of the endpoint
+    set_at      TEXT NOT NULL,
+    set_by      TEXT NOT NULL
+);
+
+-- Named filter sets of the dashboard, picked from its sidebar.
+CREATE TABLE IF NOT EXISTS saved_views (
+    name        TEXT PRIMARY KEY,
+    params      TEXT NOT NULL,                 -- JSON: the view's URL query parameters {key: [values]}
+    saved_at    TEXT NOT NULL,
+    saved_by    TEXT NOT NULL
+);
+""",
+    # 6: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
+    # archived before keep their text until the compaction moves it, and read the same meanwhile.
     "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
-    # 6: every older row compacted, batch by batch (resumable), then VACUUM.
+    # 7: every older row compacted, batch by batch (resumable), then VACUUM.
     Batched(compaction.compact),
 ]
 
@@ -357,7 +397,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
             if not path.exists():
-                raise ArchiveError(f"no archive at {path}: run 'moego-monitor collect' first")
+                raise ArchiveError(_missing(path))
             conn = _open_readonly(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -445,6 +485,13 @@ def _refuse_foreign(path: Path) -> None:
     if kind == "foreign":
         raise ArchiveError(f"{path} is not a moego-monitor archive ({holds}): nothing was changed in it; point --db "
                            "or MOEGO_MONITOR_DB at the archive, or at a new file to start one")
+
+def _missing(path: Path) -> str:
+    """The line for an archive that does not exist: after ``make demo``, point at the demo's archive."""
+    if path == DEFAULT_DB_PATH and DEMO_DB_PATH.exists():
+        return (f"no archive at {path}; the demo's archive is {DEMO_DB_PATH}: use --db {DEMO_DB_PATH} "
+                f"(or MOEGO_MONITOR_DB={DEMO_DB_PATH}), or run 'moego-monitor collect' to start your own")
+    return f"no archive at {path}: run 'moego-monitor collect' first"
 
 
 @contextmanager

@@ -83,6 +83,9 @@ def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "
     prefix = f"{alias}." if alias else ""
     parts = [Clause(f"{prefix}delivered_at >= ? AND {prefix}delivered_at < ?", (since, until))]
     parts.extend(_common(filters, prefix, webhook_index=not time_ordered))
+    if filters.status_codes:
+        parts.append(Clause(f"{prefix}response_status IN ({', '.join('?' for _ in filters.status_codes)})",
+                            filters.status_codes))
     if filters.search:
         parts.append(_search(filters.search, prefix, since, until))
     return _join(parts)
@@ -108,8 +111,9 @@ def _search(text: str, prefix: str, since: str, until: str) -> Clause:
 
 
 def rollup_can_answer(filters: Filters) -> bool:
-    """True when ``delivery_hourly`` holds every dimension ``filters`` use (all but the search box)."""
-    return not filters.search
+    """True when ``delivery_hourly`` holds every dimension ``filters`` use (all but the search box and exact
+    statuses: the rollup keeps status classes, not codes)."""
+    return not filters.search and not filters.status_codes
 
 
 def hourly_where(filters: Filters, hour_from: str, hour_to: str) -> Clause:
@@ -118,7 +122,7 @@ def hourly_where(filters: Filters, hour_from: str, hour_to: str) -> Clause:
     Raises ``ValueError`` for filters the rollup cannot answer (see :func:`rollup_can_answer`).
     """
     if not rollup_can_answer(filters):
-        raise ValueError("the rollup cannot answer a text search")
+        raise ValueError("the rollup cannot answer a text search or an exact status")
     parts = [Clause("hour >= ? AND hour < ?", (hour_from, hour_to))]
     parts.extend(_common(filters, ""))
     return _join(parts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..archive import DEMO_DB_PATH
 from ..config import ConfigError, load_settings
 from .collector import collect_command, schedule_command, status_command
 from .export import export_command
@@ -48,7 +49,7 @@ def sandbox_command(args: tuple[str, ...]) -> None:
 @cli.command("demo")
 @click.option("--sandbox-port", default=8600, show_default=True, type=int, help="Port of the sandbox API.")
 @click.option("--dashboard-port", default=8501, show_default=True, type=int, help="Port of the dashboard.")
-@click.option("--db", "db_path", default="data/demo.db", show_default=True, type=click.Path(dir_okay=False),
+@click.option("--db", "db_path", default=str(DEMO_DB_PATH), show_default=True, type=click.Path(dir_okay=False),
               help="The demo's own archive.")
 @click.option("--every", default="1m", show_default=True, help="How often the collector runs.")
 @click.option("--rate", default=30.0, show_default=True, type=float, help="Live events a minute in the sandbox.")

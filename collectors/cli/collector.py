@@ -21,6 +21,7 @@ from .. import archive
 from ..archive.coverage import RETENTION, Interval
 from ..archive.status import ArchiveStatus, WebhookStatus, archive_status
 from ..collect import collect
+from ..jobs import JobWorker
 from ..config import (
     BUDGET_BOUNDS, DEADLINE_BOUNDS, OVERLAP_BOUNDS, ConfigError, Settings, format_span, parse_bounded_duration,
     parse_duration,
@@ -181,12 +182,14 @@ def schedule_command(settings: Settings, chunk: timedelta, overlap: str | None, 
     schedule_log.setLevel(logging.INFO)
     schedule_log.propagate = False
     stop = threading.Event()
+    worker = JobWorker(settings).start()  # bulk redeliveries go on while nobody has the dashboard open
     try:
         schedule_log.info("collecting every %s%s into %s", _span(every),
                           f" (+ up to {_span(spread)})" if spread else "", settings.db_path)
         with stop_on_signals(stop, lambda name: schedule_log.info("%s: stopping after the current page", name)):
             run_schedule(settings, every=every, jitter=spread, chunk=chunk, stop=stop)
     finally:
+        worker.stop(timeout_s=2.0)  # a job in progress is resumed by the next worker (its audit rows say what was sent)
         schedule_log.removeHandler(handler)
         schedule_log.setLevel(saved[0])
         schedule_log.propagate = saved[1]

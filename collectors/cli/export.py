@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from .. import archive
-from ..archive.export import COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, write_export
+from ..archive.export import (COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, known_webhooks,
+                              unknown_webhooks, write_export)
 from ..config import Settings
 from ..models import MalformedMessage, parse_timestamp
 from .support import CONTEXT_SETTINGS, one_line_errors, settings_options
@@ -53,6 +54,15 @@ def parse_bound(text: str, *, end: bool) -> datetime:
         raise click.BadParameter(f"{text!r} is out of range: in UTC it falls outside the years 1..9999") from None
 
 
+def _bound(text: str, option: str, *, end: bool) -> datetime:
+    """:func:`parse_bound`, its error naming the option (``Invalid value for '--since': ...``)."""
+    try:
+        return parse_bound(text, end=end)
+    except click.BadParameter as exc:
+        exc.param_hint = f"'{option}'"
+        raise
+
+
 def _columns_epilog() -> str:
     """The CSV's columns and what each holds, for ``export -h`` (``\\b`` keeps click from rewrapping them)."""
     width = max(len(name) for name, _ in COLUMN_HELP) + 2
@@ -75,10 +85,18 @@ def _columns_epilog() -> str:
 def export_command(settings: Settings, since: str, until: str, webhook_ids: tuple[str, ...], status: str | None,
                    out: str | None) -> None:
     """Export archived deliveries to CSV, with a SHA-256 manifest an auditor can check."""
-    start, end = parse_bound(since, end=False), parse_bound(until, end=True)
+    start, end = _bound(since, "--since", end=False), _bound(until, "--until", end=True)
     if end <= start:
         raise click.ClickException(f"--until ({until}) must be after --since ({since})")
     archive.check_readable(settings.db_path)
+    if webhook_ids:
+        with archive.open_archive(settings.db_path, readonly=True) as conn:
+            unknown, known = unknown_webhooks(conn, webhook_ids), known_webhooks(conn)
+        if unknown:
+            listed = ", ".join(known) if known else "none yet"
+            raise click.ClickException(
+                f"no webhook {', '.join(unknown)} in the archive at {settings.db_path} (known: {listed}): check --webhook"
+            )
     target = Path(out) if out and out != "-" else Path(f"deliveries-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv")
     try:
         if out == "-":
@@ -102,3 +120,6 @@ def export_command(settings: Settings, since: str, until: str, webhook_ids: tupl
             f"cannot write {target}: {reason}: check that its folder exists and is writable, or choose another --out"
         ) from None
     click.echo(f"exported {manifest.rows:,} deliveries to {target} (sha256 {manifest.sha256}); manifest {target}.manifest.json")
+    if not manifest.rows:
+        click.echo("nothing matched: no archived delivery in that range with those filters (check --since, --until, "
+                   "--status; 'moego-monitor status' shows what is archived)", err=True)

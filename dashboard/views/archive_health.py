@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 from collectors.archive import ArchiveError
@@ -28,8 +29,10 @@ def _collect() -> None:
     if not ui.may_act(ctx, "collect"):
         return
     try:
-        with st.spinner("Collecting from MoeGo… (every webhook, oldest gaps first)"):
+        # A status box beside the button, in view while the pass runs (it can take a while), then its end state.
+        with right.status("Collecting from MoeGo… (every webhook, oldest gaps first)", expanded=False) as box:
             result = collect(ctx.settings, trigger="dashboard", requested_by=ui.actor())
+            box.update(label="Collection finished", state="complete" if result.ok else "error")
     except CollectorBusy as exc:
         st.session_state["_collect_result"] = ("warning", f"Not started: {md(exc)}", [])
     except (ConfigError, MoeGoError, ArchiveError) as exc:
@@ -60,7 +63,7 @@ if risk.gaps.empty:
 else:
     for gap in risk.gaps.itertuples(index=False):
         st.error(
-            f"**{md(gap.webhook_id)}**: {gap.hours:,.1f} h not archived "
+            f"**{md(ctx.label(gap.webhook_id))}** ({md(gap.webhook_id)}): {gap.hours:,.1f} h not archived "
             f"({ui.fmt_time(gap.start, ctx.tz)} → {ui.fmt_time(gap.end, ctx.tz)}), about {gap.estimated_entries:,} "
             f"entries; MoeGo deletes them from {ui.fmt_time(gap.expires_at, ctx.tz)} on.",
             icon=":material/schedule:",
@@ -73,24 +76,34 @@ gaps = reads.coverage_gaps(ctx.db_path, since, now, now=now, webhook_ids=hooks)
 if not intervals and gaps.empty:
     st.info("No coverage recorded yet: run a collection.")
 else:
-    st.plotly_chart(charts.coverage_figure(intervals, gaps, since, now, ctx.tz), key="chart_coverage")
-    if not gaps.empty:
-        shown = gaps.assign(
-            start=ui.local(gaps["start"], ctx.tz),
-            end=ui.local(gaps["end"], ctx.tz),
-            expires_at=ui.local(gaps["expires_at"], ctx.tz),
-            state=gaps["kind"].map({"expired": "deleted by MoeGo", "open": "missing: still collectable",
-                                    "pending": "since the last collection"}),
-        ).drop(columns=["expired", "kind"])
+    st.plotly_chart(charts.coverage_figure(intervals, gaps, since, now, ctx.tz, label=ctx.label), key="chart_coverage")
+    # One rule names every span (collectors.archive.status.classify_gaps, as `moego-monitor status` does): the
+    # tail since a webhook's last collection is pending, what the next pass reads; only holes are gaps.
+    pending = gaps[gaps["kind"] == "pending"]
+    for tail in pending.itertuples(index=False):
+        st.caption(f"{md(ctx.labeled(tail.webhook_id))}: pending since {ui.fmt_time(tail.start, ctx.tz)} "
+                   f"({ui.span_text(tail.end - tail.start) if tail.end - tail.start >= timedelta(minutes=1) else 'under a minute'}): "
+                   "archived by the next collection.")
+    holes = gaps[gaps["kind"] != "pending"]
+    if holes.empty:
+        st.success("No gaps: everything before each webhook's last collection is archived.", icon=":material/verified:")
+    else:
+        shown = pd.DataFrame({
+            "Webhook": holes["webhook_id"].map(ctx.label),
+            "Gap from": ui.local(holes["start"], ctx.tz),
+            "to": ui.local(holes["end"], ctx.tz),
+            "Hours": holes["hours"],
+            "MoeGo deletes from": ui.local(holes["expires_at"], ctx.tz),
+            "State": holes["kind"].map({"expired": "deleted by MoeGo", "open": "missing: still collectable"}),
+            "Webhook id": holes["webhook_id"],
+        })
         st.dataframe(
             shown, hide_index=True, key="gaps_table",
             column_config={
-                "webhook_id": "Webhook",
-                "start": st.column_config.DatetimeColumn("Gap from", format="YYYY-MM-DD HH:mm"),
-                "end": st.column_config.DatetimeColumn("to", format="YYYY-MM-DD HH:mm"),
-                "hours": st.column_config.NumberColumn("Hours", format="%.2f"),
-                "expires_at": st.column_config.DatetimeColumn("MoeGo deletes from", format="YYYY-MM-DD HH:mm"),
-                "state": "State",
+                "Gap from": st.column_config.DatetimeColumn("Gap from", format="YYYY-MM-DD HH:mm"),
+                "to": st.column_config.DatetimeColumn("to", format="YYYY-MM-DD HH:mm"),
+                "Hours": st.column_config.NumberColumn("Hours", format="%.2f"),
+                "MoeGo deletes from": st.column_config.DatetimeColumn("MoeGo deletes from", format="YYYY-MM-DD HH:mm"),
             },
         )
 
@@ -121,10 +134,13 @@ if not states.empty:
     st.subheader("Per webhook")
     st.dataframe(
         states.assign(last_success_at=ui.local(states["last_success_at"], ctx.tz),
-                      last_error_at=ui.local(states["last_error_at"], ctx.tz)),
+                      last_error_at=ui.local(states["last_error_at"], ctx.tz),
+                      webhook=states["webhook_id"].map(ctx.label)),
         hide_index=True, key="sync_state_table",
+        column_order=["webhook", "last_success_at", "last_error", "last_error_at", "webhook_id"],
         column_config={
-            "webhook_id": "Webhook",
+            "webhook": "Webhook",
+            "webhook_id": "Webhook id",
             "last_success_at": st.column_config.DatetimeColumn("Last complete sync", format="YYYY-MM-DD HH:mm:ss"),
             "last_error": st.column_config.TextColumn("Last error", width="large"),
             "last_error_at": st.column_config.DatetimeColumn("Error at", format="YYYY-MM-DD HH:mm:ss"),

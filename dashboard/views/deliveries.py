@@ -8,8 +8,10 @@ import streamlit as st
 
 from dashboard import reads, ui
 from dashboard.bulk import render_bulk
+from dashboard.deliveries_table import COLUMN_CONFIG, COLUMN_ORDER, list_frame, outcome_style
 from dashboard.detail import render_detail
-from dashboard.present import export_command_line
+from dashboard.tail_panel import render_tail
+from dashboard.present import export_command_line, plural
 from dashboard.queries import Count, Cursor, Page
 
 #: The browser download holds the whole file in the server's memory: bigger views go through the CLI.
@@ -39,11 +41,12 @@ else:
     top[1].caption(f"Over {DOWNLOAD_ROW_LIMIT:,} rows: export from the command line.")
 with top[2].popover("Export from the command line", icon=":material/terminal:"):
     st.code(export_command_line(ctx.filters, window), language="bash")
-    if ctx.filters.event_types or ctx.filters.search or len(ctx.filters.status_classes) > 1:
-        st.caption("The command has no event-type, search or multi-status filter: it exports a wider set.")
+    if ctx.filters.event_types or ctx.filters.search or len(ctx.filters.status_classes) > 1 or ctx.filters.status_codes:
+        st.caption("The command has no event-type, search, exact-status or multi-status filter: it exports a wider set.")
     st.caption("It also writes a manifest with the file's SHA-256 for an audit.")
 
 render_bulk(ctx)
+render_tail(ctx)
 
 order = st.segmented_control("Order", ["newest", "oldest"], key="list_order", default="newest",
                              format_func={"newest": "Newest first", "oldest": "Oldest first"}.__getitem__) or "newest"
@@ -67,35 +70,16 @@ def _go(step: int, next_cursor: Cursor | None) -> None:
     st.session_state.pop("deliveries_table", None)
 
 
-rows = page.rows.assign(
-    delivered_at=ui.local(page.rows["delivered_at"], ctx.tz),
-    # 0 means no HTTP answer at all (timeout, refused): say so rather than show a status that never came.
-    response_status=page.rows["response_status"].map(lambda s: str(s) if s else "—"),
-    link="deliveries?delivery=" + page.rows["id"],
-)
+rows = list_frame(page.rows, ctx.tz, ctx.label)
 event = st.dataframe(
-    rows,
+    rows.style.map(outcome_style, subset=["outcome"]),
     key="deliveries_table",
     on_select="rerun",
     selection_mode="single-row",
     hide_index=True,
     height=420,
-    column_order=["delivered_at", "success", "response_status", "webhook_id", "event_type", "event_id",
-                  "duration_ms", "retry_count", "error_class", "error", "id", "link"],
-    column_config={
-        "delivered_at": st.column_config.DatetimeColumn("Delivered at", format="YYYY-MM-DD HH:mm:ss"),
-        "success": st.column_config.CheckboxColumn("OK", help="Succeeded (HTTP 2xx)."),
-        "response_status": st.column_config.TextColumn("Status", help="HTTP status; — = no response (timeout, refused)."),
-        "webhook_id": st.column_config.TextColumn("Webhook"),
-        "event_type": st.column_config.TextColumn("Event type"),
-        "event_id": st.column_config.TextColumn("Event id"),
-        "duration_ms": st.column_config.NumberColumn("Duration (ms)", format="localized"),
-        "retry_count": st.column_config.NumberColumn("Retries"),
-        "error_class": st.column_config.TextColumn("Error class"),
-        "error": st.column_config.TextColumn("Error", width="large"),
-        "id": st.column_config.TextColumn("Delivery id"),
-        "link": st.column_config.LinkColumn("Link", display_text="open", help="A link to this delivery alone."),
-    },
+    column_order=COLUMN_ORDER,
+    column_config=COLUMN_CONFIG,
 )
 nav = st.columns([1, 1, 1, 3], vertical_alignment="center")
 position = len(pages["stack"])
@@ -105,7 +89,7 @@ nav[1].button("Older →" if order == "newest" else "Newer →", key="page_next"
               on_click=_go, args=(1, page.next), width="stretch")
 nav[2].selectbox("Rows per page", PAGE_SIZES, key="list_page_size", label_visibility="collapsed",
                  format_func=lambda n: f"{n} per page")
-nav[3].caption(f"Page {position + 1} · {len(rows):,} rows shown of {count}. Click a row for its detail.")
+nav[3].caption(f"Page {position + 1} · {plural(len(rows), 'row')} shown of {count}. Click a row for its detail.")
 
 selected = tuple(event.selection.rows) if event is not None else ()
 if selected != st.session_state.get(_SEEN_SELECTION, ()):
@@ -113,10 +97,24 @@ if selected != st.session_state.get(_SEEN_SELECTION, ()):
     if selected and selected[0] < len(page.rows):
         st.query_params["delivery"] = page.rows.iloc[selected[0]]["id"]
 
-delivery_id = st.query_params.get("delivery")
-if delivery_id:
-    st.divider()
+
+
+def _close_detail() -> None:
+    """The dialog was dismissed: forget the delivery in the URL and the table's selection."""
+    st.query_params.pop("delivery", None)
+    st.session_state.pop("deliveries_table", None)
+    st.session_state[_SEEN_SELECTION] = ()
+
+
+@st.dialog("Delivery detail", width="large", on_dismiss=_close_detail)
+def _detail_dialog(delivery_id: str) -> None:
+    """The detail in a dialog: where the eye is after a click, on a wide screen and on a phone alike."""
     if st.button("Close detail", key="close_detail", icon=":material/close:"):
-        del st.query_params["delivery"]
+        _close_detail()
         st.rerun()
     render_detail(ctx, delivery_id)
+
+
+delivery_id = st.query_params.get("delivery")
+if delivery_id:
+    _detail_dialog(delivery_id)

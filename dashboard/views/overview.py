@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import charts, reads, ui
 from collectors.archive.filters import ceil_minute
 from dashboard.filters import to_query_params
+from dashboard.meaning import comparable, failures_meaningless, no_comparison_text, rate_meaningless
 from dashboard.queries import Tiles
 
 ctx = ui.context()
@@ -41,25 +42,55 @@ def live_tiles() -> None:
     # At-risk is a state of now, whatever the window: anchor it at the current minute.
     tiles: Tiles = reads.tiles(live.db_path, live.filters, window, ceil_minute(live.now))
     cur, prev = tiles.current, tiles.previous
-    versus = f"vs the previous {ui.span_text(window.span)}"
+    span = ui.span_text(window.span)
+    versus = f"vs the previous {span}"
+    compare = comparable(window, tiles.archive_since)
+    if not compare:
+        # The previous period lies (partly) before the archive began: a comparison would be with nothing.
+        since = "nothing yet" if tiles.archive_since is None else ui.fmt_time(tiles.archive_since, live.tz)
+        st.caption(f"No comparison with the previous {span}: the archive holds data from {since} on.")
+    missing = no_comparison_text(span)
+
+    def delta(value: str | None) -> str | None:
+        return value if compare else missing
+
+    def color(kind: str) -> str:
+        return kind if compare else "off"
+
+    arrow = "auto" if compare else "off"
+    no_rate = rate_meaningless(live.filters)
+    no_failures = failures_meaningless(live.filters)
     row1 = st.columns(4)
-    row1[0].metric("Deliveries", f"{cur.deliveries:,}", _count_delta(cur.deliveries, prev.deliveries),
-                   delta_color="off", delta_description=versus, border=True)
-    row1[1].metric("Success rate", ui.fmt_rate(cur.success_rate), _rate_delta(cur.success_rate, prev.success_rate),
-                   delta_description=versus, border=True, help="Deliveries answered with HTTP 2xx.")
-    row1[2].metric("Failures", f"{cur.failures:,}", _count_delta(cur.failures, prev.failures), delta_color="inverse",
-                   delta_description=versus, border=True)
+    row1[0].metric("Deliveries", f"{cur.deliveries:,}", delta(_count_delta(cur.deliveries, prev.deliveries)),
+                   delta_color="off", delta_arrow=arrow, delta_description=versus if compare else None, border=True)
+    if no_rate:
+        row1[1].metric("Success rate", "n/a", f"not meaningful: {no_rate}", delta_color="off", delta_arrow="off",
+                       border=True, help="Deliveries answered with HTTP 2xx: this view's filters decide it in advance.")
+    else:
+        row1[1].metric("Success rate", ui.fmt_rate(cur.success_rate),
+                       delta(_rate_delta(cur.success_rate, prev.success_rate)), delta_color=color("normal"),
+                       delta_arrow=arrow, delta_description=versus if compare else None, border=True,
+                       help="Deliveries answered with HTTP 2xx.")
+    if no_failures:
+        row1[2].metric("Failures", "n/a", f"not meaningful: {no_failures}", delta_color="off", delta_arrow="off",
+                       border=True)
+    else:
+        row1[2].metric("Failures", f"{cur.failures:,}", delta(_count_delta(cur.failures, prev.failures)),
+                       delta_color=color("inverse"), delta_arrow=arrow, delta_description=versus if compare else None,
+                       border=True)
     row1[3].metric("Redeliveries", f"{tiles.redeliveries:,}",
-                   _count_delta(tiles.redeliveries, tiles.previous_redeliveries), delta_color="off",
-                   delta_description=versus, border=True, help="Redeliveries sent from moego-monitor in the window.")
+                   delta(_count_delta(tiles.redeliveries, tiles.previous_redeliveries)), delta_color="off",
+                   delta_arrow=arrow, delta_description=versus if compare else None, border=True,
+                   help="Redeliveries sent from moego-monitor in the window.")
     row2 = st.columns(4)
     for column, label, value, before in (
         (row2[0], "Latency p50", cur.p50_ms, prev.p50_ms),
         (row2[1], "Latency p95", cur.p95_ms, prev.p95_ms),
         (row2[2], "Latency p99", cur.p99_ms, prev.p99_ms),
     ):
-        column.metric(label, ui.fmt_ms(value), _ms_delta(value, before), delta_color="inverse",
-                      delta_description=versus, border=True,
+        column.metric(label, ui.fmt_ms(value), delta(_ms_delta(value, before)) if value is not None else None,
+                      delta_color=color("inverse"), delta_arrow=arrow, delta_description=versus if compare else None,
+                      border=True,
                       help="Estimated from the archive's latency histogram (within one bucket of the exact value).")
     risk = tiles.at_risk
     row2[3].metric(
@@ -84,7 +115,12 @@ window, bucket = ctx.window, ctx.bucket
 series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
 left, right = st.columns(2)
 left.plotly_chart(charts.volume_figure(series, bucket), key="chart_volume")
-right.plotly_chart(charts.success_rate_figure(series, bucket), key="chart_success_rate")
+no_rate = rate_meaningless(ctx.filters)
+if no_rate:
+    right.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
+               icon=":material/info:")
+else:
+    right.plotly_chart(charts.success_rate_figure(series, bucket), key="chart_success_rate")
 left, right = st.columns(2)
 left.plotly_chart(charts.latency_figure(series, bucket), key="chart_latency")
 by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")
@@ -99,7 +135,8 @@ if not by_class.empty:
                          key="chart_status")
     cols[1].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"),
                                                 "event_type", "Failures by event type"), key="chart_event_type")
-    cols[2].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id"),
+    by_hook = reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id")
+    cols[2].plotly_chart(charts.failures_figure(by_hook.assign(webhook_id=by_hook["webhook_id"].map(ctx.labeled)),
                                                 "webhook_id", "Failures by webhook"), key="chart_webhook")
     failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
     st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
@@ -114,6 +151,7 @@ if health.empty:
     st.info("No webhooks in the archive yet.")
 else:
     shown = health.assign(
+        webhook=health["webhook_id"].map(ctx.label),
         success_rate=health["success_rate"] * 100.0,
         last_success=ui.local(health["last_success"], ctx.tz),
         last_failure=ui.local(health["last_failure"], ctx.tz),
@@ -122,8 +160,11 @@ else:
         shown.style.map(ui.state_style, subset=["state"]),
         key="health_table",
         hide_index=True,
+        column_order=["webhook", "state", "deliveries", "success_rate", "p95_ms", "last_success", "last_failure",
+                      "consecutive_failures", "webhook_id", "endpoint_url"],
         column_config={
-            "webhook_id": st.column_config.TextColumn("Webhook"),
+            "webhook": st.column_config.TextColumn("Webhook", help="Its short name, else its endpoint's host and path."),
+            "webhook_id": st.column_config.TextColumn("Webhook id"),
             "endpoint_url": st.column_config.TextColumn("Endpoint"),
             "state": st.column_config.TextColumn("State", help="failing: 5+ failures in a row or under 80% success; "
                                                                "degraded: the latest failed, under 99% success or "

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from collectors.archive.names import MAX_NAME_CHARS, WebhookNameError, name_webhook
 from collectors.models import EVENT_TYPES
 from collectors.trigger import SentTestEvent, send_test_event_now
 from dashboard import reads, ui
@@ -23,6 +24,7 @@ if hooks.empty:
     st.stop()
 
 table = hooks.assign(
+    name=hooks["id"].map(ctx.label),
     event_types=hooks["event_types"].map(", ".join),
     secret=hooks["secret_fingerprint"].where(hooks["has_secret"], "none").fillna("set"),
     created_time=ui.local(hooks["created_time"], ctx.tz),
@@ -32,10 +34,11 @@ table = hooks.assign(
 )
 st.dataframe(
     table, hide_index=True, key="webhooks_table",
-    column_order=["id", "endpoint_url", "is_active", "secret", "verify_ssl", "event_types", "content_type",
+    column_order=["name", "id", "endpoint_url", "is_active", "secret", "verify_ssl", "event_types", "content_type",
                   "created_time", "updated_time", "last_seen_at", "deleted_at"],
     column_config={
-        "id": "Webhook",
+        "name": st.column_config.TextColumn("Webhook", help="Its short name, else its endpoint's host and path."),
+        "id": "Webhook id",
         "endpoint_url": st.column_config.TextColumn("Endpoint", width="large"),
         "is_active": st.column_config.CheckboxColumn("Active"),
         "event_types": "Event types",
@@ -49,8 +52,37 @@ st.dataframe(
     },
 )
 
+
+def _save_name() -> None:
+    """Store the short name typed for the chosen webhook (empty removes it); the result shows below the form."""
+    if not ctx.user.is_operator:  # a name shows on every page and in the CSV: an operator's setting
+        st.session_state["_name_result"] = ("error", f"Not saved: only operators may name webhooks (you are {ctx.user.name}).")
+        return
+    webhook_id = st.session_state["name_webhook"]
+    try:
+        stored = name_webhook(ctx.settings.db_path, webhook_id, st.session_state["name_text"], set_by=ui.actor())
+    except WebhookNameError as exc:
+        st.session_state["_name_result"] = ("error", f"Not saved: {exc}.")
+        return
+    reads.clear()
+    st.session_state["_name_result"] = ("success", f"{webhook_id} is now shown as “{stored}”." if stored
+                                        else f"{webhook_id} is shown by its endpoint again.")
+
+
+st.subheader("Short names")
+st.caption("Give a webhook a short name: every page, chart, filter and the CSV export (column webhook_name) use it. "
+           "Leave it empty to show the endpoint's host and path again.")
+with st.form("webhook_name"):
+    st.selectbox("Webhook", list(hooks["id"]), key="name_webhook", format_func=ctx.labeled)
+    st.text_input("Short name", key="name_text", max_chars=MAX_NAME_CHARS, placeholder="e.g. Orders ERP")
+    st.form_submit_button("Save name", key="save_name", icon=":material/edit:", on_click=_save_name)
+named = st.session_state.pop("_name_result", None)
+if named:
+    getattr(st, named[0])(md(named[1]))
+
 for hook in hooks.itertuples(index=False):
-    with st.expander(f"{md(hook.id)} · {md(hook.endpoint_url)}"):
+    with st.expander(md(f"{ctx.label(hook.id)} · {hook.id}")):
+        st.text(f"Endpoint: {hook.endpoint_url}")
         st.markdown(f"**Secret token:** {'set, fingerprint ' + code(hook.secret_fingerprint) if hook.has_secret else 'none'}")
         rows = header_rows(hook.headers, ctx.settings.secret_headers)
         st.markdown("**Custom headers**")
@@ -76,7 +108,7 @@ if live.empty:
 
 _DEFAULT_EVENT = "(MoeGo's default)"
 with st.form("test_event"):
-    webhook_id = st.selectbox("Webhook", list(live["id"]), key="test_webhook")
+    webhook_id = st.selectbox("Webhook", list(live["id"]), key="test_webhook", format_func=ctx.labeled)
     event_type = st.selectbox("Event type", [_DEFAULT_EVENT, *EVENT_TYPES], key="test_event_type")
     payload_text = st.text_area("Payload (optional JSON)", key="test_payload", height=120,
                                 placeholder='{"appointmentId": "test-1"}')
@@ -109,7 +141,7 @@ if result is not None:
         d = result.delivery
         verdict = "answered" if d.success else "failed"
         show = st.success if d.success else st.error
-        show(f"Test event sent to {md(result.webhook_id)}: the endpoint {verdict} with {status_text(d.response_status)} "
+        show(f"Test event sent to {md(ctx.labeled(result.webhook_id))}: the endpoint {verdict} with {status_text(d.response_status)} "
              f"in {ui.fmt_ms(d.duration_ms)}" + (f": {md(d.error)}" if d.error else "."))
         cols = st.columns(3)
         cols[0].metric("Outcome", "Succeeded" if d.success else "Failed")

@@ -102,7 +102,7 @@ _FORMULA_START = frozenset("=+-@\t\r")
 LEGACY_HEADER = ("id", "webhook_id", "event_type", "event_id", "delivered_at", "success", "response_status",
                  "status_class", "error_class", "duration_ms", "retry_count", "error", "request_url", "delivered_to",
                  "request_headers", "response_headers", "request_body", "response_body", "request_body_encoding",
-                 "response_body_encoding")
+                 "response_body_encoding", "webhook_name")
 
 
 def _headers_cell(text: str, secret_headers: Sequence[str]) -> str:
@@ -116,7 +116,7 @@ def _headers_cell(text: str, secret_headers: Sequence[str]) -> str:
     return json.dumps(redact_headers(headers, secret_headers), ensure_ascii=False, sort_keys=True)
 
 
-def _row(record: Sequence[Any], secret_headers: Sequence[str]) -> list[str]:
+def _row(record: Sequence[Any], secret_headers: Sequence[str], names: dict[str, str]) -> list[str]:
     (did, webhook_id, event_type, event_id, delivered_at, success, status, status_class, error_class, duration,
      retries, error, request_url, delivered_to, req_headers, resp_headers, req_body, resp_body, req_b64,
      resp_b64) = record
@@ -125,6 +125,7 @@ def _row(record: Sequence[Any], secret_headers: Sequence[str]) -> list[str]:
         status_class, error_class, str(duration), str(retries), error or "", request_url, delivered_to,
         _headers_cell(req_headers, secret_headers), _headers_cell(resp_headers, secret_headers),
         req_body or "", resp_body or "", "base64" if req_b64 else "utf-8", "base64" if resp_b64 else "utf-8",
+        names.get(webhook_id, ""),
     ]
     return [("'" + c if c[:1] in _FORMULA_START else c) for c in map(str, cells)]
 
@@ -136,8 +137,9 @@ def legacy_csv(conn: sqlite3.Connection, since: str, until: str, secret_headers:
     writer_.writerow(LEGACY_HEADER)
     cursor = conn.execute(f"{_SELECT} WHERE delivered_at >= ? AND delivered_at < ? ORDER BY delivered_at, id",
                           (since, until))
+    names = dict(conn.execute("SELECT webhook_id, name FROM webhook_names"))
     for record in cursor:
-        writer_.writerow(_row(record, secret_headers))
+        writer_.writerow(_row(record, secret_headers, names))
     return out.getvalue().encode("utf-8")
 
 

@@ -213,7 +213,7 @@ def test_bulk_never_asks_moego_for_expired_entries_nor_spends_the_rate_on_them(c
                   + [redelivery.Candidate(f"new_{i:03d}", ALPHA, f"evt_new_{i}", fresh) for i in range(100)])
     plan = bulk.plan_bulk(db, candidates, now=NOW)
     result = _bulk(client, db, fake_time, plan)
-    assert result.summary == "100 sent, 0 failed, 100 skipped"
+    assert result.summary == "100 succeeded, 0 failed, 100 skipped"
     assert {d for _, d, _ in moego.calls} == {f"new_{i:03d}" for i in range(100)}
     assert fake_time.sleeps == []  # 100 sends fit the 100-a-minute rate: the skipped ones took none of it
     skipped = [r for r in audit(db) if r["outcome"] == "skipped"]
@@ -235,7 +235,7 @@ def _bulk(client, db, fake_time, plan, **kwargs) -> bulk.BulkResult:
 def test_bulk_keeps_each_webhook_within_its_rate(client, db, moego, fake_time) -> None:
     progress: list[bulk.BulkProgress] = []
     result = _bulk(client, db, fake_time, _plan(150, 50), on_progress=progress.append)
-    assert result.summary == "200 sent, 0 failed, 0 skipped" and not result.cancelled
+    assert result.summary == "200 succeeded, 0 failed, 0 skipped" and not result.cancelled
     times = {hook: [t for t, _, h in moego.calls if h == hook] for hook in (ALPHA, BETA)}
     assert len(times[ALPHA]) == 150 and max(times[BETA]) < 60.0  # beta is never stuck behind alpha
     assert sum(1 for t in times[ALPHA] if t < 60.0) == 100 and min(t for t in times[ALPHA][100:]) >= 60.0
@@ -248,7 +248,7 @@ def test_bulk_keeps_each_webhook_within_its_rate(client, db, moego, fake_time) -
 def test_bulk_waits_out_a_429_then_retries(client, db, moego, fake_time) -> None:
     moego.answers[f"{ALPHA}_000"] = [error(429, 8, "too many pushes", **{"Retry-After": "7"})]
     result = _bulk(client, db, fake_time, _plan(2, 0))
-    assert result.summary == "2 sent, 0 failed, 0 skipped"
+    assert result.summary == "2 succeeded, 0 failed, 0 skipped"
     first_try, *_ = [t for t, d, _ in moego.calls if d == f"{ALPHA}_000"]
     retry = [t for t, d, _ in moego.calls if d == f"{ALPHA}_000"][1]
     assert retry - first_try >= 7.0
@@ -259,7 +259,7 @@ def test_bulk_waits_out_a_429_then_retries(client, db, moego, fake_time) -> None
 def test_bulk_stops_a_webhook_at_its_daily_quota(client, db, moego, fake_time) -> None:
     moego.answers[f"{ALPHA}_000"] = [error(429, 8, "daily quota reached", **{"Retry-After": "3600"})]
     result = _bulk(client, db, fake_time, _plan(3, 2))
-    assert result.summary == "2 sent, 1 failed, 2 skipped"
+    assert result.summary == "2 succeeded, 1 failed, 2 skipped"
     assert {d for _, d, _ in moego.calls} == {f"{ALPHA}_000", f"{BETA}_000", f"{BETA}_001"}
     skipped = [r for r in audit(db) if r["outcome"] == "skipped"]
     assert all("daily quota reached" in r["error"] for r in skipped)
@@ -267,7 +267,7 @@ def test_bulk_stops_a_webhook_at_its_daily_quota(client, db, moego, fake_time) -
 
 def test_bulk_can_be_cancelled_and_audits_what_it_did_not_send(client, db, moego, fake_time) -> None:
     result = _bulk(client, db, fake_time, _plan(5, 0), cancelled=lambda: len(moego.calls) >= 2)
-    assert result.cancelled and result.summary == "2 sent, 0 failed, 3 skipped (cancelled)"
+    assert result.cancelled and result.summary == "2 succeeded, 0 failed, 3 skipped (cancelled)"
     rows = audit(db)
     assert len(rows) == 5 and sum(r["error"] == "cancelled before sending" for r in rows) == 3
 

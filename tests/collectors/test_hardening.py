@@ -8,7 +8,6 @@ run log, the ``status`` output, the command's output.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import socket
 import time
@@ -27,7 +26,7 @@ from collectors.archive.runs import collector_lock
 from collectors.collect import collect
 from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
 
-from .conftest import CLI, cli_env, db_rows, run_cli, sandbox_now, sandbox_settings
+from .conftest import db_rows, run_cli, sandbox_now, sandbox_settings
 from .hostile import HostileRequest, HostileServer, entry, moego, send_head, send_json
 
 KEY = "moego-live-key-0123456789"
