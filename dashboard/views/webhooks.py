@@ -72,10 +72,13 @@ def _save_name() -> None:
 st.subheader("Short names")
 st.caption("Give a webhook a short name: every page, chart, filter and the CSV export (column webhook_name) use it. "
            "Leave it empty to show the endpoint's host and path again.")
-with st.form("webhook_name"):
-    st.selectbox("Webhook", list(hooks["id"]), key="name_webhook", format_func=ctx.labeled)
-    st.text_input("Short name", key="name_text", max_chars=MAX_NAME_CHARS, placeholder="e.g. Orders ERP")
-    st.form_submit_button("Save name", key="save_name", icon=":material/edit:", on_click=_save_name)
+if ctx.user.is_operator:  # a name shows on every page and in the CSV: an operator's setting
+    with st.form("webhook_name"):
+        st.selectbox("Webhook", list(hooks["id"]), key="name_webhook", format_func=ctx.labeled)
+        st.text_input("Short name", key="name_text", max_chars=MAX_NAME_CHARS, placeholder="e.g. Orders ERP")
+        st.form_submit_button("Save name", key="save_name", icon=":material/edit:", on_click=_save_name)
+else:
+    st.info(f"Only operators name webhooks: you are signed in as {md(ctx.user.name)} (viewer).")
 named = st.session_state.pop("_name_result", None)
 if named:
     getattr(st, named[0])(md(named[1]))

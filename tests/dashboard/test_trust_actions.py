@@ -21,7 +21,7 @@ from collectors.collect import collect
 from collectors.config import Settings
 from tests.conftest import SandboxHandle, free_port, start_sandbox, stop_sandbox
 
-from .test_app import no_exception
+from .test_app import no_exception, read
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +95,11 @@ def test_a_failed_redelivery_is_shown_as_failed_with_a_link_to_the_new_attempt(r
     assert (outcome, new_success) == ("sent", 0)  # MoeGo sent it; the endpoint refused it again
     expected = (f"Redelivered {first['id']}, but the new attempt {new_id} failed "
                 f"(no response: dial tcp 127.0.0.1:{port}: connect: connection refused).")
-    assert [e.value for e in at.error] == [expected]  # red, with the status and the error
+    assert [read(e.value) for e in at.error] == [expected]  # red, with the status and the error
     assert not at.success
-    assert [t.value for t in at.toast] == [expected]
+    assert [read(t.value) for t in at.toast] == [expected]
     link = at.button(key="open_new_attempt")
-    assert link.label == f"Open the new attempt {new_id}"
+    assert read(link.label) == f"Open the new attempt {new_id}"
     link.click().run()
     no_exception(at)
     assert at.query_params["delivery"] == [new_id] or at.query_params["delivery"] == new_id
