@@ -13,6 +13,7 @@ from . import __version__
 from .cli_support import CONTEXT_SETTINGS
 from dashboard.commands import export_command  # reads the archive: the dashboard side owns it
 
+from .alerts.commands import alerts_group
 from .commands import collect_command, schedule_command, status_command
 from .config import ConfigError, load_settings
 
@@ -73,3 +74,4 @@ cli.add_command(collect_command)
 cli.add_command(schedule_command)
 cli.add_command(status_command)
 cli.add_command(export_command)
+cli.add_command(alerts_group)

@@ -31,12 +31,14 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Archive file [env MOEGO_MONITOR_DB; default data/moego-monitor.db].")
     @click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for MoeGo [env MOEGO_TIMEOUT; default 30].")
     @click.option("--redact-header", "secret_headers", multiple=True, help="Another header whose values are secret (repeatable) [env MOEGO_REDACT_HEADERS].")
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                  help="Alerts configuration (TOML) [env MOEGO_MONITOR_CONFIG; default moego-monitor.toml beside the archive].")
     @functools.wraps(func)
     def wrapper(*args: Any, api_key: str | None, base_url: str | None, db_path: str | None,
-                timeout_s: float | None, secret_headers: tuple[str, ...], **kwargs: Any) -> Any:
+                timeout_s: float | None, secret_headers: tuple[str, ...], config_path: str | None, **kwargs: Any) -> Any:
         try:
             settings = load_settings(api_key=api_key, base_url=base_url, db_path=db_path, timeout_s=timeout_s,
-                                     secret_headers=secret_headers)
+                                     secret_headers=secret_headers, config_path=config_path)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         return func(*args, settings=settings, **kwargs)

@@ -11,6 +11,10 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | timeout_s      | ``--timeout``     | ``MOEGO_TIMEOUT``        | 30 seconds                   |
 | secret_headers | ``--redact-header`` | ``MOEGO_REDACT_HEADERS`` (comma-separated) | none beyond the built-in list |
 | overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour                       |
+| config_path    | ``--config``      | ``MOEGO_MONITOR_CONFIG`` | ``moego-monitor.toml`` beside the archive, if present |
+
+``environ`` keeps the environment as it was read, for the alerts configuration's ``env:NAME`` and
+``${NAME}`` channel URLs (:mod:`collectors.alerts.config`); it is never shown or compared.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlparse
 
@@ -45,6 +50,8 @@ class Settings:
     secret_headers: tuple[str, ...] = ()
     overlap: timedelta = timedelta(hours=1)
     page_size: int = 500
+    config_path: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     def require_api_key(self) -> str:
         """The API key, or a :class:`ConfigError` saying how to provide one."""
@@ -100,12 +107,18 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
     page_size = int(flags.get("page_size") or 500)  # type: ignore[arg-type]
     if not 1 <= page_size <= 500:
         raise ConfigError(f"page size must be 1..500 (MoeGo's limit), got {page_size}")
+    db_path = Path(str(pick("db_path", "MOEGO_MONITOR_DB", DEFAULT_DB_PATH)))
+    config_path = pick("config_path", "MOEGO_MONITOR_CONFIG", None)
+    if config_path is None and (db_path.parent / "moego-monitor.toml").is_file():
+        config_path = db_path.parent / "moego-monitor.toml"
     return Settings(
         api_key=api_key,
         base_url=base_url,
-        db_path=Path(str(pick("db_path", "MOEGO_MONITOR_DB", DEFAULT_DB_PATH))),
+        db_path=db_path,
         timeout_s=timeout_s,
         secret_headers=secret_headers,
         overlap=overlap,
         page_size=page_size,
+        config_path=Path(str(config_path)) if config_path is not None else None,
+        environ=MappingProxyType(dict(env)),
     )

@@ -113,6 +113,8 @@ def run_schedule(
         except sqlite3.Error as exc:
             raise PassFailed(f"pass failed: cannot write the archive at {settings.db_path} ({exc})") from None
         line = _describe_pass(result, time.monotonic() - began)
+        if result.alerts is not None:
+            (log.info if result.alerts.ok else log.warning)(result.alerts.line)
         if result.outcome == "failed":
             raise PassFailed(f"{line}; {result.error}")
         log.info(line)

@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import sqlite_utils
@@ -160,6 +160,7 @@ class CollectResult:
     webhooks: list[SyncResult] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    alerts: Any = None  # collectors.alerts.AlertsOutcome of the rules evaluated after the pass
 
     @property
     def ok(self) -> bool:
@@ -526,6 +527,8 @@ def collect(
                         error=_describe_crash(exc))
                 raise
             _finish(db, result, clock, outcome=result.outcome, error=result.error)
+            from .alerts import after_pass  # rules, incidents, notifications: never raises
+            result.alerts = after_pass(settings, db, result.outcome)
             return result
         finally:
             db.close()
