@@ -52,6 +52,12 @@ def load_apprise() -> Any:
         except ImportError:  # Python 3.13+: Apprise installs its own stand-in
             pass
         import apprise
+    # Apprise logs URL parts (tokens) as it parses and sends: its records must not reach any log. They
+    # are kept off the root logger; send() still reads them through Apprise's own log callback.
+    quiet = logging.getLogger("apprise")
+    if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+        quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     return apprise
 
 
