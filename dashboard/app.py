@@ -25,6 +25,7 @@ from collectors import archive  # noqa: E402
 from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
 from dashboard import ui  # noqa: E402
 from dashboard.filters import ceil_minute  # noqa: E402
+from dashboard.incidents_ui import render_banner  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
 
 
@@ -62,6 +63,7 @@ page = st.navigation(
         st.Page("views/deliveries.py", title="Deliveries", icon=":material/list_alt:", url_path="deliveries"),
         st.Page("views/archive_health.py", title="Archive health", icon=":material/inventory_2:", url_path="archive"),
         st.Page("views/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
+        st.Page("views/incidents.py", title="Incidents", icon=":material/notification_important:", url_path="incidents"),
     ]
 )
 
@@ -75,4 +77,5 @@ ui.set_context(ui.Context(settings, filters, now, tz, options))
 with st.sidebar:
     st.caption(f"Archive: `{settings.db_path}`")
 
+render_banner(str(settings.db_path))  # while any incident is unresolved
 page.run()

@@ -1,0 +1,67 @@
+"""What the Incidents page and the banner share: reading incidents, links to their failed deliveries, safe text.
+
+Reads go through :mod:`collectors.alerts.incidents` (the owner of the incident tables); the page
+never writes SQL. Everything an incident says comes from MoeGo or the archive, so it is shown as
+plain text: :func:`plain` escapes Markdown where a Streamlit element would render it.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime
+
+import streamlit as st
+
+from collectors import archive
+from collectors.alerts.incidents import Incident, list_incidents
+
+from .filters import Filters, to_query_params
+
+__all__ = ["plain", "read_incidents", "failed_link_params", "render_banner"]
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """``text`` with Markdown's special characters escaped, so Streamlit shows it as written."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def read_incidents(db_path: str, *, active_only: bool = False, limit: int = 200) -> list[Incident]:
+    """Incidents from the archive, unresolved first (not cached: an action must show at once)."""
+    db = archive.connect(db_path, readonly=True)
+    try:
+        return list_incidents(db.conn, active_only=active_only, limit=limit)
+    finally:
+        db.conn.close()
+
+
+def failed_link_params(incident: Incident, now: datetime) -> dict[str, str | list[str]]:
+    """The Deliveries page's URL parameters for the incident's failed deliveries: its webhook, its span, failed."""
+    since, until = incident.failed_window(now)
+    filters = Filters(time_range="custom", since=since, until=until, webhooks=(incident.webhook_id,),
+                      outcome="failed")
+    return to_query_params(filters)
+
+
+def render_banner(db_path: str) -> None:
+    """A warning above every page while any incident is unresolved, with a link to the Incidents page."""
+    try:
+        active = read_incidents(db_path, active_only=True, limit=4)
+    except (sqlite3.Error, archive.ArchiveError):  # the page itself says what is wrong with the archive
+        return
+    if not active:
+        return
+    db = archive.connect(db_path, readonly=True)
+    try:
+        from collectors.alerts.incidents import active_count
+
+        total = active_count(db.conn)
+    finally:
+        db.conn.close()
+    shown = "; ".join(plain(i.subject) for i in active[:3]) + ("; …" if total > 3 else "")
+    with st.container(key="incident_banner"):
+        st.warning(f"**{total} incident{'s' if total != 1 else ''} unresolved:** {shown}",
+                   icon=":material/notification_important:")
+        st.page_link("views/incidents.py", label="Open the Incidents page", icon=":material/arrow_forward:")

@@ -1,0 +1,152 @@
+"""Incidents: unresolved first, with acknowledge/snooze/resolve; history below; failed deliveries one click away.
+
+Widget keys (for tests and the browser test): ``incident_actor`` (who you are), per incident ``ack_<id>``,
+``snooze_span_<id>``, ``snooze_<id>``, ``resolve_<id>``, ``failed_<id>`` (the link), ``count_<id>`` and
+``redeliver_<id>`` (recovery). The actions are :mod:`collectors.alerts` functions; this page only draws.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from collectors import archive
+from collectors.alerts.incidents import (Incident, IncidentError, acknowledge, history, notifications, resolve,
+                                         snooze)
+from dashboard import ui
+from dashboard.incidents_ui import failed_link_params, plain, read_incidents
+
+SNOOZE_SPANS = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "1 day": timedelta(days=1),
+                "1 week": timedelta(days=7)}
+_DONE = "_incident_done"
+_PLANS = "_incident_plans"
+
+ctx = ui.context()
+st.title("Incidents")
+st.caption("Opened by the alert rules after each collector pass; resolved when the condition clears. "
+           "Acknowledge to stop reminders, snooze to pause them, resolve when it is handled.")
+actor = st.text_input("Your name", key="incident_actor", placeholder="recorded with each action (default: dashboard)",
+                      max_chars=60).strip() or "dashboard"
+
+
+def _act(action: str, incident_id: int, span: timedelta | None = None) -> None:
+    """Run one incident action for the person named above; keep its one-line outcome for the next run."""
+    db = archive.connect(ctx.settings.db_path)
+    try:
+        if action == "ack":
+            done = acknowledge(db, incident_id, by=actor)
+        elif action == "snooze":
+            done = snooze(db, incident_id, span or timedelta(hours=1), by=actor)
+        else:
+            done = resolve(db, incident_id, by=actor)
+        st.session_state[_DONE] = ("success", f"Incident #{done.id} is {done.state} ({actor}).")
+    except IncidentError as exc:
+        st.session_state[_DONE] = ("error", str(exc))
+    finally:
+        db.conn.close()
+    ui.clear_caches()
+
+
+def _count(incident: Incident) -> None:
+    from collectors.alerts.recovery import recovery_plan
+
+    db = archive.connect(ctx.settings.db_path, readonly=True)
+    try:
+        st.session_state.setdefault(_PLANS, {})[incident.id] = recovery_plan(db.conn, incident)
+    finally:
+        db.conn.close()
+
+
+def _redeliver(incident: Incident) -> None:
+    from collectors.alerts.recovery import redeliver_incident
+
+    db = archive.connect(ctx.settings.db_path)
+    try:
+        result = redeliver_incident(ctx.settings, db, incident.id, by=actor)
+        st.session_state[_DONE] = ("success", f"Incident #{incident.id}: failed events redelivered: {result.summary}.")
+    except Exception as exc:  # one line on the page, never a traceback
+        st.session_state[_DONE] = ("error", f"Redelivery for incident #{incident.id} failed: {exc}")
+    finally:
+        db.conn.close()
+    st.session_state.get(_PLANS, {}).pop(incident.id, None)
+    ui.clear_caches()
+
+
+def _details(incident: Incident) -> None:
+    db = archive.connect(ctx.settings.db_path, readonly=True)
+    try:
+        events, messages = history(db.conn, incident.id), notifications(db.conn, incident.id)
+    finally:
+        db.conn.close()
+    st.dataframe(pd.DataFrame([(ui.fmt_time(e.at, ctx.tz), e.action, e.actor, e.note or "") for e in events],
+                              columns=["When", "What", "Who", "Note"]), hide_index=True, key=f"history_{incident.id}")
+    if messages:
+        st.dataframe(pd.DataFrame([(m.kind, m.channel, m.status, m.attempts, m.error or "") for m in messages],
+                                  columns=["Message", "Channel", "Status", "Attempts", "Error"]),
+                     hide_index=True, key=f"messages_{incident.id}")
+
+
+def _recovery(incident: Incident) -> None:
+    if not incident.about_deliveries:
+        return
+    st.page_link("views/deliveries.py", label="Failed deliveries of this incident", icon=":material/list_alt:",
+                 query_params=failed_link_params(incident, ctx.now))
+    if not ctx.settings.api_key:
+        st.caption("Set MOEGO_API_KEY to redeliver its failed events from here.")
+        return
+    plan = st.session_state.get(_PLANS, {}).get(incident.id)
+    if plan is None:
+        st.button("Count failed events to redeliver", key=f"count_{incident.id}", on_click=_count, args=(incident,),
+                  help="Events whose every attempt failed; skips those that later succeeded or that MoeGo deleted.")
+        return
+    st.text(f"{len(plan.to_send):,} failed events to redeliver, {len(plan.skipped):,} skipped "
+            "(later succeeded, duplicate, or deleted by MoeGo).")
+    st.button(f"Redeliver {len(plan.to_send):,} events", key=f"redeliver_{incident.id}", type="primary",
+              disabled=not plan.to_send, on_click=_redeliver, args=(incident,))
+
+
+done = st.session_state.pop(_DONE, None)
+if done:
+    (st.success if done[0] == "success" else st.error)(plain(done[1]))
+
+incidents = read_incidents(ctx.db_path)
+active = [i for i in incidents if i.active]
+resolved = [i for i in incidents if not i.active]
+
+st.subheader(f"Unresolved ({len(active)})")
+if not active:
+    st.success("Nothing is wrong that a rule can see.", icon=":material/check_circle:")
+for incident in active:
+    with st.container(border=True, key=f"incident_{incident.id}"):
+        state = incident.state.upper()
+        if incident.state == "snoozed" and incident.snoozed_until:
+            state += f" until {ui.fmt_time(incident.snoozed_until, ctx.tz)}"
+        st.markdown(f"**#{incident.id} · {plain(state)} · {plain(incident.subject)}**")
+        st.text(incident.summary)
+        st.caption(f"Opened {ui.fmt_time(incident.opened_at, ctx.tz)} · last seen {ui.fmt_time(incident.last_seen_at, ctx.tz)}"
+                   + (f" · webhook {plain(incident.webhook_id)}" if incident.webhook_id else ""))
+        cols = st.columns([1, 1, 1, 1])
+        cols[0].button("Acknowledge", key=f"ack_{incident.id}", on_click=_act, args=("ack", incident.id),
+                       disabled=incident.state == "acknowledged", icon=":material/done:")
+        span = cols[1].selectbox("Snooze for", list(SNOOZE_SPANS), key=f"snooze_span_{incident.id}",
+                                 label_visibility="collapsed")
+        cols[2].button("Snooze", key=f"snooze_{incident.id}", on_click=_act,
+                       args=("snooze", incident.id, SNOOZE_SPANS[span]), icon=":material/snooze:")
+        cols[3].button("Resolve", key=f"resolve_{incident.id}", on_click=_act, args=("resolve", incident.id),
+                       icon=":material/task_alt:")
+        _recovery(incident)
+        with st.expander("History and messages"):
+            _details(incident)
+
+st.subheader(f"History ({len(resolved)} resolved)")
+if not resolved:
+    st.caption("No resolved incidents yet.")
+for incident in resolved:
+    by = "the condition cleared" if incident.resolved_by == "auto" else f"by {incident.resolved_by}"
+    with st.expander(f"#{incident.id} · {plain(incident.subject)} · resolved {ui.fmt_time(incident.resolved_at, ctx.tz)} ({plain(by)})"):
+        st.text(incident.summary)
+        st.caption(f"Opened {ui.fmt_time(incident.opened_at, ctx.tz)}")
+        _recovery(incident)
+        _details(incident)

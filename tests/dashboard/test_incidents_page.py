@@ -1,0 +1,110 @@
+"""The Incidents page and the banner in AppTest, on a seeded archive whose incidents the real rules opened."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlparse
+
+from streamlit.testing.v1 import AppTest
+
+from collectors import archive
+from collectors.alerts import run_alerts
+from collectors.alerts.incidents import history, list_incidents
+from collectors.config import Settings
+
+from .seed import BETA, GAMMA, Seed
+from .test_app import no_exception
+
+
+def _open_incidents(seed: Seed) -> None:
+    db = archive.connect(seed.path)
+    try:
+        run_alerts(Settings(db_path=seed.path), db, now=datetime.now(timezone.utc))
+    finally:
+        db.close()
+
+
+def _incidents(seed: Seed):
+    db = archive.connect(seed.path, readonly=True)
+    try:
+        return {(i.rule, i.webhook_id): i for i in list_incidents(db.conn)}
+    finally:
+        db.close()
+
+
+def shown(markdown: str) -> str:
+    """What a person reads of escaped Markdown."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def _banner(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "unresolved" in str(w.value)]
+
+
+def test_no_banner_while_nothing_is_open(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path)
+    no_exception(at)
+    assert _banner(at) == []
+
+
+def test_the_banner_shows_on_every_page_while_an_incident_is_open(run_app, live_seed: Seed) -> None:
+    _open_incidents(live_seed)
+    total = len([i for i in _incidents(live_seed).values() if i.active])
+    assert total >= 2
+    for page in (None, "views/deliveries.py", "views/webhooks.py", "views/incidents.py"):
+        at = run_app(live_seed.path, page=page)
+        no_exception(at)
+        banner = _banner(at)
+        assert len(banner) == 1 and banner[0].startswith(f"**{total} incidents unresolved:**"), (page, banner)
+        named = banner[0].split(":** ", 1)[1].split("; ")
+        assert len(named) == 4 and named[-1] == "…"  # the newest three, then a sign that there are more
+        assert all(" on receiver\\.example/wh\\_" in n for n in named[:3])
+
+
+def test_the_incidents_page_lists_open_first_and_acknowledges_with_the_persons_name(run_app, live_seed: Seed) -> None:
+    _open_incidents(live_seed)
+    beta = _incidents(live_seed)[("consecutive_failures", BETA)]
+    at = run_app(live_seed.path, page="views/incidents.py")
+    no_exception(at)
+    assert at.title[0].value == "Incidents"
+    headers = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert f"**#{beta.id} · OPEN · consecutive\\_failures on receiver\\.example/wh\\_beta**" in headers
+    assert "the latest 5 deliveries all failed" in " ".join(t.value for t in at.text)
+
+    at.text_input(key="incident_actor").set_value("alice").run()
+    at.button(key=f"ack_{beta.id}").click().run()
+    no_exception(at)
+    assert f"Incident #{beta.id} is acknowledged (alice)." in [shown(s.value) for s in at.success]
+    assert _incidents(live_seed)[("consecutive_failures", BETA)].state == "acknowledged"
+    db = archive.connect(live_seed.path, readonly=True)
+    try:
+        assert [(e.action, e.actor) for e in history(db.conn, beta.id)][-1] == ("acknowledged", "alice")
+    finally:
+        db.close()
+    headers = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert f"**#{beta.id} · ACKNOWLEDGED · consecutive\\_failures on receiver\\.example/wh\\_beta**" in headers
+
+
+def test_resolving_moves_an_incident_to_the_history_below(run_app, live_seed: Seed) -> None:
+    _open_incidents(live_seed)
+    gamma = _incidents(live_seed)[("webhook_inactive", GAMMA)]
+    at = run_app(live_seed.path, page="views/incidents.py")
+    at.button(key=f"resolve_{gamma.id}").click().run()
+    no_exception(at)
+    assert _incidents(live_seed)[("webhook_inactive", GAMMA)].resolved_by == "dashboard"
+    subheaders = [s.value for s in at.subheader]
+    assert subheaders[0].startswith("Unresolved (") and subheaders[1] == "History (1 resolved)"
+    assert any(e.label.startswith(f"#{gamma.id} · webhook\\_inactive on receiver\\.example/wh\\_gamma · resolved")
+               for e in at.expander)
+
+
+def test_the_failed_deliveries_of_an_incident_are_one_link_away(run_app, live_seed: Seed) -> None:
+    _open_incidents(live_seed)
+    beta = _incidents(live_seed)[("consecutive_failures", BETA)]
+    at = run_app(live_seed.path, page="views/incidents.py")
+    links = [el for el in at.get("page_link") if el.proto.label == "Failed deliveries of this incident"]
+    assert links, "no link to the failed deliveries"
+    query = parse_qs(urlparse(links[0].proto.query_string and "?" + links[0].proto.query_string).query)
+    assert query["webhook"] == [BETA] and query["outcome"] == ["failed"] and query["range"] == ["custom"]
+    assert query["since"] == [beta.failures_since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
