@@ -146,7 +146,7 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: timedelta | N
         bars.close()
     for one in result.webhooks:
         click.echo(one.summary_line())
-    if result.alerts is not None:
+    if result.alerts is not None and result.alerts.worth_telling:
         click.echo(result.alerts.line, err=not result.alerts.ok)
     if result.outcome == "interrupted":
         raise click.ClickException("collect interrupted: the next run resumes where this one stopped")

@@ -44,6 +44,8 @@ from .sync import DEFAULT_CHUNK, CollectResult, collect
 __all__ = ["PassFailed", "log", "run_schedule", "stop_on_signals", "default_jitter"]
 
 log = logging.getLogger("moego_monitor.schedule")
+#: The alerts' line after a pass that changed an incident or sent a message (shown by the schedule's handler).
+alerts_log = logging.getLogger("moego_monitor.schedule.alerts")
 
 
 class PassFailed(Exception):
@@ -113,8 +115,8 @@ def run_schedule(
         except sqlite3.Error as exc:
             raise PassFailed(f"pass failed: cannot write the archive at {settings.db_path} ({exc})") from None
         line = _describe_pass(result, time.monotonic() - began)
-        if result.alerts is not None:
-            (log.info if result.alerts.ok else log.warning)(result.alerts.line)
+        if result.alerts is not None and result.alerts.worth_telling:
+            (alerts_log.info if result.alerts.ok else alerts_log.warning)(result.alerts.line)
         if result.outcome == "failed":
             raise PassFailed(f"{line}; {result.error}")
         log.info(line)

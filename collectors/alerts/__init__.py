@@ -48,6 +48,13 @@ class AlertsOutcome:
         return not self.errors and (self.report is None or not (self.report.failed or self.report.abandoned))
 
     @property
+    def worth_telling(self) -> bool:
+        """True when something changed, was sent, or went wrong (a quiet pass says nothing about alerts)."""
+        c, r = self.changes, self.report
+        return bool(self.errors or self.redelivered or (c and (c.opened or c.resolved or c.reminded))
+                    or (r and (r.sent or r.failed or r.abandoned)))
+
+    @property
     def line(self) -> str:
         """``alerts: 1 opened, 0 resolved, 2 unresolved; 1 message sent, 1 failed (ops: ...)``."""
         parts = []
