@@ -83,6 +83,12 @@ def _describe_pass(result: CollectResult, seconds: float) -> str:
     return f"pass #{result.run_id} {result.outcome}: {counts}"
 
 
+def _tell_alerts(result: CollectResult) -> None:
+    """One line about the alerts after a pass that changed an incident, sent a message or failed to."""
+    if result.alerts is not None and result.alerts.worth_telling:
+        (alerts_log.info if result.alerts.ok else alerts_log.warning)(result.alerts.line)
+
+
 def run_schedule(
     settings: Settings,
     *,
@@ -115,11 +121,11 @@ def run_schedule(
         except sqlite3.Error as exc:
             raise PassFailed(f"pass failed: cannot write the archive at {settings.db_path} ({exc})") from None
         line = _describe_pass(result, time.monotonic() - began)
-        if result.alerts is not None and result.alerts.worth_telling:
-            (alerts_log.info if result.alerts.ok else alerts_log.warning)(result.alerts.line)
         if result.outcome == "failed":
+            _tell_alerts(result)
             raise PassFailed(f"{line}; {result.error}")
         log.info(line)
+        _tell_alerts(result)
 
     def on_error(event: JobExecutionEvent) -> None:
         exc = event.exception

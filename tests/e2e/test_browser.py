@@ -1,4 +1,4 @@
-"""End to end, as a person would: `moego-monitor demo` up, a real Chromium, redeliver a failed entry.
+"""End to end, as a person would: `moego-monitor demo` up, a real Chromium, redeliver a failed entry, acknowledge an incident.
 
 The demo stack (sandbox, scheduled collector, dashboard) runs as one subprocess exactly as
 `make demo` starts it; Playwright drives Debian's /usr/bin/chromium. The test saves a screenshot
@@ -167,3 +167,43 @@ def test_filter_to_failures_open_one_and_redeliver_it(demo):
             page.screenshot(path=str(ARTIFACTS / "e2e-new-attempt.png"), full_page=True)
         finally:
             browser.close()
+
+
+def _open_incident(db: Path) -> int | None:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT id FROM incidents WHERE state = 'open' ORDER BY opened_at DESC, id DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def test_acknowledge_an_incident_with_ones_name(demo):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = demo
+    deadline = time.monotonic() + 120  # the demo's rules run after its first collector pass
+    while (incident_id := _open_incident(db)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert incident_id is not None, "the demo's rules opened no incident within 2 minutes"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/incidents")
+            expect(page.get_by_role("heading", name="Incidents")).to_be_visible(timeout=30_000)
+            # The banner says something is open, on this page as on every other.
+            expect(page.locator(".st-key-incident_banner")).to_contain_text("unresolved", timeout=15_000)
+
+            name = page.locator(".st-key-incident_actor input")
+            name.fill("Playwright Pat")
+            name.press("Enter")
+            page.locator(f".st-key-ack_{incident_id}").get_by_role("button").click()
+            expect(page.get_by_text(f"Incident #{incident_id} is acknowledged (Playwright Pat).")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "e2e-incident-acknowledged.png"), full_page=True)
+        finally:
+            browser.close()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        state = conn.execute("SELECT state FROM incidents WHERE id = ?", (incident_id,)).fetchone()[0]
+        last = conn.execute("SELECT action, actor FROM incident_events WHERE incident_id = ? ORDER BY id DESC LIMIT 1",
+                            (incident_id,)).fetchone()
+    assert state == "acknowledged"
+    assert last == ("acknowledged", "Playwright Pat")
