@@ -102,3 +102,38 @@ def history_of(db_path: Path, incident_id: int):
         return history(db.conn, incident_id)
     finally:
         db.close()
+
+
+def test_a_rule_can_redeliver_its_failed_events_once_the_receiver_is_back(fresh_sandbox, tmp_path: Path) -> None:
+    sandbox = fresh_sandbox
+    with make_client(sandbox_settings(sandbox, tmp_path / "unused.db")) as client:
+        hook = next(h for h in client.list_webhooks() if h.endpoint_url.endswith("/hooks/orders-sync"))
+    config = tmp_path / "moego-monitor.toml"
+    config.write_text(f"""
+[alerts]
+builtin = false
+
+[[alerts.rules]]
+kind = "consecutive_failures"
+count = 5
+webhooks = ["{hook.id}"]
+auto_redeliver = true
+auto_redeliver_cap = 3
+""")
+    settings = dataclasses.replace(sandbox_settings(sandbox, tmp_path / "archive.db"), config_path=config)
+    sandbox.generate(hook.id, 8, fail_rate=1.0, spread_seconds=20)
+    opened = collect(settings)
+    assert [i.rule for i in opened.alerts.changes.opened] == ["consecutive_failures"]
+    time.sleep(1.5)
+    sandbox.generate(hook.id, 3, fail_rate=0.0, spread_seconds=1)
+    healed = collect(settings)
+    assert healed.alerts.ok, healed.alerts.line
+    (incident,) = healed.alerts.changes.resolved
+    assert healed.alerts.redelivered == [f"incident #{incident.id} redelivered: 3 sent, 0 failed, 0 skipped"]
+    audit = db_rows(settings.db_path, "SELECT outcome, requested_by FROM redeliveries")
+    assert audit == [("sent", "incident")] * 3
+    # Only events that never succeeded were sent, and the new attempts are archived.
+    sent = db_rows(settings.db_path, "SELECT d.success FROM redeliveries r JOIN deliveries d ON d.id = r.new_delivery_id")
+    assert len(sent) == 3
+    actions = [(e.action, e.actor) for e in history_of(settings.db_path, incident.id)]
+    assert actions[-1] == ("redelivered", "auto-redeliver")
