@@ -33,7 +33,9 @@ def _who(by: str | None) -> str:
 
 
 def _writable(settings: Settings):
-    archive.check_readable(settings.db_path)
+    """The archive opened for writing, brought to this version's shape; it must exist already."""
+    if not settings.db_path.exists():
+        raise archive.ArchiveError(f"no archive at {settings.db_path}: run 'moego-monitor collect' first")
     db = archive.connect(settings.db_path)
     archive.ensure_db_shape(db)
     return db

@@ -378,10 +378,14 @@ def _rules(raw: Any, check: _Checker, channel_names: set[str], remind: timedelta
         raise check.fail("alerts.rules", "alerts", 0, "rules", "expected [[alerts.rules]] tables")
     out: list[RuleConfig] = []
     for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise check.fail(f"alerts.rules[{index + 1}]", "alerts.rules", index, None, "expected a table")
+    # General rules first, so that an override starts from its kind's general rule wherever it is written.
+    order = [i for i, item in enumerate(raw) if "webhooks" not in item] + [i for i, item in enumerate(raw) if "webhooks" in item]
+    for index in order:
+        item = raw[index]
         where = f"alerts.rules[{index + 1}]"
         section = "alerts.rules"
-        if not isinstance(item, dict):
-            raise check.fail(where, section, index, None, "expected a table")
         kind = item.get("kind")
         if kind not in RULE_PARAMS:
             raise check.fail(f"{where}.kind", section, index, "kind", f"expected one of {', '.join(RULE_KINDS)}, "

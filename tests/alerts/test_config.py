@@ -47,6 +47,21 @@ threshold = 0.5
     assert config.channels_of(other) == ("ops",)  # no channels named: every channel
 
 
+def test_an_override_written_before_its_general_rule_still_starts_from_it() -> None:
+    config = parse_alerts_config("""
+[[alerts.rules]]
+kind = "success_rate"
+webhooks = ["wh_legacy"]
+threshold = 0.5
+
+[[alerts.rules]]
+kind = "success_rate"
+window = "30m"
+""", {})
+    legacy = config.rule_for("success_rate", "wh_legacy")
+    assert (legacy.params["threshold"], legacy.params["window"]) == (0.5, timedelta(minutes=30))
+
+
 def test_builtin_false_runs_only_the_listed_rules() -> None:
     config = parse_alerts_config('[alerts]\nbuiltin = false\n[[alerts.rules]]\nkind = "silence"\n', {})
     assert config.rule_for("silence", "wh_1") is not None
