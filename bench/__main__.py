@@ -25,7 +25,8 @@ from typing import Callable
 
 import pandas as pd
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 
 from .archive_gen import build_archive, synthetic_deliveries
 
@@ -57,7 +58,7 @@ def peak_memory(fn: Callable[[], object]) -> int:
 
 def bench_overview(conn: sqlite3.Connection, end, repeat: int) -> str:
     from dashboard import stats
-    from dashboard.filters import Filters
+    from collectors.archive.filters import Filters
 
     filters = Filters(time_range="custom", since=end - timedelta(days=30, minutes=17), until=end - timedelta(minutes=17))
     window = filters.window(end)
@@ -71,7 +72,7 @@ def bench_overview(conn: sqlite3.Connection, end, repeat: int) -> str:
 
 def bench_page(conn: sqlite3.Connection, end, repeat: int) -> str:
     from dashboard import queries
-    from dashboard.filters import Filters
+    from collectors.archive.filters import Filters
 
     filters = Filters(time_range="custom", since=end - timedelta(days=30), until=end, webhooks=("whk_3",))
     window = filters.window(end)
@@ -92,8 +93,8 @@ def bench_page(conn: sqlite3.Connection, end, repeat: int) -> str:
 
 
 def bench_export(conn: sqlite3.Connection, end) -> str:
-    from dashboard.export import export_csv
-    from dashboard.filters import Filters
+    from collectors.archive.export import export_csv
+    from collectors.archive.filters import Filters
 
     filters = Filters(time_range="custom", since=end - timedelta(days=30), until=end)
 
@@ -118,7 +119,7 @@ class _Null(io.RawIOBase):
 def bench_write(workdir: Path, repeat: int) -> str:
     pages = list(synthetic_deliveries(5000, webhooks=2, days=1, end=pd.Timestamp("2026-11-01", tz="UTC").to_pydatetime()))
     chunks = [pages[i : i + 500] for i in range(0, len(pages), 500)]
-    rows = [store.delivery_row(d, seen_at=d.delivered_at) for d in pages]
+    rows = [writer.delivery_row(d, seen_at=d.delivered_at) for d in pages]
     columns = list(rows[0])
 
     def product() -> None:
@@ -129,8 +130,8 @@ def bench_write(workdir: Path, repeat: int) -> str:
         archive.ensure_db_shape(db)
         for chunk in chunks:
             with archive.transaction(db):
-                store.save_deliveries(db, chunk, seen_at=chunk[0].delivered_at)
-        db.conn.close()
+                writer.save_deliveries(db, chunk, seen_at=chunk[0].delivered_at)
+        db.close()
 
     def baseline() -> None:
         path = workdir / "bare.db"

@@ -10,12 +10,14 @@ reading "all deliveries" would cost), whose ratio grows with the rows.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.alerts.config import AlertsConfig
 from collectors.alerts.rules import evaluate_rules
 from collectors.models import Webhook, format_timestamp
@@ -29,17 +31,17 @@ WEBHOOKS = 10
 def _prepare(path: Path, *, rows: int, days: int) -> None:
     """An archive of ``rows`` over ``days``, with the webhooks, sync state and coverage the collector would write."""
     end = build_archive(path, rows=rows, webhooks=WEBHOOKS, days=days)
-    db = archive.connect(path)
-    with archive.transaction(db) as conn:
-        store.save_webhooks(db, [Webhook(id=f"whk_{i}", endpoint_url=f"https://partner.example/hooks/{i}",
+    conn = archive.connect(path)
+    with archive.transaction(conn):
+        writer.save_webhooks(conn, [Webhook(id=f"whk_{i}", endpoint_url=f"https://partner.example/hooks/{i}",
                                          is_active=True) for i in range(WEBHOOKS)], seen_at=end)
         for i in range(WEBHOOKS):
             conn.execute("INSERT INTO sync_state (webhook_id, last_success_at) VALUES (?, ?)",
                          (f"whk_{i}", format_timestamp(end)))
             conn.execute("INSERT INTO coverage (webhook_id, start, end) VALUES (?, ?, ?)",
                          (f"whk_{i}", format_timestamp(end - timedelta(days=days)), format_timestamp(end)))
-    db.conn.execute("ANALYZE")
-    db.close()
+    conn.execute("ANALYZE")
+    conn.close()
 
 
 def main() -> None:
@@ -57,7 +59,7 @@ def main() -> None:
               f"in {time.perf_counter() - started:.0f}s")
         config = AlertsConfig()
         dbs = {name: archive.connect(path, readonly=True) for name, path in (("month", small), ("year", large))}
-        end = dbs["month"].conn.execute("SELECT MAX(delivered_at) FROM deliveries").fetchone()[0]
+        end = dbs["month"].execute("SELECT MAX(delivered_at) FROM deliveries").fetchone()[0]
         from collectors.models import parse_timestamp
 
         now = parse_timestamp(end) + timedelta(minutes=1)
@@ -67,8 +69,8 @@ def main() -> None:
         print(f"every rule, 10 webhooks: 12 months take {year_t / month_t:4.2f}x the time of 1 month "
               f"({month_t * 1000:.1f} ms vs {year_t * 1000:.1f} ms; {findings['month']} vs {findings['year']} findings)")
 
-        def naive(db: archive.sqlite_utils.Database) -> object:
-            return db.conn.execute("SELECT webhook_id, COUNT(*), SUM(success = 0) FROM deliveries GROUP BY webhook_id").fetchall()
+        def naive(conn: sqlite3.Connection) -> object:
+            return conn.execute("SELECT webhook_id, COUNT(*), SUM(success = 0) FROM deliveries GROUP BY webhook_id").fetchall()
 
         year_n, month_n = side_by_side(lambda: naive(dbs["year"]), lambda: naive(dbs["month"]), args.repeat)
         print(f"contrast, a whole-archive aggregate: 12 months take {year_n / month_n:4.2f}x the time of 1 month")

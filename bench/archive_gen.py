@@ -7,7 +7,8 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.models import WebhookDelivery
 
 EVENT_TYPES = ("APPOINTMENT_CREATED", "APPOINTMENT_UPDATED", "CUSTOMER_UPDATED", "PET_UPDATED", "PET_CREATED")
@@ -48,11 +49,11 @@ def build_archive(path: Path, *, rows: int, webhooks: int = 10, days: int = 30, 
         page.append(delivery)
         if len(page) == 500:
             with archive.transaction(db):
-                store.save_deliveries(db, page, seen_at=end)
+                writer.save_deliveries(db, page, seen_at=end)
             page = []
     if page:
         with archive.transaction(db):
-            store.save_deliveries(db, page, seen_at=end)
-    db.conn.execute("ANALYZE")
-    db.conn.close()
+            writer.save_deliveries(db, page, seen_at=end)
+    db.execute("ANALYZE")
+    db.close()
     return end

@@ -1,4 +1,5 @@
-"""A client for MoeGo's Webhook API that speaks the contract exactly (``shared/moego-webhook-api.md``).
+"""A client for MoeGo's Webhook API that speaks its contract exactly (MoeGo's own
+definitions: ``moego/business/webhook/v1/webhook_service.proto`` and its OpenAPI file).
 
 One :class:`httpx.Client` is built by :func:`make_http_client` (base URL, ``Authorization: Basic``,
 timeouts always set, transport injectable for tests); :class:`MoeGoClient` wraps it with one method
@@ -17,7 +18,8 @@ Exceptions::
     │   ├── Internal                500  INTERNAL
     │   └── Unavailable             503  UNAVAILABLE
     ├── TransportError              no answer: cannot connect, timed out, connection broken
-    └── MalformedResponse           an answer that is not the JSON the contract promises
+    ├── MalformedResponse           an answer that is not the JSON the contract promises
+    └── NoWebhooksListed            ListWebhooks is empty while the archive tracks webhooks (a wrong key?)
 
 Retries: 429, 502, 503, 504 and timeouts are retried with bounded exponential backoff and full
 jitter, honouring ``Retry-After``; other statuses are not. Calls that send a webhook (redeliver,
@@ -126,6 +128,10 @@ class TransportError(MoeGoError):
 
 class MalformedResponse(MoeGoError):
     """MoeGo answered, but not with the JSON the contract describes."""
+
+
+class NoWebhooksListed(MoeGoError):
+    """MoeGo lists no webhook for this key although the archive tracks some: most likely the wrong key."""
 
 
 _CODES: dict[int, tuple[str, type[ApiError]]] = {

@@ -1,6 +1,6 @@
 """MoeGo Webhook API messages as typed dataclasses, parsed from proto3 JSON exactly.
 
-proto3 JSON as grpc-gateway writes it (see ``shared/moego-webhook-api.md``):
+proto3 JSON as grpc-gateway writes it (MoeGo's ``moego/business/webhook/v1/webhook.proto``):
 
 - field names are lowerCamelCase; a field holding its default value is omitted, so every parser
   here supplies the proto default (``""``, ``0``, ``False``, empty list or map) for a missing key;

@@ -1,4 +1,4 @@
-"""The ``schedule`` command's engine: :func:`collectors.sync.collect` every N minutes, until told to stop.
+"""The ``schedule`` command's engine: :func:`collectors.collect.collect` every N minutes, until told to stop.
 
 APScheduler 3.x ``BlockingScheduler`` (the scheduler is the whole process), one job with
 ``coalesce=True`` (passes missed while the machine slept run once), ``max_instances=1`` (a slow
@@ -38,8 +38,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from .archive import ArchiveError
 from .client import MoeGoClient
 from .config import Settings
-from .runs import CollectorBusy, one_line
-from .sync import DEFAULT_CHUNK, CollectResult, collect
+from .archive.runs import CollectorBusy, one_line
+from .collect import CollectResult, collect
+from .sync import DEFAULT_CHUNK
 
 __all__ = ["PassFailed", "log", "run_schedule", "stop_on_signals", "default_jitter"]
 

@@ -1,18 +1,15 @@
-"""Sync: copy MoeGo's delivery log into the archive, incrementally, before retention deletes it.
+"""Sync one webhook: copy its part of MoeGo's delivery log into the archive, incrementally, before
+retention deletes it.
 
-Two entry points:
-
-- :func:`collect` is one pass over every webhook (the ``collect`` and ``schedule`` commands, the
-  dashboard's "collect now"). It holds the collector lock, lists the webhooks, saves their
-  configuration, syncs each one, and records the pass in ``collector_runs``.
-- :func:`sync_webhook` syncs one webhook; the dashboard calls it with ``since=`` right after a
-  redelivery to fetch the new attempt.
+:func:`sync_webhook` syncs one webhook and records it as a run (after a redelivery, with ``since=``,
+to fetch the new attempt); :func:`sync_window` is the same sync inside a pass that
+:func:`collectors.collect.collect` runs over every webhook.
 
 How one webhook is synced (nothing here relies on the order MoeGo lists entries in):
 
 1. ``now`` is fixed when the sync starts. The window to read is ``[max(retention start,
    watermark - overlap), now)``; the watermark is the end of the coverage that runs without a gap
-   from the retention start (see :mod:`collectors.coverage`), so the first run reads all 15 days.
+   from the retention start (see :mod:`collectors.archive.coverage`), so the first run reads all 15 days.
    The overlap re-reads recent entries, which change while MoeGo retries them.
 2. The window is read in time chunks, oldest first (what expires soonest is saved first), each
    with ``ListWebhookDeliveries`` filtered on ``deliveryTime``, page by page.
@@ -31,7 +28,7 @@ How one webhook is synced (nothing here relies on the order MoeGo lists entries 
 
 A page that cannot be read (wrong key, unreachable host, limits outlasting the client's retries,
 a malformed answer) ends that webhook's sync as ``failed`` with one line saying why; nothing of
-that page is committed. :func:`collect` carries on with the next webhook.
+that page is committed; the pass carries on with the next webhook.
 """
 
 from __future__ import annotations
@@ -42,18 +39,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import urlparse
 
-import sqlite_utils
 
 from . import archive
-from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, NotFound, make_client
+from .archive.coverage import Interval, load_intervals, record_interval, retention_start, watermark
+from .archive.runs import finish_run, one_line, start_run
+from .archive.writer import SaveResult, save_deliveries
+from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, make_client
 from .config import Settings
-from .coverage import Interval, load_intervals, record_interval, retention_start, watermark
-from .models import Webhook, WebhookDelivery, format_timestamp, parse_timestamp
-from .runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
-from .store import SaveResult, mark_webhooks_deleted, save_deliveries, save_webhooks
+from .models import WebhookDelivery, format_timestamp, parse_timestamp
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -62,9 +58,13 @@ __all__ = [
     "SETTLE",
     "SyncProgress",
     "SyncResult",
-    "CollectResult",
+    "ProgressCallback",
+    "Clock",
     "sync_webhook",
-    "collect",
+    "sync_window",
+    "client_for",
+    "describe_crash",
+    "endpoint_label",
     "plan_chunks",
 ]
 
@@ -149,53 +149,7 @@ class SyncResult:
         return f"{name}: {counts}, covered {_short_time(covered.start)} → {until}"
 
 
-@dataclass
-class CollectResult:
-    """How one :func:`collect` pass went: per-webhook results, totals, the run row and its outcome."""
-
-    run_id: int
-    trigger: str
-    outcome: str = "ok"
-    error: str | None = None
-    webhooks: list[SyncResult] = field(default_factory=list)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    alerts: Any = None  # collectors.alerts.AlertsOutcome of the rules evaluated after the pass
-
-    @property
-    def ok(self) -> bool:
-        """True only when every webhook was synced completely."""
-        return self.outcome == "ok"
-
-    @property
-    def new(self) -> int:
-        """Entries archived for the first time, over all webhooks."""
-        return sum(r.new for r in self.webhooks)
-
-    @property
-    def updated(self) -> int:
-        """Archived entries whose content changed (retries), over all webhooks."""
-        return sum(r.updated for r in self.webhooks)
-
-    @property
-    def pages(self) -> int:
-        """Pages committed, over all webhooks."""
-        return sum(r.pages for r in self.webhooks)
-
-    @property
-    def summary_lines(self) -> list[str]:
-        """One line per webhook, then, when the pass did not succeed, one line saying why."""
-        lines = [r.summary_line() for r in self.webhooks]
-        if self.outcome == "failed" and self.error:
-            lines.append(f"collect failed: {self.error}")
-        elif self.outcome == "interrupted":
-            lines.append("collect interrupted: the next run resumes where this one stopped")
-        elif not self.webhooks:
-            lines.append("no webhooks: MoeGo lists none for this API key")
-        return lines
-
-
-class _Clock:
+class Clock:
     """The sync's fixed ``start`` plus a monotonic reading clock running from it.
 
     With ``now`` given (tests, or a caller with its own notion of MoeGo's time) both follow it;
@@ -246,13 +200,13 @@ class _Position:
     page_token: str
 
 
-def _ensure_state(db: sqlite_utils.Database, webhook_id: str) -> None:
-    with archive.transaction(db) as conn:
+def _ensure_state(conn: sqlite3.Connection, webhook_id: str) -> None:
+    with archive.transaction(conn):
         conn.execute("INSERT OR IGNORE INTO sync_state (webhook_id) VALUES (?)", (webhook_id,))
 
 
-def _saved_position(db: sqlite_utils.Database, webhook_id: str) -> _Position | None:
-    row = db.conn.execute(
+def _saved_position(conn: sqlite3.Connection, webhook_id: str) -> _Position | None:
+    row = conn.execute(
         "SELECT chunk_start, chunk_end, page_token FROM sync_state WHERE webhook_id = ?", (webhook_id,)
     ).fetchone()
     if not row or not row[0] or not row[1] or not row[2]:
@@ -276,9 +230,9 @@ def _set_position(conn: sqlite3.Connection, webhook_id: str, position: _Position
     )
 
 
-def _record_outcome(db: sqlite_utils.Database, webhook_id: str, *, success_at: datetime | None = None,
+def _record_outcome(conn: sqlite3.Connection, webhook_id: str, *, success_at: datetime | None = None,
                     error: str | None = None, error_at: datetime | None = None) -> None:
-    with archive.transaction(db) as conn:
+    with archive.transaction(conn):
         if success_at is not None:
             conn.execute("UPDATE sync_state SET last_success_at = ? WHERE webhook_id = ?",
                          (format_timestamp(success_at), webhook_id))
@@ -299,9 +253,9 @@ class _Sync:
     """The state of one webhook's sync while it runs."""
 
     settings: Settings
-    db: sqlite_utils.Database
+    conn: sqlite3.Connection
     client: MoeGoClient
-    clock: _Clock
+    clock: Clock
     result: SyncResult
     resumable: bool
     stop: threading.Event | None
@@ -323,17 +277,17 @@ class _Sync:
                     return
                 deliveries = _checked(page.deliveries, self.result.webhook_id)
                 last = not page.next_page_token
-                with archive.transaction(self.db) as conn:
-                    saved: SaveResult = save_deliveries(self.db, deliveries, seen_at=self.clock.now(),
+                with archive.transaction(self.conn):
+                    saved: SaveResult = save_deliveries(self.conn, deliveries, seen_at=self.clock.now(),
                                                         secret_headers=self.settings.secret_headers)
                     if self.resumable:
-                        _set_position(conn, self.result.webhook_id,
+                        _set_position(self.conn, self.result.webhook_id,
                                       None if last else _Position(chunk, page.next_page_token))
                     if last:
                         read_at = self.clock.now()
                         covered = Interval(max(chunk.start, retention_start(read_at)), min(chunk.end, read_at - SETTLE))
                         if covered.start < covered.end:
-                            record_interval(self.db, self.result.webhook_id, covered)
+                            record_interval(self.conn, self.result.webhook_id, covered)
                 self.result.pages += 1
                 self.result.new += saved.new
                 self.result.updated += saved.updated
@@ -370,30 +324,30 @@ def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[Webhook
     return out
 
 
-def _sync(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, webhook_id: str, *,
-          clock: _Clock, since: datetime | None, stop: threading.Event | None,
+def sync_window(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient, webhook_id: str, *,
+          clock: Clock, since: datetime | None, stop: threading.Event | None,
           progress: ProgressCallback | None, chunk: timedelta, label: str = "",
           edge_only: bool = False) -> SyncResult:
     """Sync one webhook (see the module docstring); MoeGo failures end up in the result, not raised.
 
     ``edge_only`` reads nothing but the short first chunk at the retention edge, if the window
-    starts there and no interrupted sync is pending (see :func:`collect`).
+    starts there and no interrupted sync is pending (see :func:`collectors.collect.collect`).
     """
     now = clock.start
     result = SyncResult(webhook_id=webhook_id, label=label, now=now)
     resumable = since is None
-    _ensure_state(db, webhook_id)
+    _ensure_state(conn, webhook_id)
     edge = retention_start(now)
-    sync = _Sync(settings, db, client, clock, result, resumable, stop, progress,
+    sync = _Sync(settings, conn, client, clock, result, resumable, stop, progress,
                  window=Interval(now, now), covered_until=now)
     try:
         if resumable:
-            position = _saved_position(db, webhook_id)
+            position = _saved_position(conn, webhook_id)
             if position is not None and edge_only:
                 return result  # the pending chunk is finished first, by the full sync
             if position is not None:
                 _resume(sync, position)
-            start = max(edge, watermark(load_intervals(db, webhook_id), edge) - settings.overlap)
+            start = max(edge, watermark(load_intervals(conn, webhook_id), edge) - settings.overlap)
         else:
             start = max(edge, since.astimezone(timezone.utc))  # type: ignore[union-attr]
         chunks = plan_chunks(start, now, length=chunk, edge=edge)
@@ -412,11 +366,11 @@ def _sync(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, we
     except MoeGoError as exc:
         result.outcome = "failed"
         result.error = one_line(str(exc))
-        _record_outcome(db, webhook_id, error=result.error, error_at=clock.now())
+        _record_outcome(conn, webhook_id, error=result.error, error_at=clock.now())
     else:
         if resumable and not edge_only:
-            _record_outcome(db, webhook_id, success_at=now)
-    result.covered = load_intervals(db, webhook_id)
+            _record_outcome(conn, webhook_id, success_at=now)
+    result.covered = load_intervals(conn, webhook_id)
     return result
 
 
@@ -425,8 +379,8 @@ def _resume(sync: _Sync, position: _Position) -> None:
     chunk = position.chunk
     if chunk.start < retention_start(sync.clock.now()) + RESUME_MARGIN or chunk.end > sync.clock.start:
         # Entries at the start may be deleted while we page (or the chunk is not ours): re-plan instead.
-        with archive.transaction(sync.db) as conn:
-            _set_position(conn, sync.result.webhook_id, None)
+        with archive.transaction(sync.conn):
+            _set_position(sync.conn, sync.result.webhook_id, None)
         return
     sync.result.resumed = True
     sync.window = Interval(chunk.start, sync.clock.start)
@@ -443,7 +397,7 @@ def _resume(sync: _Sync, position: _Position) -> None:
 
 def sync_webhook(
     settings: Settings,
-    db: sqlite_utils.Database,
+    conn: sqlite3.Connection,
     webhook_id: str,
     *,
     client: MoeGoClient | None = None,
@@ -454,9 +408,9 @@ def sync_webhook(
     progress: ProgressCallback | None = None,
     chunk: timedelta = DEFAULT_CHUNK,
 ) -> SyncResult:
-    """Sync one webhook's deliveries into ``db`` and record the run in ``collector_runs`` (``trigger``).
+    """Sync one webhook's deliveries into ``conn`` and record the run in ``collector_runs`` (``trigger``).
 
-    Without ``since``: from the watermark, resuming an interrupted sync (what :func:`collect` does
+    Without ``since``: from the watermark, resuming an interrupted sync (what :func:`collectors.collect.collect` does
     for each webhook). With ``since`` (aware datetime): only ``[since, now)``, e.g. right after a
     redelivery; its coverage is recorded, but it neither uses nor moves the resume position nor
     ``last_success_at``, so it is safe beside a running collector. ``now`` defaults to the wall
@@ -469,205 +423,24 @@ def sync_webhook(
         raise ValueError("since must be an aware datetime")
     if client is None:
         settings.require_api_key()
-    clock = _Clock(now)
-    archive.ensure_db_shape(db)
-    known = db.conn.execute("SELECT endpoint_url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
-    run_id = start_run(db, trigger, clock.start)
+    clock = Clock(now)
+    archive.ensure_db_shape(conn)
+    known = conn.execute("SELECT endpoint_url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+    run_id = start_run(conn, trigger, clock.start)
     try:
-        with _client_for(settings, client, stop=stop) as moego:
-            result = _sync(settings, db, moego, webhook_id, clock=clock, since=since, stop=stop,
-                           progress=progress, chunk=chunk, label=_label(known[0]) if known else "")
+        with client_for(settings, client, stop=stop) as moego:
+            result = sync_window(settings, conn, moego, webhook_id, clock=clock, since=since, stop=stop,
+                           progress=progress, chunk=chunk, label=endpoint_label(known[0]) if known else "")
     except BaseException as exc:
-        finish_run(db, run_id, outcome="failed", finished_at=clock.now(), webhooks=1, pages=0, new_rows=0,
-                   updated_rows=0, error=_describe_crash(exc))
+        finish_run(conn, run_id, outcome="failed", finished_at=clock.now(), webhooks=1, pages=0, new_rows=0,
+                   updated_rows=0, error=describe_crash(exc))
         raise
-    finish_run(db, run_id, outcome=result.outcome, finished_at=clock.now(), webhooks=1, pages=result.pages,
+    finish_run(conn, run_id, outcome=result.outcome, finished_at=clock.now(), webhooks=1, pages=result.pages,
                new_rows=result.new, updated_rows=result.updated, error=result.error)
     return result
 
 
-def collect(
-    settings: Settings,
-    *,
-    client: MoeGoClient | None = None,
-    trigger: str = "collect",
-    stop: threading.Event | None = None,
-    progress: ProgressCallback | None = None,
-    now: datetime | None = None,
-    chunk: timedelta = DEFAULT_CHUNK,
-) -> CollectResult:
-    """One pass over every webhook MoeGo lists, into the archive at ``settings.db_path``.
-
-    Holds the collector lock for the whole pass (raises :class:`collectors.runs.CollectorBusy`
-    at once when another collector holds it). Saves the webhooks' configuration and marks those
-    MoeGo no longer lists as deleted (their archive stays); active and inactive webhooks are both
-    synced, those furthest behind first. Every webhook's oldest slice at the retention edge is read
-    before any webhook is read in full, so that a long backfill of one does not let the others'
-    oldest entries expire. A failing webhook does not stop the others. Records the
-    pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
-    ``interrupted`` (``stop`` was set; the next pass resumes). MoeGo failures are reported in the
-    result, not raised; archive failures raise after the run is recorded. Without ``client`` and
-    without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
-    """
-    if client is None:
-        settings.require_api_key()
-    with collector_lock(settings.db_path):
-        db = archive.connect(settings.db_path)
-        try:
-            archive.ensure_db_shape(db)
-            clock = _Clock(now)
-            close_abandoned_runs(db, clock.start)
-            result = CollectResult(run_id=start_run(db, trigger, clock.start), trigger=trigger,
-                                   started_at=clock.start)
-            try:
-                _collect(settings, db, client, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
-            except BaseException as exc:
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                _finish(db, result, clock, outcome="interrupted" if interrupted else "failed",
-                        error=_describe_crash(exc))
-                raise
-            _finish(db, result, clock, outcome=result.outcome, error=result.error)
-            from .alerts import after_pass  # rules, incidents, notifications: never raises
-            result.alerts = after_pass(settings, db, result.outcome)
-            return result
-        finally:
-            db.close()
-
-
-def _collect(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient | None, result: CollectResult, *,
-             clock: _Clock, stop: threading.Event | None, progress: ProgressCallback | None,
-             chunk: timedelta) -> None:
-    """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
-    try:
-        with _client_for(settings, client, stop=stop) as moego:
-            webhooks = _listed_webhooks(db, moego, settings)
-            with archive.transaction(db):
-                save_webhooks(db, webhooks, seen_at=clock.start)
-                mark_webhooks_deleted(db, [w.id for w in webhooks], seen_at=clock.start,
-                                             confirmed=_confirmed_deleted(db, moego, webhooks))
-            ordered = _most_behind_first(db, webhooks, clock.start)
-            _sync_all(settings, db, moego, ordered, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
-    except MoeGoError as exc:
-        result.outcome = "failed"
-        result.error = one_line(str(exc))
-        return
-    if result.outcome == "interrupted":
-        return
-    failed = [r for r in result.webhooks if r.outcome == "failed"]
-    if failed:
-        result.outcome = "failed"
-        first = failed[0]
-        prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
-        result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
-
-
-class NoWebhooksListed(MoeGoError):
-    """MoeGo lists no webhook for this key although the archive tracks some: most likely the wrong key."""
-
-
-def _listed_webhooks(db: sqlite_utils.Database, moego: MoeGoClient, settings: Settings) -> list[Webhook]:
-    """ListWebhooks, refusing an empty answer while the archive tracks live webhooks.
-
-    An empty list from a key of another account (or a bad answer) must not mark every archived
-    webhook deleted and pass as a successful run.
-    """
-    webhooks = list(moego.list_webhooks(page_size=settings.page_size))
-    if not webhooks:
-        tracked = db.conn.execute("SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL").fetchone()[0]
-        if tracked:
-            raise NoWebhooksListed(
-                f"MoeGo lists no webhooks for this API key, but the archive tracks {tracked}: check that "
-                "MOEGO_API_KEY belongs to the right MoeGo account (nothing was marked deleted)"
-            )
-    return webhooks
-
-
-def _confirmed_deleted(db: sqlite_utils.Database, moego: MoeGoClient, listed: list[Webhook]) -> list[str]:
-    """Archived webhooks MoeGo no longer lists AND answers NOT_FOUND for: only those count as deleted.
-
-    A webhook missing from the list but still readable is kept (and appended to ``listed`` so it
-    is synced); one that cannot be checked now (any other error) is left as it was.
-    """
-    present = {w.id for w in listed}
-    confirmed: list[str] = []
-    for (webhook_id,) in db.conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL").fetchall():
-        if webhook_id in present:
-            continue
-        try:
-            listed.append(moego.get_webhook(webhook_id))
-        except NotFound:
-            confirmed.append(webhook_id)
-        except MoeGoError:
-            pass
-    return confirmed
-
-
-def _sync_all(settings: Settings, db: sqlite_utils.Database, client: MoeGoClient, ordered: list[Webhook],
-              result: CollectResult, *, clock: _Clock, stop: threading.Event | None,
-              progress: ProgressCallback | None, chunk: timedelta) -> None:
-    """Every webhook's oldest slice first (what MoeGo deletes next), then each webhook in full.
-
-    A long backfill of one webhook must not let the others' oldest entries expire meanwhile. A
-    webhook whose slice failed is not retried in the same pass. On a stop, webhooks not yet synced
-    in full are reported ``interrupted``.
-    """
-    results: dict[str, SyncResult] = {}
-    done: set[str] = set()
-
-    def stopped() -> bool:
-        return stop is not None and stop.is_set()
-
-    try:
-        for hook in ordered:
-            if stopped():
-                result.outcome = "interrupted"
-                return
-            head = _sync(settings, db, client, hook.id, clock=_Clock(clock.now()), since=None, stop=stop,
-                         progress=None, chunk=chunk, label=_label(hook.endpoint_url), edge_only=True)
-            results[hook.id] = head
-            if head.outcome != "ok":
-                done.add(hook.id)
-            if head.outcome == "interrupted":
-                result.outcome = "interrupted"
-                return
-        for hook in ordered:
-            if hook.id in done:
-                continue
-            if stopped():
-                result.outcome = "interrupted"
-                return
-            head = results[hook.id]
-            full = _sync(settings, db, client, hook.id, clock=_Clock(clock.now()), since=None, stop=stop,
-                         progress=progress, chunk=chunk, label=_label(hook.endpoint_url))
-            full.pages, full.new, full.updated = full.pages + head.pages, full.new + head.new, full.updated + head.updated
-            results[hook.id] = full
-            done.add(hook.id)
-            if full.outcome == "interrupted":
-                result.outcome = "interrupted"
-                return
-    finally:
-        for webhook_id, one in results.items():
-            if webhook_id not in done:
-                one.outcome = "interrupted"
-        result.webhooks = [results[hook.id] for hook in ordered if hook.id in results]
-
-
-def _most_behind_first(db: sqlite_utils.Database, webhooks: list[Webhook], now: datetime) -> list[Webhook]:
-    """Webhooks ordered by watermark, oldest first (ties by id), so the most exposed go first."""
-    edge = retention_start(now)
-    return sorted(webhooks, key=lambda w: (watermark(load_intervals(db, w.id), edge), w.id))
-
-
-def _finish(db: sqlite_utils.Database, result: CollectResult, clock: _Clock, *, outcome: str,
-            error: str | None) -> None:
-    result.outcome = outcome
-    result.error = error
-    result.finished_at = clock.now()
-    finish_run(db, result.run_id, outcome=outcome, finished_at=result.finished_at, webhooks=len(result.webhooks),
-               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=error)
-
-
-class _client_for:
+class client_for:
     """``client`` as given (left open), or one made from ``settings`` and closed on exit.
 
     A client made here waits out its retry backoff on ``stop``, so Ctrl-C or SIGTERM is not held
@@ -693,14 +466,14 @@ class _client_for:
             self._made.close()
 
 
-def _describe_crash(exc: BaseException) -> str:
+def describe_crash(exc: BaseException) -> str:
     """One line for an unexpected failure (never includes settings, so never the key)."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C) outside a page boundary; the next run resumes from the last committed page"
     return one_line(f"{type(exc).__name__}: {exc}")
 
 
-def _label(endpoint_url: str) -> str:
+def endpoint_label(endpoint_url: str) -> str:
     """A short name for a webhook: its endpoint's host and path, middle-elided past 48 characters."""
     parsed = urlparse(endpoint_url)
     text = (parsed.netloc + parsed.path).rstrip("/") or endpoint_url

@@ -23,8 +23,8 @@ import streamlit as st  # noqa: E402
 
 from collectors import archive  # noqa: E402
 from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
-from dashboard import ui  # noqa: E402
-from dashboard.filters import ceil_minute  # noqa: E402
+from dashboard import reads, ui  # noqa: E402
+from collectors.archive.filters import ceil_minute  # noqa: E402
 from dashboard.incidents_ui import render_banner  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
 
@@ -69,7 +69,7 @@ page = st.navigation(
 
 now = datetime.now(timezone.utc)
 try:
-    options = ui.read(str(settings.db_path), "filter_options", ceil_minute(now) - timedelta(days=31))
+    options = reads.filter_options(str(settings.db_path), ceil_minute(now) - timedelta(days=31))
 except sqlite3.DatabaseError as exc:
     _fail(f"Cannot read the archive at {settings.db_path}: {exc}")
 filters, tz = render_filters(options.webhooks, options.event_types, now)

@@ -1,9 +1,9 @@
 """"Redeliver every failed entry in this view": count first, confirm, send within MoeGo's rate, cancel.
 
 Flow (widget keys in brackets): [``bulk_count``] reads the view's failed entries and plans them
-with :func:`collectors.actions.plan_bulk` (entries MoeGo already deleted, later-succeeded and duplicate
+with :func:`collectors.bulk.plan_bulk` (entries MoeGo already deleted, later-succeeded and duplicate
 events skipped), showing
-the counts and an ETA; [``bulk_confirm``] sends with :func:`collectors.actions.bulk_redeliver`
+the counts and an ETA; [``bulk_confirm``] sends with :func:`collectors.bulk.bulk_redeliver_and_resync`
 under a progress bar; [``bulk_cancel``] (or any other interaction) stops it: Streamlit interrupts
 the run, and ``bulk_redeliver`` audits the entries it did not send as ``skipped`` before stopping;
 the next run reports the batch from its audit rows. The plan is
@@ -12,15 +12,13 @@ tied to the filters it was counted for; changing them discards it.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pandas as pd
 import streamlit as st
 
-from collectors import actions, archive
-from collectors.client import RetryConfig, make_client
+from collectors.bulk import BulkPlan, BulkProgress, bulk_redeliver_and_resync, new_batch_id
+from collectors.ratelimit import DEFAULT_PER_MINUTE
 
-from . import queries, ui
+from . import reads, ui
 
 __all__ = ["MAX_BULK", "render_bulk"]
 
@@ -32,61 +30,34 @@ _DONE = "_bulk_done"
 
 
 def _plan(ctx: ui.Context) -> None:
-    db = archive.connect(ctx.settings.db_path, readonly=True)
-    try:
-        found = queries.failed_candidates(db.conn, ctx.filters, ctx.window, limit=MAX_BULK + 1)
-        plan = actions.plan_bulk(db.conn, found[:MAX_BULK], now=ctx.now)
-    finally:
-        db.conn.close()
-    st.session_state[_PLAN] = {"filters": ctx.filters, "window": ctx.window, "plan": plan,
-                               "truncated": len(found) > MAX_BULK}
+    plan, truncated = reads.bulk_plan(ctx.db_path, ctx.filters, ctx.window, ctx.now, limit=MAX_BULK)
+    st.session_state[_PLAN] = {"filters": ctx.filters, "window": ctx.window, "plan": plan, "truncated": truncated}
     st.session_state.pop(_DONE, None)
 
 
 def _report(batch_id: str, ctx: ui.Context) -> None:
     """Show a finished (or cancelled) batch from its audit rows."""
-    db = archive.connect(ctx.settings.db_path, readonly=True)
-    try:
-        rows = db.conn.execute(
-            "SELECT outcome, COUNT(*) FROM redeliveries WHERE batch_id = ? GROUP BY outcome", (batch_id,)
-        ).fetchall()
-    finally:
-        db.conn.close()
-    counts = dict(rows)
+    counts = reads.bulk_batch_counts(ctx.db_path, batch_id)
     st.info(f"Batch `{batch_id}`: {counts.get('sent', 0)} sent, {counts.get('failed', 0)} failed, "
             f"{counts.get('skipped', 0)} skipped (see the `redeliveries` audit table).")
 
 
-def _send(ctx: ui.Context, plan: actions.BulkPlan) -> None:
-    batch_id = actions.new_batch_id()
+def _send(ctx: ui.Context, plan: BulkPlan) -> None:
+    batch_id = new_batch_id()
     st.session_state[_BATCH] = batch_id
     st.caption("Sending. Cancel, or any other click on the page, stops it before the next entry.")
     st.button("Cancel", key="bulk_cancel", icon=":material/cancel:", help="Stops before the next entry is sent.")
     bar = st.progress(0.0, text="Starting…")
 
-    def on_progress(p: actions.BulkProgress) -> None:
+    def on_progress(p: BulkProgress) -> None:
         text = f"{p.done} of {p.total} done: {p.sent} sent, {p.failed} failed, {p.skipped} skipped"
         if p.waiting_s > 0:
             text += f" · waiting {p.waiting_s:.0f} s for MoeGo's rate limit"
         bar.progress(p.done / p.total if p.total else 1.0, text=text)
 
-    db = archive.connect(ctx.settings.db_path)
-    try:
-        # No retries inside the client: the bulk loop waits for 429s itself, where it can be cancelled.
-        with make_client(ctx.settings, retry=RetryConfig(attempts=1)) as client:
-            result = actions.bulk_redeliver(client, db, plan, batch_id=batch_id, on_progress=on_progress,
-                                            secret_headers=ctx.settings.secret_headers)
-        sent = [r for r in result.results if r.outcome == "sent"]
-        lines: list[str] = []
-        if sent:
-            earliest = min((r.new_delivery.delivered_at for r in sent if r.new_delivery and r.new_delivery.delivered_at),
-                           default=ctx.now)
-            with st.spinner("Syncing the webhooks so the new attempts show…"):
-                lines = actions.resync(ctx.settings, db, {r.candidate.webhook_id for r in sent},
-                                       since=earliest - timedelta(minutes=5))
-    finally:
-        db.conn.close()
-    ui.clear_caches()
+    run = bulk_redeliver_and_resync(ctx.settings, plan, batch_id=batch_id, on_progress=on_progress)
+    result, lines = run.result, run.sync_lines
+    reads.clear()
     st.session_state.pop(_PLAN, None)
     st.session_state.pop(_BATCH, None)
     st.session_state[_DONE] = {"batch": batch_id, "summary": result.summary, "sync": lines}
@@ -120,14 +91,14 @@ def render_bulk(ctx: ui.Context) -> None:
             st.session_state.pop(_PLAN, None)
             st.caption("The filters changed since the count: count again.")
             return
-        plan: actions.BulkPlan = held["plan"]
+        plan: BulkPlan = held["plan"]
         if held["truncated"]:
             st.warning(f"More than {MAX_BULK:,} failed entries in this view: only the oldest {MAX_BULK:,} are planned. "
                        "Narrow the filters to send the rest in another batch.")
         minutes = plan.eta_seconds() / 60
         st.markdown(
             f"**{plan.total:,}** failed entries in this view: **{len(plan.to_send):,}** to redeliver, "
-            f"**{len(plan.skipped):,}** skipped. At {actions.DEFAULT_PER_MINUTE} a minute per webhook this takes "
+            f"**{len(plan.skipped):,}** skipped. At {DEFAULT_PER_MINUTE} a minute per webhook this takes "
             f"{'under a minute' if minutes < 1 else f'about {minutes:,.0f} minutes'}."
         )
         if plan.skipped:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from collectors.coverage import Interval
+from collectors.archive.coverage import Interval
 
 __all__ = [
     "SUCCESS_COLOR",

@@ -5,22 +5,21 @@ redacted once more on display) and bodies (pretty JSON); every attempt at the sa
 timeline; the redeliveries already requested. The Redeliver button (disabled, with the reason, for an
 entry older than MoeGo's 15-day retention, which MoeGo has deleted) asks for confirmation
 (``redeliver`` then ``redeliver_confirm`` / ``redeliver_cancel``), calls
-:func:`collectors.actions.redeliver`, shows a toast, and syncs the webhook so the new attempt shows.
+:func:`collectors.redelivery.redeliver_and_resync` (which audits, redelivers and syncs the webhook so the
+new attempt shows) and shows a toast.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 import streamlit as st
 
-from collectors import actions, archive
-from collectors.client import make_client
-from collectors.coverage import RETENTION
+from collectors.archive.coverage import RETENTION
+from collectors.redelivery import EXPIRED_UPSTREAM, GUARD_SECONDS, Candidate, expired_upstream, redeliver_and_resync
 
-from . import charts, ui
+from . import charts, reads, ui
 from .present import header_rows, pretty_body, status_text
 
 __all__ = ["render_detail"]
@@ -48,26 +47,15 @@ def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
 
 def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
     """Call MoeGo, audit, toast, and sync the webhook from just before the new attempt."""
-    candidate = actions.Candidate(record["id"], record["webhook_id"], record["event_id"], record["delivered_at"])
+    candidate = Candidate(record["id"], record["webhook_id"], record["event_id"], record["delivered_at"])
     st.session_state.setdefault(_RECENT, {})[record["id"]] = time.monotonic()
-    db = archive.connect(ctx.settings.db_path)
-    try:
-        with st.spinner("Asking MoeGo to redeliver…"):
-            with make_client(ctx.settings) as client:
-                result = actions.redeliver(client, db, candidate, requested_by="dashboard",
-                                           secret_headers=ctx.settings.secret_headers)
-        lines: list[str] = []
-        if result.outcome == "sent":
-            new = result.new_delivery
-            since = (new.delivered_at if new and new.delivered_at else ctx.now) - timedelta(minutes=5)
-            with st.spinner("Syncing the webhook so the new attempt shows…"):
-                lines = actions.resync(ctx.settings, db, [record["webhook_id"]], since=since)
-    finally:
-        db.conn.close()
-    ui.clear_caches()
+    with st.spinner("Asking MoeGo to redeliver, then syncing the webhook so the new attempt shows…"):
+        done = redeliver_and_resync(ctx.settings, candidate, requested_by=ui.actor())
+    reads.clear()
+    result = done.result
     # Shown (and toasted, once) by the run that follows, so it survives the st.rerun().
     st.session_state[_LAST_RESULT] = {"id": record["id"], "outcome": result.outcome, "message": result.message,
-                                      "sync": lines, "toasted": False}
+                                      "sync": done.sync_lines, "toasted": False}
 
 
 def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
@@ -83,17 +71,17 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
         show(last["message"])
         for line in last["sync"]:
             st.caption(line)
-    if actions.expired_upstream(record["delivered_at"], ctx.now):
+    if expired_upstream(record["delivered_at"], ctx.now):
         st.button("Redeliver", key="redeliver", disabled=True,
                   help=f"MoeGo deletes its log entries after {RETENTION.days} days and has deleted this one, so it "
                        "cannot be redelivered. The archive keeps its copy.")
-        st.caption(f"Not redeliverable: {actions.EXPIRED_UPSTREAM}. MoeGo has deleted this entry; only the archive has it.")
+        st.caption(f"Not redeliverable: {EXPIRED_UPSTREAM}. MoeGo has deleted this entry; only the archive has it.")
         return
     if not ctx.settings.api_key:
         st.button("Redeliver", key="redeliver", disabled=True, help="Set MOEGO_API_KEY to redeliver from the dashboard.")
         return
     sent_at = st.session_state.get(_RECENT, {}).get(delivery_id)
-    recently = sent_at is not None and time.monotonic() - sent_at < actions.GUARD_SECONDS
+    recently = sent_at is not None and time.monotonic() - sent_at < GUARD_SECONDS
     if st.session_state.get(_CONFIRM) != delivery_id:
         if st.button("Redeliver", key="redeliver", icon=":material/replay:", disabled=recently,
                      help="Asks MoeGo to send this event to the endpoint again (you confirm first)."
@@ -115,7 +103,7 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
 
 def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     """Draw the detail view of ``delivery_id`` (a one-line warning when the archive does not have it)."""
-    record = ui.query(ctx, "delivery", delivery_id)
+    record = reads.delivery(ctx.db_path, delivery_id)
     if record is None:
         st.warning(f"No delivery `{delivery_id}` in the archive.")
         return
@@ -148,7 +136,7 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         _headers(record["response_headers"], ctx)
         _body(record["response_body"], record["response_body_base64"])
     with attempts:
-        tries = ui.query(ctx, "event_attempts", record["event_id"])
+        tries = reads.event_attempts(ctx.db_path, record["event_id"])
         if len(tries) <= 1:
             st.caption("This is the only archived attempt at this event.")
         if not tries.empty:
@@ -164,7 +152,7 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
                 },
             )
     with audit:
-        rows = ui.query(ctx, "redeliveries_of", delivery_id)
+        rows = reads.redeliveries_of(ctx.db_path, delivery_id)
         if rows.empty:
             st.caption("No redelivery requested for this entry.")
         else:

@@ -28,44 +28,23 @@ default rather than failing, since a link is user input. Custom dates are clampe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from collectors.archive.filters import DEFAULT_RANGE, OUTCOMES, RANGES, STATUS_CLASSES, Bucket, Filters, Window
 from collectors.models import MalformedMessage, format_timestamp, parse_timestamp
 
 __all__ = [
-    "RANGE_PRESETS",
-    "RANGES",
-    "OUTCOMES",
-    "STATUS_CLASSES",
     "QUERY_KEYS",
     "EARLIEST",
     "LATEST_AHEAD",
-    "Bucket",
-    "Window",
-    "Filters",
     "from_query_params",
     "clamp_range",
     "clamped",
     "to_query_params",
     "choose_bucket",
-    "ceil_minute",
 ]
 
-#: The preset time ranges, by their URL name.
-RANGE_PRESETS: dict[str, timedelta] = {
-    "24h": timedelta(hours=24),
-    "7d": timedelta(days=7),
-    "15d": timedelta(days=15),
-    "30d": timedelta(days=30),
-}
-#: Every time range a user can pick: the presets, then ``custom``.
-RANGES: tuple[str, ...] = (*RANGE_PRESETS, "custom")
-#: The outcome filter's values: ``all`` (no filter), ``success`` or ``failed``.
-OUTCOMES: tuple[str, ...] = ("all", "success", "failed")
-#: Response status classes as :func:`collectors.archive.status_class` writes them.
-STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 #: The query-parameter names the filters own; other keys in the URL (e.g. ``delivery``) are left alone.
 QUERY_KEYS: tuple[str, ...] = ("range", "since", "until", "webhook", "event", "outcome", "status", "q")
 
@@ -73,112 +52,6 @@ QUERY_KEYS: tuple[str, ...] = ("range", "since", "until", "webhook", "event", "o
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 #: How far past "now" a custom range from a link may end.
 LATEST_AHEAD = timedelta(days=1)
-
-Bucket = Literal["minute", "hour", "day"]
-
-_DEFAULT_RANGE = "24h"
-_MAX_SEARCH = 200
-
-
-def ceil_minute(moment: datetime) -> datetime:
-    """``moment`` rounded up to the next whole minute (unchanged when already whole), in UTC."""
-    moment = moment.astimezone(timezone.utc)
-    floored = moment.replace(second=0, microsecond=0)
-    return floored if floored == moment else floored + timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open UTC interval ``[since, until)`` of delivery time."""
-
-    since: datetime
-    until: datetime
-
-    def __post_init__(self) -> None:
-        if self.since.tzinfo is None or self.until.tzinfo is None:
-            raise ValueError("Window bounds must be aware datetimes")
-        if self.until <= self.since:
-            raise ValueError(f"empty window: {self.since} .. {self.until}")
-
-    @property
-    def span(self) -> timedelta:
-        """The window's length."""
-        return self.until - self.since
-
-    def previous(self) -> "Window":
-        """The window of the same length that ends where this one starts (for "change vs previous")."""
-        return Window(self.since - self.span, self.since)
-
-    @property
-    def since_text(self) -> str:
-        """``since`` as stored in the archive (fixed-width RFC 3339 UTC)."""
-        return format_timestamp(self.since)
-
-    @property
-    def until_text(self) -> str:
-        """``until`` as stored in the archive (fixed-width RFC 3339 UTC)."""
-        return format_timestamp(self.until)
-
-
-def _tuple(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(sorted({v.strip() for v in values if v and v.strip()}))
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What the user looks at. Normalised on construction: lists sorted and deduplicated, search stripped.
-
-    ``since``/``until`` are used only when ``time_range == "custom"`` (and are then required to be
-    aware datetimes with ``since < until``); for a preset they are ``None``.
-    """
-
-    time_range: str = _DEFAULT_RANGE
-    since: datetime | None = None
-    until: datetime | None = None
-    webhooks: tuple[str, ...] = field(default=())
-    event_types: tuple[str, ...] = field(default=())
-    outcome: str = "all"
-    status_classes: tuple[str, ...] = field(default=())
-    search: str = ""
-
-    def __post_init__(self) -> None:
-        if self.time_range not in RANGES:
-            raise ValueError(f"unknown time range {self.time_range!r}; expected one of {', '.join(RANGES)}")
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {self.outcome!r}; expected one of {', '.join(OUTCOMES)}")
-        unknown = set(self.status_classes) - set(STATUS_CLASSES)
-        if unknown:
-            raise ValueError(f"unknown status class {sorted(unknown)[0]!r}")
-        if self.time_range == "custom":
-            if self.since is None or self.until is None:
-                raise ValueError("a custom range needs since and until")
-            if self.since.tzinfo is None or self.until.tzinfo is None:
-                raise ValueError("custom range bounds must be aware datetimes")
-            if self.since >= self.until:
-                raise ValueError("a custom range must end after it starts")
-            object.__setattr__(self, "since", self.since.astimezone(timezone.utc))
-            object.__setattr__(self, "until", self.until.astimezone(timezone.utc))
-        else:
-            object.__setattr__(self, "since", None)
-            object.__setattr__(self, "until", None)
-        object.__setattr__(self, "webhooks", _tuple(self.webhooks))
-        object.__setattr__(self, "event_types", _tuple(self.event_types))
-        object.__setattr__(self, "status_classes", _tuple(self.status_classes))
-        object.__setattr__(self, "search", " ".join(self.search.split())[:_MAX_SEARCH])
-
-    def window(self, now: datetime) -> Window:
-        """The UTC window these filters select: a preset ends at ``now`` rounded up to the minute."""
-        if self.time_range == "custom":
-            assert self.since is not None and self.until is not None
-            return Window(self.since, self.until)
-        until = ceil_minute(now)
-        return Window(until - RANGE_PRESETS[self.time_range], until)
-
-    def with_changes(self, **changes: object) -> "Filters":
-        """A copy with some fields changed (re-validated)."""
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        values.update(changes)
-        return Filters(**values)  # type: ignore[arg-type]
 
 
 def _values(params: Mapping[str, str | Sequence[str]], key: str) -> list[str]:
@@ -222,16 +95,16 @@ def from_query_params(params: Mapping[str, str | Sequence[str]], *, now: datetim
     time); a custom range with missing or inverted bounds (or empty once clamped) falls back to the
     default range.
     """
-    time_range = _last(params, "range") or _DEFAULT_RANGE
+    time_range = _last(params, "range") or DEFAULT_RANGE
     if time_range not in RANGES:
-        time_range = _DEFAULT_RANGE
+        time_range = DEFAULT_RANGE
     since = until = None
     if time_range == "custom":
         since, until = _time(_last(params, "since")), _time(_last(params, "until"))
         if since is not None and until is not None:
             since, until = clamp_range(since, until, now or datetime.now(timezone.utc))
         if since is None or until is None or since >= until:
-            time_range, since, until = _DEFAULT_RANGE, None, None
+            time_range, since, until = DEFAULT_RANGE, None, None
     outcome = _last(params, "outcome") or "all"
     if outcome not in OUTCOMES:
         outcome = "all"
@@ -260,7 +133,7 @@ def to_query_params(filters: Filters) -> dict[str, str | list[str]]:
     ``from_query_params(to_query_params(f)) == f`` for every :class:`Filters` ``f``.
     """
     out: dict[str, str | list[str]] = {}
-    if filters.time_range != _DEFAULT_RANGE:
+    if filters.time_range != DEFAULT_RANGE:
         out["range"] = filters.time_range
     if filters.time_range == "custom":
         assert filters.since is not None and filters.until is not None

@@ -1,7 +1,7 @@
-"""What the Incidents page and the banner share: reading incidents, links to their failed deliveries, safe text.
+"""What the Incidents page and the banner share: links to an incident's failed deliveries, safe text, the banner.
 
-Reads go through :mod:`collectors.alerts.incidents` (the owner of the incident tables); the page
-never writes SQL. Everything an incident says comes from MoeGo or the archive, so it is shown as
+Reads go through :mod:`dashboard.reads` (which asks :mod:`collectors.alerts.incidents`, the owner of the
+incident tables); actions through :mod:`collectors.alerts.actions`. Everything an incident says comes from MoeGo or the archive, so it is shown as
 plain text: :func:`plain` escapes Markdown where a Streamlit element would render it.
 """
 
@@ -14,11 +14,12 @@ from datetime import datetime
 import streamlit as st
 
 from collectors import archive
-from collectors.alerts.incidents import Incident, list_incidents
+from collectors.alerts.incidents import Incident
 
+from . import reads
 from .filters import Filters, to_query_params
 
-__all__ = ["plain", "read_incidents", "failed_link_params", "render_banner"]
+__all__ = ["plain", "failed_link_params", "render_banner"]
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
@@ -26,15 +27,6 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 def plain(text: str) -> str:
     """``text`` with Markdown's special characters escaped, so Streamlit shows it as written."""
     return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
-
-
-def read_incidents(db_path: str, *, active_only: bool = False, limit: int = 200) -> list[Incident]:
-    """Incidents from the archive, unresolved first (not cached: an action must show at once)."""
-    db = archive.connect(db_path, readonly=True)
-    try:
-        return list_incidents(db.conn, active_only=active_only, limit=limit)
-    finally:
-        db.conn.close()
 
 
 def failed_link_params(incident: Incident, now: datetime) -> dict[str, str | list[str]]:
@@ -48,18 +40,12 @@ def failed_link_params(incident: Incident, now: datetime) -> dict[str, str | lis
 def render_banner(db_path: str) -> None:
     """A warning above every page while any incident is unresolved, with a link to the Incidents page."""
     try:
-        active = read_incidents(db_path, active_only=True, limit=4)
+        active = reads.incidents(db_path, active_only=True, limit=4)
+        total = reads.incident_count(db_path) if active else 0
     except (sqlite3.Error, archive.ArchiveError):  # the page itself says what is wrong with the archive
         return
     if not active:
         return
-    db = archive.connect(db_path, readonly=True)
-    try:
-        from collectors.alerts.incidents import active_count
-
-        total = active_count(db.conn)
-    finally:
-        db.conn.close()
     shown = "; ".join(plain(i.subject) for i in active[:3]) + ("; …" if total > 3 else "")
     with st.container(key="incident_banner"):
         st.warning(f"**{total} incident{'s' if total != 1 else ''} unresolved:** {shown}",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from collectors.redaction import redact_headers
 
-from .filters import Filters, Window
+from collectors.archive.filters import Filters, Window
 
 __all__ = ["Body", "pretty_body", "header_rows", "status_text", "export_command_line"]
 

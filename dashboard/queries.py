@@ -1,14 +1,14 @@
 """Archive -> DataFrame: every question the dashboard asks, as a pure function of a read connection.
 
-Each function takes a ``sqlite3.Connection`` (read-only is enough), the :class:`~dashboard.filters.Filters`
-and a :class:`~dashboard.filters.Window` where relevant, and returns plain data; none touches
+Each function takes a ``sqlite3.Connection`` (read-only is enough), the :class:`~collectors.archive.filters.Filters`
+and a :class:`~collectors.archive.filters.Window` where relevant, and returns plain data; none touches
 Streamlit, none reads the environment. Every query of ``deliveries`` is bounded by the window's
 ``delivered_at`` range (an index range), or looks rows up by an indexed key (``id``, ``event_id``).
 Lists are read a page at a time with a keyset (``delivered_at``, ``id``) and ``LIMIT``, never whole.
 Times come back as aware UTC pandas timestamps; the UI converts them to the user's zone.
 
 Aggregates live in :mod:`dashboard.stats` (rollup + edge rows, histogram percentiles) and coverage in
-:mod:`dashboard.coverage`; the names the UI needs are re-exported here.
+:mod:`dashboard.coverage`; :mod:`dashboard.reads` is the cached layer the pages call.
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from collectors.actions import Candidate
+from collectors.archive.filters import Filters, Window
+from collectors.archive.where import deliveries_where, rollup_can_answer
 from collectors.models import EVENT_TYPES, format_timestamp
+from collectors.redelivery import Candidate
 
-from .coverage import AtRisk, at_risk, coverage_gaps, coverage_intervals, tracked_webhooks
-from .filters import Filters, Window
-from .stats import Summary, aggregate, summarize, summary, time_series
-from .where import deliveries_where, rollup_can_answer
+from .coverage import AtRisk, at_risk
+from .stats import Summary, aggregate, summarize, summary
 
 __all__ = [
-    "Summary", "summary", "time_series", "aggregate", "AtRisk", "at_risk", "coverage_gaps",
-    "coverage_intervals", "tracked_webhooks",
     "Tiles", "tiles", "redelivery_count", "failures_by", "failures_by_status",
     "HEALTH_COLUMNS", "health_state", "webhook_health",
     "Count", "count_deliveries", "Cursor", "Page", "LIST_COLUMNS", "delivery_page",

@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import streamlit as st
 
-from .filters import (EARLIEST, OUTCOMES, QUERY_KEYS, RANGES, STATUS_CLASSES, Filters, clamped, from_query_params,
-                      to_query_params)
+from collectors.archive.filters import OUTCOMES, RANGES, STATUS_CLASSES, Filters
+
+from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, to_query_params
 
 __all__ = ["render_filters", "browser_zone", "url_params"]
 

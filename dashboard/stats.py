@@ -24,8 +24,8 @@ import pandas as pd
 from collectors.archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, histogram_sql
 from collectors.models import format_timestamp
 
-from .filters import Bucket, Filters, Window
-from .where import Clause, deliveries_where, hourly_where, rollup_can_answer
+from collectors.archive.filters import Bucket, Filters, Window
+from collectors.archive.where import Clause, deliveries_where, hourly_where, rollup_can_answer
 
 __all__ = [
     "DIMENSIONS",

@@ -1,35 +1,29 @@
-"""What every page shares: the run's context, cached read-only queries, and time formatting.
+"""What every page shares: the run's context, and the formatting of times, durations and rates.
 
 ``app.py`` builds a :class:`Context` once per run (settings, filters, window, time zone) and keeps it
-in session state; pages read it with :func:`context`. Queries go through :func:`query`, which opens
-the archive read-only for the call and caches the result for :data:`CACHE_TTL_S` seconds, keyed by
-the query's name and arguments (the window's end is rounded to the minute, so the key is stable).
+in session state; pages read it with :func:`context`. Reads of the archive go through the cached
+functions of :mod:`dashboard.reads`, called with :attr:`Context.db_path`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
 
-from collectors import archive
 from collectors.config import Settings
 
-from . import queries
-from .filters import Bucket, Filters, Window, choose_bucket
+from .queries import FilterOptions
+from collectors.archive.filters import Bucket, Filters, Window
+from .filters import choose_bucket
 
-__all__ = ["CACHE_TTL_S", "Context", "context", "set_context", "read", "query", "clear_caches", "local", "fmt_time",
-           "fmt_ms", "fmt_rate", "STATE_COLORS", "state_style", "span_text", "window_caption"]
-
-#: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
-CACHE_TTL_S = 60
+__all__ = ["Context", "context", "set_context", "actor", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
+           "state_style", "span_text", "window_caption"]
 
 _CTX_KEY = "_moego_context"
-_QUERIES = frozenset(queries.__all__)
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,7 @@ class Context:
     filters: Filters
     now: datetime
     tz: ZoneInfo
-    options: queries.FilterOptions
+    options: FilterOptions
 
     @property
     def db_path(self) -> str:
@@ -76,31 +70,10 @@ def context() -> Context:
     return ctx
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=512)
-def _cached(db_path: str, name: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]) -> Any:
-    db = archive.connect(db_path, readonly=True)
-    try:
-        return getattr(queries, name)(db.conn, *args, **dict(kwargs))
-    finally:
-        db.conn.close()
-
-
-def read(db_path: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    """``dashboard.queries.<name>(read_connection, *args, **kwargs)`` on the archive at ``db_path``, cached
-    for :data:`CACHE_TTL_S` seconds."""
-    if name not in _QUERIES:
-        raise ValueError(f"no query named {name!r}")
-    return _cached(db_path, name, args, tuple(sorted(kwargs.items())))
-
-
-def query(ctx: Context, name: str, *args: Any, **kwargs: Any) -> Any:
-    """:func:`read` on the context's archive."""
-    return read(ctx.db_path, name, *args, **kwargs)
-
-
-def clear_caches() -> None:
-    """Forget cached query results (after the dashboard itself changed the archive)."""
-    _cached.clear()
+def actor() -> str:
+    """Who acts from this session, as the audit records it (``requested_by`` of a redelivery, a bulk batch,
+    an incident action). Every page that writes an audit row takes the name from here."""
+    return "dashboard"
 
 
 def local(values: pd.Series, tz: ZoneInfo) -> pd.Series:

@@ -8,12 +8,14 @@ import sys
 from sandbox.server import SandboxError, SandboxOptions, serve
 
 
-def parse_args(argv: list[str] | None = None) -> SandboxOptions:
-    """Command-line flags as SandboxOptions."""
-    d = SandboxOptions()
-    p = argparse.ArgumentParser(
-        prog="python -m sandbox", description="A local double of MoeGo's Webhook API."
-    )
+def parse_args(argv: list[str] | None = None, *, prog: str = "python -m sandbox",
+               api_key: str | None = None) -> SandboxOptions:
+    """Command-line flags as SandboxOptions. ``api_key`` replaces the default key (``--api-key`` still wins).
+
+    The one definition of the sandbox's flags: ``moego-monitor sandbox`` hands its arguments here.
+    """
+    d = SandboxOptions() if api_key is None else SandboxOptions(api_key=api_key)
+    p = argparse.ArgumentParser(prog=prog, description="Run a local double of MoeGo's Webhook API that sends real signed webhooks.")
     p.add_argument("--host", default=d.host, help=f"API listen address (default {d.host})")
     p.add_argument("--port", type=int, default=d.port, help=f"API port, 0 = any free port (default {d.port})")
     p.add_argument(

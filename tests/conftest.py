@@ -19,12 +19,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from tests.seed import Seed
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 20.0
@@ -204,21 +210,43 @@ def stop_sandbox(handle: SandboxHandle) -> tuple[int | None, str]:
     return process.returncode, stderr
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxHandle]:
-    """One sandbox (seed 7, no live traffic, 2 s delivery timeout) for the whole test session."""
-    handle = start_sandbox()
+@contextmanager
+def running_sandbox(*extra: str, api_key: str = "test-sandbox-key") -> Iterator[SandboxHandle]:
+    """:func:`start_sandbox` for the length of a ``with`` block, stopped after it."""
+    handle = start_sandbox(*extra, api_key=api_key)
     try:
         yield handle
     finally:
         stop_sandbox(handle)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxHandle]:
+    """One sandbox (seed 7, no live traffic, 2 s delivery timeout) for the whole test session."""
+    with running_sandbox() as handle:
+        yield handle
 
 
 @pytest.fixture
 def fresh_sandbox() -> Iterator[SandboxHandle]:
     """A sandbox of the test's own, for tests that change a lot (clock, limits, webhook count)."""
-    handle = start_sandbox()
-    try:
+    with running_sandbox() as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> "Seed":
+    """The seed archive (:mod:`tests.seed`) at its fixed ``NOW``."""
+    from tests.seed import NOW, seed
+
+    return seed(tmp_path / "archive.db", NOW)
+
+
+@pytest.fixture
+def conn(seeded: "Seed") -> Iterator["sqlite3.Connection"]:
+    """A read-only connection to the fixed seed archive."""
+    from collectors import archive
+
+    handle = archive.connect(seeded.path, readonly=True)
+    yield handle
+    handle.close()

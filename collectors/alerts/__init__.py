@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import sqlite_utils
-
 from ..client import MoeGoError
 from ..config import ConfigError, Settings
-from ..runs import one_line
+from ..archive.runs import one_line
 from .config import AlertsConfig, AlertsConfigError, load_alerts_config
 from .engine import Changes, apply_findings
 from .notify import SendReport, deliver_pending
@@ -78,20 +76,20 @@ def load_config(settings: Settings) -> AlertsConfig:
     return load_alerts_config(settings.config_path, settings.environ)
 
 
-def run_alerts(settings: Settings, db: sqlite_utils.Database, *, now: datetime | None = None,
+def run_alerts(settings: Settings, conn: sqlite3.Connection, *, now: datetime | None = None,
                config: AlertsConfig | None = None, client: Any = None) -> AlertsOutcome:
-    """Evaluate, update incidents, notify, auto-redeliver (see the module docstring) on a writable ``db``.
+    """Evaluate, update incidents, notify, auto-redeliver (see the module docstring) on a writable ``conn``.
 
     Raises :class:`~collectors.alerts.config.AlertsConfigError` for a bad configuration file, and
     ``sqlite3.Error`` when the archive cannot be written; a channel's failure is in the outcome.
     """
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     config = config or load_config(settings)
-    evaluation = evaluate_rules(db, config, now)
+    evaluation = evaluate_rules(conn, config, now)
     outcome = AlertsOutcome(errors=list(evaluation.errors))
-    outcome.changes = apply_findings(db, config, evaluation, now)
+    outcome.changes = apply_findings(conn, config, evaluation, now)
     secrets = [settings.api_key] if settings.api_key else []
-    outcome.report = deliver_pending(db, config, now, secrets=secrets)
+    outcome.report = deliver_pending(conn, config, now, secrets=secrets)
     for incident in outcome.changes.resolved:
         rule = config.rule_for(incident.rule, incident.webhook_id)
         if rule is None or not rule.auto_redeliver or not incident.about_deliveries:
@@ -99,7 +97,7 @@ def run_alerts(settings: Settings, db: sqlite_utils.Database, *, now: datetime |
         from .recovery import redeliver_incident  # imports the bulk redelivery only when a rule asks for it
 
         try:
-            result = redeliver_incident(settings, db, incident.id, by="auto-redeliver", cap=rule.auto_redeliver_cap,
+            result = redeliver_incident(settings, conn, incident.id, by="auto-redeliver", cap=rule.auto_redeliver_cap,
                                         now=now, client=client)
             outcome.redelivered.append(f"incident #{incident.id} redelivered: {result.summary}")
         except (ConfigError, MoeGoError) as exc:
@@ -107,7 +105,7 @@ def run_alerts(settings: Settings, db: sqlite_utils.Database, *, now: datetime |
     return outcome
 
 
-def after_pass(settings: Settings, db: sqlite_utils.Database, outcome: str) -> AlertsOutcome | None:
+def after_pass(settings: Settings, conn: sqlite3.Connection, outcome: str) -> AlertsOutcome | None:
     """The collector's hook at the end of a pass with ``outcome``: run the alerts, never raise.
 
     An interrupted pass (Ctrl-C, SIGTERM) skips them, so stopping is not held up by channels.
@@ -115,7 +113,7 @@ def after_pass(settings: Settings, db: sqlite_utils.Database, outcome: str) -> A
     if outcome == "interrupted":
         return None
     try:
-        return run_alerts(settings, db)
+        return run_alerts(settings, conn)
     except AlertsConfigError as exc:
         return AlertsOutcome(errors=[f"not evaluated: {exc}"])
     except sqlite3.Error as exc:

@@ -16,10 +16,9 @@ It returns what changed, including the incidents that resolved, for auto-redeliv
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-
-import sqlite_utils
 
 from .. import archive
 from ..models import format_timestamp
@@ -48,12 +47,12 @@ def _endpoint(conn, webhook_id: str) -> str:
     return endpoint_label(row[0]) if row else webhook_id
 
 
-def apply_findings(db: sqlite_utils.Database, config: AlertsConfig, evaluation: Evaluation, now: datetime) -> Changes:
+def apply_findings(conn: sqlite3.Connection, config: AlertsConfig, evaluation: Evaluation, now: datetime) -> Changes:
     """Open, update, remind and resolve incidents for ``evaluation`` at ``now`` (see the module docstring)."""
     changes = Changes()
     stamp = format_timestamp(now)
     firing: dict[tuple[str, str], Finding] = {(f.rule, f.webhook_id): f for f in evaluation.findings}
-    with archive.transaction(db) as conn:
+    with archive.transaction(conn):
         for (incident_id,) in conn.execute(
                 "SELECT id FROM incidents WHERE state = 'snoozed' AND snoozed_until <= ?", (stamp,)).fetchall():
             conn.execute("UPDATE incidents SET state = 'open', snoozed_until = NULL WHERE id = ?", (incident_id,))

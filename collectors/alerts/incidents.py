@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-import sqlite_utils
-
 from .. import archive
 from ..models import format_timestamp, parse_timestamp
 from .config import DELIVERY_KINDS
@@ -263,10 +261,10 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def acknowledge(db: sqlite_utils.Database, incident_id: int, *, by: str, now: datetime | None = None) -> Incident:
+def acknowledge(conn: sqlite3.Connection, incident_id: int, *, by: str, now: datetime | None = None) -> Incident:
     """Acknowledge an open or snoozed incident: no more reminders; it still resolves when the condition clears."""
     now, actor = now or _utcnow(), _actor(by)
-    with archive.transaction(db) as conn:
+    with archive.transaction(conn):
         incident = get_incident(conn, incident_id)
         if incident.state not in ("open", "snoozed"):
             raise IncidentError(f"incident #{incident_id} is {incident.state}: only an open or snoozed one can be acknowledged")
@@ -275,14 +273,14 @@ def acknowledge(db: sqlite_utils.Database, incident_id: int, *, by: str, now: da
         return get_incident(conn, incident_id)
 
 
-def snooze(db: sqlite_utils.Database, incident_id: int, span: timedelta, *, by: str,
+def snooze(conn: sqlite3.Connection, incident_id: int, span: timedelta, *, by: str,
            now: datetime | None = None) -> Incident:
     """Snooze an unresolved incident for ``span``: no reminders until then; it is open again afterwards."""
     now, actor = now or _utcnow(), _actor(by)
     if not timedelta(0) < span <= MAX_SNOOZE:
         raise IncidentError(f"a snooze lasts more than 0 and at most {MAX_SNOOZE.days} days")
     until = now + span
-    with archive.transaction(db) as conn:
+    with archive.transaction(conn):
         incident = get_incident(conn, incident_id)
         if incident.state == "resolved":
             raise IncidentError(f"incident #{incident_id} is resolved: there is nothing to snooze")
@@ -292,14 +290,14 @@ def snooze(db: sqlite_utils.Database, incident_id: int, span: timedelta, *, by: 
         return get_incident(conn, incident_id)
 
 
-def resolve(db: sqlite_utils.Database, incident_id: int, *, by: str, now: datetime | None = None,
+def resolve(conn: sqlite3.Connection, incident_id: int, *, by: str, now: datetime | None = None,
             dashboard_url: str = "") -> Incident:
     """Resolve an incident by hand; its channels are told who resolved it.
 
     The rule does not open a new incident for the same webhook until its condition has cleared once.
     """
     now, actor = now or _utcnow(), _actor(by)
-    with archive.transaction(db) as conn:
+    with archive.transaction(conn):
         incident = get_incident(conn, incident_id)
         if incident.state == "resolved":
             raise IncidentError(f"incident #{incident_id} is already resolved")

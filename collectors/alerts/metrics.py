@@ -45,20 +45,19 @@ class ArchiveMetrics:
     def collect(self) -> Iterator[Metric]:
         """The metrics (nothing when the archive is missing or not ready: the scrape stays valid)."""
         try:
-            db = archive.connect(self.db_path, readonly=True)
+            conn = archive.connect(self.db_path, readonly=True)
         except archive.ArchiveError:
             return
         try:
-            if archive.schema_version(db) < archive.SCHEMA_VERSION:
+            if archive.schema_version(conn) < archive.SCHEMA_VERSION:
                 return
-            yield from self._read(db, self.clock())
+            yield from self._read(conn, self.clock())
         except sqlite3.Error:
             return
         finally:
-            db.close()
+            conn.close()
 
-    def _read(self, db, now: datetime) -> Iterator[Metric]:
-        conn = db.conn
+    def _read(self, conn, now: datetime) -> Iterator[Metric]:
         endpoints = {r[0]: endpoint_label(r[1]) for r in conn.execute("SELECT id, endpoint_url FROM webhooks")}
         since = format_timestamp(now - timedelta(hours=24))[:13]
         rows = conn.execute(
@@ -92,7 +91,7 @@ class ArchiveMetrics:
         risk = GaugeMetricFamily("moego_monitor_window_at_risk_seconds",
                                  "Seconds of MoeGo's window not archived that it deletes within 48 hours.",
                                  labels=["webhook_id"])
-        for hook in status_model.archive_status(db, now).webhooks:
+        for hook in status_model.archive_status(conn, now).webhooks:
             if hook.deleted_at is None:
                 risk.add_metric([hook.webhook_id], sum((r.end - r.start).total_seconds() for r in hook.at_risk))
         yield risk

@@ -15,18 +15,17 @@ are added to a URL that sets none).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-import sqlite_utils
-
 from .. import archive
 from ..models import format_timestamp
 from ..redaction import REDACTED
-from ..runs import one_line
+from ..archive.runs import one_line
 from .config import AlertsConfig, Channel
 from .incidents import ENGINE, add_event
 
@@ -125,11 +124,11 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
 
 
-def deliver_pending(db: sqlite_utils.Database, config: AlertsConfig, now: datetime, *,
+def deliver_pending(conn: sqlite3.Connection, config: AlertsConfig, now: datetime, *,
                     secrets: Sequence[str] = ()) -> SendReport:
     """Send every pending or failed message (see the module docstring); never raises for a channel's failure."""
     report = SendReport()
-    rows = db.conn.execute(
+    rows = conn.execute(
         "SELECT id, incident_id, channel, kind, title, body, attempts FROM incident_notifications "
         "WHERE status IN ('pending', 'failed') ORDER BY id LIMIT 500"
     ).fetchall()
@@ -137,14 +136,14 @@ def deliver_pending(db: sqlite_utils.Database, config: AlertsConfig, now: dateti
         channel = config.channel(channel_name)
         stamp = format_timestamp(now)
         if channel is None:
-            with archive.transaction(db) as conn:
+            with archive.transaction(conn):
                 conn.execute("UPDATE incident_notifications SET status = 'abandoned', error = ? WHERE id = ?",
                              (f"no channel named {channel_name!r} is configured any more", notification_id))
             report.abandoned += 1
             continue
         error = send(channel, title, body, kind, secrets=secrets)
         attempts += 1
-        with archive.transaction(db) as conn:
+        with archive.transaction(conn):
             if error is None:
                 conn.execute("UPDATE incident_notifications SET status = 'sent', attempts = ?, last_attempt_at = ?, "
                              "error = NULL WHERE id = ?", (attempts, stamp, notification_id))

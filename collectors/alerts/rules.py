@@ -27,10 +27,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 from urllib.parse import urlparse
 
-import sqlite_utils
-
 from ..archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, histogram_sql
-from ..coverage import RETENTION, retention_start
+from ..archive.coverage import RETENTION, retention_start
 from ..models import format_timestamp, parse_timestamp
 from . import status as status_model
 from .config import RULE_KINDS, AlertsConfig, RuleConfig
@@ -274,14 +272,14 @@ def _unrecovered(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: Ale
     return out
 
 
-def _status_rules(db: sqlite_utils.Database, hooks: list[WebhookInfo], config: AlertsConfig, now: datetime,
+def _status_rules(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: AlertsConfig, now: datetime,
                   evaluation: Evaluation) -> None:
     stale_rule = config.rule_for("collector_stale", "")
     risk_any = any(config.rule_for("at_risk", h.id) for h in hooks)
     if stale_rule is None and not risk_any:
         evaluation.evaluated.update({"collector_stale", "at_risk"})
         return
-    status = status_model.archive_status(db, now)
+    status = status_model.archive_status(conn, now)
     live = [w for w in status.webhooks if w.deleted_at is None]
     if stale_rule is not None and live:
         synced = [w.last_success_at for w in live if w.last_success_at is not None]
@@ -317,14 +315,13 @@ _PER_WEBHOOK: dict[str, RuleFn] = {
 }
 
 
-def evaluate_rules(db: sqlite_utils.Database, config: AlertsConfig, now: datetime | None = None) -> Evaluation:
+def evaluate_rules(conn: sqlite3.Connection, config: AlertsConfig, now: datetime | None = None) -> Evaluation:
     """Every rule for every webhook at ``now`` (default: the current time). Reads only.
 
     A kind whose evaluation fails (an archive error) is reported in ``errors`` and left out of
     ``evaluated``, so its incidents are neither opened nor resolved on a guess.
     """
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    conn = db.conn
     hooks = _webhooks(conn)
     evaluation = Evaluation()
     for kind, fn in _PER_WEBHOOK.items():
@@ -347,7 +344,7 @@ def evaluate_rules(db: sqlite_utils.Database, config: AlertsConfig, now: datetim
     except sqlite3.Error as exc:
         evaluation.errors.append(f"unrecovered_failures: cannot read the archive ({exc})")
     try:
-        _status_rules(db, hooks, config, now, evaluation)
+        _status_rules(conn, hooks, config, now, evaluation)
     except sqlite3.Error as exc:
         evaluation.errors.append(f"collector_stale/at_risk: cannot read the archive ({exc})")
     order = {kind: i for i, kind in enumerate(RULE_KINDS)}

@@ -9,10 +9,10 @@ import streamlit as st
 from collectors.archive import ArchiveError
 from collectors.client import MoeGoError
 from collectors.config import ConfigError
-from collectors.runs import CollectorBusy
-from collectors.sync import collect
-from dashboard import charts, ui
-from dashboard.filters import ceil_minute
+from collectors.archive.runs import CollectorBusy
+from collectors.collect import collect
+from dashboard import charts, reads, ui
+from collectors.archive.filters import ceil_minute
 
 ctx = ui.context()
 now = ceil_minute(ctx.now)
@@ -36,7 +36,7 @@ def _collect() -> None:
         headline = (f"Collected: {result.new:,} new, {result.updated:,} updated entries."
                     if result.ok else f"Collection ended {result.outcome}.")
         st.session_state["_collect_result"] = (kind, headline, result.summary_lines)
-    ui.clear_caches()
+    reads.clear()
 
 
 left, right = st.columns([1, 3], vertical_alignment="center")
@@ -52,7 +52,7 @@ if outcome:
     for line in lines:
         st.caption(line)
 
-risk = ui.query(ctx, "at_risk", now, webhook_ids=hooks)
+risk = reads.at_risk(ctx.db_path, now, webhook_ids=hooks)
 if risk.gaps.empty:
     st.success("Nothing at risk: every webhook's log expiring within 48 hours is archived.", icon=":material/verified:")
 else:
@@ -66,8 +66,8 @@ else:
 
 
 st.subheader("Coverage, last 30 days")
-intervals = ui.query(ctx, "coverage_intervals", since, now, hooks)
-gaps = ui.query(ctx, "coverage_gaps", since, now, now=now, webhook_ids=hooks)
+intervals = reads.coverage_intervals(ctx.db_path, since, now, hooks)
+gaps = reads.coverage_gaps(ctx.db_path, since, now, now=now, webhook_ids=hooks)
 if not intervals and gaps.empty:
     st.info("No coverage recorded yet: run a collection.")
 else:
@@ -93,7 +93,7 @@ else:
         )
 
 st.subheader("Collector runs")
-runs = ui.query(ctx, "collector_runs", limit=20)
+runs = reads.collector_runs(ctx.db_path, limit=20)
 if runs.empty:
     st.info("No collector run recorded yet.")
 else:
@@ -114,7 +114,7 @@ else:
         },
     )
 
-states = ui.query(ctx, "sync_states")
+states = reads.sync_states(ctx.db_path)
 if not states.empty:
     st.subheader("Per webhook")
     st.dataframe(

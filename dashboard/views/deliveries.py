@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import functools
-import io
-import tempfile
-from datetime import datetime
-from typing import BinaryIO, Sequence
 
 import streamlit as st
 
-from collectors import archive
-from dashboard import ui
+from dashboard import reads, ui
 from dashboard.bulk import render_bulk
 from dashboard.detail import render_detail
-from dashboard.export import export_csv
-from dashboard.filters import Filters
 from dashboard.present import export_command_line
 from dashboard.queries import Count, Cursor, Page
 
@@ -31,22 +24,7 @@ st.title("Deliveries")
 st.caption(ui.window_caption(ctx))
 
 
-def _csv_file(db_path: str, filters: Filters, now: datetime, secret_headers: Sequence[str]) -> BinaryIO:
-    """The view's CSV in a temporary file (streamed from the archive), rewound for the download."""
-    handle = tempfile.TemporaryFile()
-    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-    db = archive.connect(db_path, readonly=True)
-    try:
-        export_csv(db, filters, text, now=now, secret_headers=secret_headers)
-        text.flush()
-    finally:
-        db.conn.close()
-    text.detach()
-    handle.seek(0)
-    return handle
-
-
-count: Count = ui.query(ctx, "count_deliveries", ctx.filters, window)
+count: Count = reads.count_deliveries(ctx.db_path, ctx.filters, window)
 top = st.columns([1, 1, 2], vertical_alignment="bottom")
 top[0].metric("Deliveries in view", str(count),
               help="Exact from the hourly rollup; with a search, counted up to 100,000.")
@@ -54,7 +32,7 @@ if count.exact and count.value <= DOWNLOAD_ROW_LIMIT:
     top[1].download_button(
         "Download CSV", key="export_csv", icon=":material/download:", mime="text/csv", on_click="ignore",
         file_name=f"deliveries-{window.since:%Y%m%dT%H%M}-{window.until:%Y%m%dT%H%M}.csv",
-        data=functools.partial(_csv_file, ctx.db_path, ctx.filters, ctx.now, ctx.settings.secret_headers),
+        data=functools.partial(reads.csv_bytes, ctx.db_path, ctx.filters, ctx.now, ctx.settings.secret_headers),
         disabled=count.value == 0, help="Every entry of this view (secrets redacted), oldest first.",
     )
 else:
@@ -76,7 +54,7 @@ if pages is None or pages["signature"] != signature:
     pages = {"signature": signature, "stack": []}
     st.session_state[_PAGES] = pages
 cursor: Cursor | None = pages["stack"][-1] if pages["stack"] else None
-page: Page = ui.query(ctx, "delivery_page", ctx.filters, window, after=cursor, order=order, limit=size)
+page: Page = reads.delivery_page(ctx.db_path, ctx.filters, window, after=cursor, order=order, limit=size)
 
 
 def _go(step: int, next_cursor: Cursor | None) -> None:

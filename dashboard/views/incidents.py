@@ -1,8 +1,8 @@
 """Incidents: unresolved first, with acknowledge/snooze/resolve; history below; failed deliveries one click away.
 
 Widget keys (for tests and the browser test): ``incident_actor`` (who you are), per incident ``ack_<id>``,
-``snooze_span_<id>``, ``snooze_<id>``, ``resolve_<id>``, ``failed_<id>`` (the link), ``count_<id>`` and
-``redeliver_<id>`` (recovery). The actions are :mod:`collectors.alerts` functions; this page only draws.
+``snooze_span_<id>``, ``snooze_<id>``, ``resolve_<id>``, ``count_<id>`` and ``redeliver_<id>`` (recovery).
+Reads come from :mod:`dashboard.reads`; the actions are :mod:`collectors.alerts.actions`; this page only draws.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from collectors import archive
-from collectors.alerts.incidents import (Incident, IncidentError, acknowledge, history, notifications, resolve,
-                                         snooze)
-from dashboard import ui
-from dashboard.incidents_ui import failed_link_params, plain, read_incidents
+from collectors.alerts.actions import (acknowledge_incident, redeliver_incident_failures, resolve_incident,
+                                       snooze_incident)
+from collectors.alerts.incidents import Incident, IncidentError
+from collectors.client import MoeGoError
+from collectors.config import ConfigError
+from dashboard import reads, ui
+from dashboard.incidents_ui import failed_link_params, plain
 
 SNOOZE_SPANS = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "1 day": timedelta(days=1),
                 "1 week": timedelta(days=7)}
@@ -27,59 +29,41 @@ ctx = ui.context()
 st.title("Incidents")
 st.caption("Opened by the alert rules after each collector pass; resolved when the condition clears. "
            "Acknowledge to stop reminders, snooze to pause them, resolve when it is handled.")
-actor = st.text_input("Your name", key="incident_actor", placeholder="recorded with each action (default: dashboard)",
-                      max_chars=60).strip() or "dashboard"
+actor = st.text_input("Your name", key="incident_actor", max_chars=60,
+                      placeholder=f"recorded with each action (default: {ui.actor()})").strip() or ui.actor()
 
 
 def _act(action: str, incident_id: int, span: timedelta | None = None) -> None:
     """Run one incident action for the person named above; keep its one-line outcome for the next run."""
-    db = archive.connect(ctx.settings.db_path)
     try:
         if action == "ack":
-            done = acknowledge(db, incident_id, by=actor)
+            done = acknowledge_incident(ctx.settings, incident_id, by=actor)
         elif action == "snooze":
-            done = snooze(db, incident_id, span or timedelta(hours=1), by=actor)
+            done = snooze_incident(ctx.settings, incident_id, span or timedelta(hours=1), by=actor)
         else:
-            done = resolve(db, incident_id, by=actor)
+            done = resolve_incident(ctx.settings, incident_id, by=actor)
         st.session_state[_DONE] = ("success", f"Incident #{done.id} is {done.state} ({actor}).")
     except IncidentError as exc:
         st.session_state[_DONE] = ("error", str(exc))
-    finally:
-        db.conn.close()
-    ui.clear_caches()
+    reads.clear()
 
 
 def _count(incident: Incident) -> None:
-    from collectors.alerts.recovery import recovery_plan
-
-    db = archive.connect(ctx.settings.db_path, readonly=True)
-    try:
-        st.session_state.setdefault(_PLANS, {})[incident.id] = recovery_plan(db.conn, incident)
-    finally:
-        db.conn.close()
+    st.session_state.setdefault(_PLANS, {})[incident.id] = reads.incident_recovery_plan(ctx.db_path, incident, ctx.now)
 
 
 def _redeliver(incident: Incident) -> None:
-    from collectors.alerts.recovery import redeliver_incident
-
-    db = archive.connect(ctx.settings.db_path)
     try:
-        result = redeliver_incident(ctx.settings, db, incident.id, by=actor)
+        result = redeliver_incident_failures(ctx.settings, incident.id, by=actor)
         st.session_state[_DONE] = ("success", f"Incident #{incident.id}: failed events redelivered: {result.summary}.")
-    except Exception as exc:  # one line on the page, never a traceback
+    except (IncidentError, ConfigError, MoeGoError) as exc:  # one line on the page, never a traceback
         st.session_state[_DONE] = ("error", f"Redelivery for incident #{incident.id} failed: {exc}")
-    finally:
-        db.conn.close()
     st.session_state.get(_PLANS, {}).pop(incident.id, None)
-    ui.clear_caches()
+    reads.clear()
 
 
 def _details(incident: Incident) -> None:
-    db = archive.connect(ctx.settings.db_path, readonly=True)
-    try:
-        events, messages = history(db.conn, incident.id), notifications(db.conn, incident.id)
-    finally:
-        db.conn.close()
+    events, messages = reads.incident_history(ctx.db_path, incident.id), reads.incident_messages(ctx.db_path, incident.id)
     st.dataframe(pd.DataFrame([(ui.fmt_time(e.at, ctx.tz), e.action, e.actor, e.note or "") for e in events],
                               columns=["When", "What", "Who", "Note"]), hide_index=True, key=f"history_{incident.id}")
     if messages:
@@ -111,7 +95,7 @@ done = st.session_state.pop(_DONE, None)
 if done:
     (st.success if done[0] == "success" else st.error)(plain(done[1]))
 
-incidents = read_incidents(ctx.db_path)
+incidents = reads.incidents(ctx.db_path)
 active = [i for i in incidents if i.active]
 resolved = [i for i in incidents if not i.active]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, ui
-from dashboard.filters import ceil_minute, to_query_params
+from dashboard import charts, reads, ui
+from collectors.archive.filters import ceil_minute
+from dashboard.filters import to_query_params
 from dashboard.queries import Tiles
 
 ctx = ui.context()
@@ -32,13 +33,13 @@ def _rate_delta(current: float | None, previous: float | None) -> str | None:
     return f"{change:+.2f} pp" if change else "0"
 
 
-@st.fragment(run_every=ui.CACHE_TTL_S)
+@st.fragment(run_every=reads.CACHE_TTL_S)
 def live_tiles() -> None:
     """The headline tiles; reruns on their own every minute to stay live."""
     live = ctx.fresh()
     window = live.window
     # At-risk is a state of now, whatever the window: anchor it at the current minute.
-    tiles: Tiles = ui.query(live, "tiles", live.filters, window, ceil_minute(live.now))
+    tiles: Tiles = reads.tiles(live.db_path, live.filters, window, ceil_minute(live.now))
     cur, prev = tiles.current, tiles.previous
     versus = f"vs the previous {ui.span_text(window.span)}"
     row1 = st.columns(4)
@@ -80,13 +81,13 @@ def live_tiles() -> None:
 live_tiles()
 
 window, bucket = ctx.window, ctx.bucket
-series = ui.query(ctx, "time_series", ctx.filters, window, bucket, ctx.tz)
+series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
 left, right = st.columns(2)
 left.plotly_chart(charts.volume_figure(series, bucket), key="chart_volume")
 right.plotly_chart(charts.success_rate_figure(series, bucket), key="chart_success_rate")
 left, right = st.columns(2)
 left.plotly_chart(charts.latency_figure(series, bucket), key="chart_latency")
-by_class = ui.query(ctx, "failures_by", ctx.filters, window, "error_class")
+by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")
 if by_class.empty:
     right.success("No failed deliveries in this view.", icon=":material/check_circle:")
 else:
@@ -94,11 +95,11 @@ else:
 
 if not by_class.empty:
     cols = st.columns(3)
-    cols[0].plotly_chart(charts.status_figure(ui.query(ctx, "failures_by_status", ctx.filters, window)),
+    cols[0].plotly_chart(charts.status_figure(reads.failures_by_status(ctx.db_path, ctx.filters, window)),
                          key="chart_status")
-    cols[1].plotly_chart(charts.failures_figure(ui.query(ctx, "failures_by", ctx.filters, window, "event_type"),
+    cols[1].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"),
                                                 "event_type", "Failures by event type"), key="chart_event_type")
-    cols[2].plotly_chart(charts.failures_figure(ui.query(ctx, "failures_by", ctx.filters, window, "webhook_id"),
+    cols[2].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id"),
                                                 "webhook_id", "Failures by webhook"), key="chart_webhook")
     failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
     st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
@@ -108,7 +109,7 @@ st.subheader("Webhook health")
 if ctx.filters.outcome != "all" or ctx.filters.status_classes or ctx.filters.search:
     st.caption("Health counts every delivery of the filtered webhooks and event types in this window: "
                "the outcome, status and search filters do not apply to it.")
-health = ui.query(ctx, "webhook_health", ctx.filters, window)
+health = reads.webhook_health(ctx.db_path, ctx.filters, window)
 if health.empty:
     st.info("No webhooks in the archive yet.")
 else:

@@ -6,10 +6,9 @@ import json
 
 import streamlit as st
 
-from collectors import actions, archive
-from collectors.client import make_client
 from collectors.models import EVENT_TYPES
-from dashboard import ui
+from collectors.trigger import SentTestEvent, send_test_event_now
+from dashboard import reads, ui
 from dashboard.present import header_rows, pretty_body, status_text
 
 ctx = ui.context()
@@ -17,7 +16,7 @@ st.title("Webhooks")
 st.caption("As last listed by MoeGo. Secret tokens are never stored: only whether one is set and a fingerprint "
            "that changes when it is rotated. Custom header values are redacted.")
 
-hooks = ui.query(ctx, "webhooks")
+hooks = reads.webhooks(ctx.db_path)
 if hooks.empty:
     st.info("No webhook archived yet: run a collection.")
     st.stop()
@@ -93,18 +92,13 @@ if submitted:
     if problem:
         st.error(problem)
     else:
-        db = archive.connect(ctx.settings.db_path)
-        try:
-            with st.spinner(f"Asking MoeGo to send a test event to {webhook_id}…"), make_client(ctx.settings) as client:
-                sent = actions.send_test_event(client, db, webhook_id,
-                                               event_type=None if event_type == _DEFAULT_EVENT else event_type,
-                                               payload=payload, secret_headers=ctx.settings.secret_headers)
-        finally:
-            db.conn.close()
-        ui.clear_caches()
+        with st.spinner(f"Asking MoeGo to send a test event to {webhook_id}…"):
+            sent = send_test_event_now(ctx.settings, webhook_id, payload=payload,
+                                       event_type=None if event_type == _DEFAULT_EVENT else event_type)
+        reads.clear()
         st.session_state["_test_result"] = sent
 
-result: actions.SentTestEvent | None = st.session_state.get("_test_result")
+result: SentTestEvent | None = st.session_state.get("_test_result")
 if result is not None:
     if result.delivery is None:
         st.error(f"MoeGo did not send it: {result.error}")

@@ -10,13 +10,14 @@ from typing import Iterable
 
 import pytest
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.alerts import AlertsOutcome, run_alerts
 from collectors.alerts.config import parse_alerts_config
 from collectors.alerts.incidents import Incident, history, list_incidents
 from collectors.config import Settings
 from collectors.models import Webhook, format_timestamp
-from tests.dashboard.seed import delivery
+from tests.seed import delivery
 
 NOW = datetime(2026, 11, 20, 12, 0, 30, tzinfo=timezone.utc)
 API_KEY = "key-that-must-never-leave-0123456789"
@@ -32,19 +33,20 @@ class Archive:
     counter: int = 0
 
     def db(self, readonly: bool = False):
+        """A connection to the archive (the caller closes it)."""
         return archive.connect(self.path, readonly=readonly)
 
     def webhook(self, webhook_id: str, endpoint: str | None = None, *, active: bool = True, synced: datetime = NOW) -> None:
         hook = Webhook(id=webhook_id, endpoint_url=endpoint or f"https://receiver.example/{webhook_id}",
                        event_types=["APPOINTMENT_CREATED"], is_active=active, headers={"Authorization": ["Bearer hdr-secret-value"]})
-        db = self.db()
-        with archive.transaction(db) as conn:
-            store.save_webhooks(db, [hook], seen_at=synced)
+        conn = self.db()
+        with archive.transaction(conn):
+            writer.save_webhooks(conn, [hook], seen_at=synced)
             conn.execute("INSERT OR REPLACE INTO sync_state (webhook_id, last_success_at) VALUES (?, ?)",
                          (webhook_id, format_timestamp(synced)))
             conn.execute("INSERT OR REPLACE INTO coverage (webhook_id, start, end) VALUES (?, ?, ?)",
                          (webhook_id, format_timestamp(synced - timedelta(days=16)), format_timestamp(synced)))
-        db.close()
+        conn.close()
 
     def deliveries(self, webhook_id: str, outcomes: Iterable[tuple[datetime, bool]], *, duration_ms: int = 100,
                    event_ids: Iterable[str] | None = None) -> None:
@@ -55,10 +57,10 @@ class Archive:
             items.append(delivery(f"dlv_{self.counter:05d}", webhook_id, at, success=ok, status=200 if ok else 503,
                                   duration_ms=duration_ms, error="" if ok else "unexpected status 503",
                                   event_id=ids[i] if ids else None))
-        db = self.db()
-        with archive.transaction(db):
-            store.save_deliveries(db, items, seen_at=NOW)
-        db.close()
+        conn = self.db()
+        with archive.transaction(conn):
+            writer.save_deliveries(conn, items, seen_at=NOW)
+        conn.close()
 
     def settings(self) -> Settings:
         config_path = self.path.with_name("moego-monitor.toml")
@@ -69,41 +71,41 @@ class Archive:
                         environ=MappingProxyType(dict(self.environ)))
 
     def run(self, now: datetime = NOW) -> AlertsOutcome:
-        db = self.db()
+        conn = self.db()
         try:
-            return run_alerts(self.settings(), db, now=now)
+            return run_alerts(self.settings(), conn, now=now)
         finally:
-            db.close()
+            conn.close()
 
     def incidents(self) -> list[Incident]:
-        db = self.db(readonly=True)
+        conn = self.db(readonly=True)
         try:
-            return list_incidents(db.conn)
+            return list_incidents(conn)
         finally:
-            db.close()
+            conn.close()
 
     def history(self, incident_id: int):
-        db = self.db(readonly=True)
+        conn = self.db(readonly=True)
         try:
-            return history(db.conn, incident_id)
+            return history(conn, incident_id)
         finally:
-            db.close()
+            conn.close()
 
     def rows(self, sql: str, *params: object) -> list[tuple]:
-        db = self.db(readonly=True)
+        conn = self.db(readonly=True)
         try:
-            return db.conn.execute(sql, params).fetchall()
+            return conn.execute(sql, params).fetchall()
         finally:
-            db.close()
+            conn.close()
 
 
 @pytest.fixture
 def arch(tmp_path: Path) -> Archive:
     """An empty archive at the current schema."""
     path = tmp_path / "archive.db"
-    db = archive.connect(path)
-    archive.ensure_db_shape(db)
-    db.close()
+    conn = archive.connect(path)
+    archive.ensure_db_shape(conn)
+    conn.close()
     return Archive(path)
 
 

@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from collectors.alerts.incidents import history, list_incidents
 from collectors.client import make_client
-from collectors.sync import collect
+from collectors.collect import collect
 from tests.collectors.conftest import db_rows, sandbox_settings
 
 from .sink import Sink
@@ -87,21 +87,15 @@ def test_failing_webhook_notifies_once_then_recovers(fresh_sandbox, tmp_path: Pa
 def list_incidents_of(db_path: Path):
     from collectors import archive
 
-    db = archive.connect(db_path, readonly=True)
-    try:
-        return list_incidents(db.conn)
-    finally:
-        db.close()
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return list_incidents(conn)
 
 
 def history_of(db_path: Path, incident_id: int):
     from collectors import archive
 
-    db = archive.connect(db_path, readonly=True)
-    try:
-        return history(db.conn, incident_id)
-    finally:
-        db.close()
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return history(conn, incident_id)
 
 
 def test_a_rule_can_redeliver_its_failed_events_once_the_receiver_is_back(fresh_sandbox, tmp_path: Path) -> None:

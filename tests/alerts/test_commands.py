@@ -10,8 +10,8 @@ from types import MappingProxyType
 
 from click.testing import CliRunner
 
-from collectors.alerts.commands import alerts_group
-from collectors.sync import collect
+from collectors.cli.alerts import alerts_group
+from collectors.collect import collect
 from tests.collectors.conftest import sandbox_settings
 
 from .conftest import Archive, minutes_ago

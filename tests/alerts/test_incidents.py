@@ -61,9 +61,9 @@ def test_an_acknowledged_incident_is_not_reminded_but_still_resolves(arch: Archi
         arch.config_text, arch.environ = CONFIG, {"SINK_URL": sink.url}
         arch.run()
         incident = arch.incidents()[0]
-        db = arch.db()
-        acknowledge(db, incident.id, by="alice", now=NOW + timedelta(minutes=1))
-        db.close()
+        conn = arch.db()
+        acknowledge(conn, incident.id, by="alice", now=NOW + timedelta(minutes=1))
+        conn.close()
         arch.run(NOW + timedelta(hours=3))
         assert len(sink.messages) == 1
         heal(arch, at=NOW + timedelta(hours=4))
@@ -80,9 +80,9 @@ def test_a_snooze_silences_reminders_until_it_runs_out(arch: Archive) -> None:
         arch.config_text, arch.environ = CONFIG, {"SINK_URL": sink.url}
         arch.run()
         incident_id = arch.incidents()[0].id
-        db = arch.db()
-        snoozed = snooze(db, incident_id, timedelta(hours=3), by="bob", now=NOW)
-        db.close()
+        conn = arch.db()
+        snoozed = snooze(conn, incident_id, timedelta(hours=3), by="bob", now=NOW)
+        conn.close()
         assert snoozed.state == "snoozed" and snoozed.snoozed_until == NOW + timedelta(hours=3)
         arch.run(NOW + timedelta(hours=2))
         assert len(sink.messages) == 1
@@ -99,9 +99,9 @@ def test_resolving_by_hand_holds_until_the_condition_clears_once(arch: Archive) 
         arch.config_text, arch.environ = CONFIG, {"SINK_URL": sink.url}
         arch.run()
         first = arch.incidents()[0]
-        db = arch.db()
-        resolve(db, first.id, by="carol", now=NOW + timedelta(minutes=1))
-        db.close()
+        conn = arch.db()
+        resolve(conn, first.id, by="carol", now=NOW + timedelta(minutes=1))
+        conn.close()
         arch.run(NOW + timedelta(minutes=10))  # still failing: no new incident, the person's word holds
         assert [(i.id, i.state, i.resolved_by) for i in arch.incidents()] == [(first.id, "resolved", "carol")]
         assert sink.messages[-1]["message"].startswith("Resolved by carol.")
@@ -117,19 +117,19 @@ def test_actions_refuse_what_their_state_does_not_allow(arch: Archive) -> None:
     failing(arch)
     arch.run()
     incident_id = arch.incidents()[0].id
-    db = arch.db()
+    conn = arch.db()
     try:
         with pytest.raises(IncidentError, match="no incident #999"):
-            acknowledge(db, 999, by="x")
+            acknowledge(conn, 999, by="x")
         with pytest.raises(IncidentError, match="say who you are"):
-            acknowledge(db, incident_id, by="  ")
-        resolve(db, incident_id, by="x")
+            acknowledge(conn, incident_id, by="  ")
+        resolve(conn, incident_id, by="x")
         with pytest.raises(IncidentError, match="only an open or snoozed one can be acknowledged"):
-            acknowledge(db, incident_id, by="x")
+            acknowledge(conn, incident_id, by="x")
         with pytest.raises(IncidentError, match="already resolved"):
-            resolve(db, incident_id, by="x")
+            resolve(conn, incident_id, by="x")
     finally:
-        db.close()
+        conn.close()
 
 
 def test_a_failing_channel_stops_nothing_is_recorded_and_retried_next_pass(arch: Archive) -> None:

@@ -13,11 +13,11 @@ from .conftest import NOW, Archive, minutes_ago
 
 def fired(arch: Archive, text: str = "", now=NOW) -> dict[tuple[str, str], str]:
     config = parse_alerts_config(text, {})
-    db = arch.db(readonly=True)
+    conn = arch.db(readonly=True)
     try:
-        evaluation = evaluate_rules(db, config, now)
+        evaluation = evaluate_rules(conn, config, now)
     finally:
-        db.close()
+        conn.close()
     assert not evaluation.errors
     return {(f.rule, f.webhook_id): f.summary for f in evaluation.findings}
 
@@ -34,14 +34,14 @@ def test_success_rate_below_threshold_with_enough_deliveries(arch: Archive) -> N
 def test_window_counts_from_the_rollup_equal_the_raw_rows(arch: Archive) -> None:
     arch.webhook("wh_1")
     arch.deliveries("wh_1", minutes_ago(*range(1, 600, 7), ok=True) + minutes_ago(*range(3, 600, 29), ok=False))
-    db = arch.db(readonly=True)
+    conn = arch.db(readonly=True)
     try:
         since, until = NOW - timedelta(hours=7, minutes=13), NOW
-        counts = window_counts(db.conn, "wh_1", since, until)
-        raw = db.conn.execute("SELECT COUNT(*), SUM(success = 0) FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?",
+        counts = window_counts(conn, "wh_1", since, until)
+        raw = conn.execute("SELECT COUNT(*), SUM(success = 0) FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?",
                               (format_timestamp(since), format_timestamp(until))).fetchone()
     finally:
-        db.close()
+        conn.close()
     assert (counts.total, counts.failed) == raw and sum(counts.histogram) == raw[0]
 
 
@@ -74,9 +74,9 @@ def test_silence_of_a_webhook_that_usually_has_traffic(arch: Archive) -> None:
 def test_webhook_inactive_or_deleted(arch: Archive) -> None:
     arch.webhook("wh_off", active=False)
     arch.webhook("wh_gone")
-    db = arch.db()
-    db.conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = 'wh_gone'", (format_timestamp(NOW),))
-    db.close()
+    conn = arch.db()
+    conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = 'wh_gone'", (format_timestamp(NOW),))
+    conn.close()
     found = fired(arch)
     assert found[("webhook_inactive", "wh_off")] == "the webhook is inactive at MoeGo: nothing is delivered to it"
     assert found[("webhook_inactive", "wh_gone")].startswith("MoeGo no longer has this webhook")
@@ -95,9 +95,9 @@ def test_unrecovered_failures_about_to_expire(arch: Archive) -> None:
 
 def test_collector_stale_and_at_risk_read_the_status_model(arch: Archive) -> None:
     arch.webhook("wh_1", synced=NOW - timedelta(hours=2))
-    db = arch.db()
-    db.conn.execute("DELETE FROM coverage")
-    db.close()
+    conn = arch.db()
+    conn.execute("DELETE FROM coverage")
+    conn.close()
     found = fired(arch)
     assert found[("collector_stale", "")].startswith("no successful collector pass for 2 h")
     assert found[("at_risk", "wh_1")].endswith("run 'moego-monitor collect'")

@@ -16,7 +16,7 @@ from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql
 from collectors.client import make_client
 from collectors.config import Settings
 from collectors.models import parse_timestamp
-from tests.conftest import REPO, SandboxHandle, start_sandbox, stop_sandbox
+from tests.conftest import REPO, SandboxHandle, running_sandbox
 
 #: Runs the ``moego-monitor`` command in a fresh interpreter.
 CLI = [sys.executable, "-m", "collectors"]
@@ -98,8 +98,5 @@ def assert_archive_consistent(db_path: Path) -> None:
 @pytest.fixture(scope="module")
 def own_sandbox() -> Iterator[SandboxHandle]:
     """A sandbox for one test module (its clock is never advanced, so it agrees with the wall clock)."""
-    handle = start_sandbox()
-    try:
+    with running_sandbox() as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)

@@ -13,11 +13,12 @@ import httpx
 import pytest
 
 from collectors import archive
-from collectors.coverage import RETENTION
+from collectors.archive.coverage import RETENTION
 from collectors.models import format_timestamp, parse_timestamp
-from collectors.runs import archive_status, lock_path
-from collectors.sync import collect
-from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
+from collectors.archive.runs import lock_path
+from collectors.archive.status import archive_status
+from collectors.collect import collect
+from tests.conftest import SandboxHandle, running_sandbox, start_sandbox, stop_sandbox
 
 from .conftest import (
     archived_by_webhook,
@@ -37,11 +38,8 @@ CONTENT = ("id, webhook_id, event_type, event_id, request_headers, request_body,
 @pytest.fixture(scope="module")
 def small_sandbox() -> Iterator[SandboxHandle]:
     """A sandbox with 3 days of history (about 4,600 entries over 5 webhooks); its clock is never advanced."""
-    handle = start_sandbox("--history-days", "3")
-    try:
+    with running_sandbox("--history-days", "3") as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)
 
 
 def wait_for(predicate, *, timeout: float = 60.0, every: float = 0.01) -> None:

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from collectors import archive
 from collectors.cli import cli
 from collectors.config import Settings
-from collectors.coverage import RETENTION
+from collectors.archive.coverage import RETENTION
 from collectors.models import format_timestamp
-from collectors.sync import collect
-from tests.conftest import SandboxHandle, free_port, start_sandbox, stop_sandbox
+from collectors.collect import collect
+from tests.conftest import SandboxHandle, free_port, running_sandbox
 
 from .conftest import archived_by_webhook, db_rows, listed_ids
 from .fake_moego import BASE_URL, KEY, FakeMoeGo
@@ -24,11 +24,8 @@ from .fake_moego import BASE_URL, KEY, FakeMoeGo
 
 @pytest.fixture(scope="module")
 def small_sandbox() -> Iterator[SandboxHandle]:
-    handle = start_sandbox("--history-days", "2")
-    try:
+    with running_sandbox("--history-days", "2") as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):

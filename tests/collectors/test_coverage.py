@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from collectors import archive
-from collectors.coverage import (
+from collectors.archive.coverage import (
     AT_RISK_HORIZON,
     RETENTION,
     Interval,
@@ -111,7 +111,7 @@ def test_record_interval_merges_rows_in_the_table(db):
     with archive.transaction(db):
         after = record_interval(db, "w1", iv(-8, -6))
     assert after == [iv(-10, -4)]
-    rows = db.conn.execute("SELECT webhook_id, start, end FROM coverage ORDER BY webhook_id").fetchall()
+    rows = db.execute("SELECT webhook_id, start, end FROM coverage ORDER BY webhook_id").fetchall()
     assert len(rows) == 2  # w1's three pieces became one row; w2 untouched
     assert load_intervals(db, "w2") == [iv(-9, -7)]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.models import Webhook, WebhookDelivery
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
@@ -23,12 +24,12 @@ def test_a_webhooks_custom_header_values_are_redacted_in_its_deliveries_too(tmp_
         response_headers={"x-partner-token": ["pt-SECRET-123"]},
     )
     with archive.transaction(db):
-        store.save_webhooks(db, [hook], seen_at=NOW)
-        store.save_deliveries(db, [delivery], seen_at=NOW)
-    request_headers, response_headers = db.conn.execute(
+        writer.save_webhooks(db, [hook], seen_at=NOW)
+        writer.save_deliveries(db, [delivery], seen_at=NOW)
+    request_headers, response_headers = db.execute(
         "SELECT request_headers, response_headers FROM deliveries").fetchone()
-    everything = str(db.conn.execute("SELECT * FROM deliveries").fetchall()) + str(
-        db.conn.execute("SELECT * FROM webhooks").fetchall())
+    everything = str(db.execute("SELECT * FROM deliveries").fetchall()) + str(
+        db.execute("SELECT * FROM webhooks").fetchall())
     db.close()
     assert json.loads(request_headers) == {"X-Partner-Token": ["[redacted]"], "X-Moe-Event-Type": ["PET_CREATED"]}
     assert json.loads(response_headers) == {"x-partner-token": ["[redacted]"]}

@@ -12,10 +12,11 @@ import pytest
 from collectors import archive
 from collectors.client import MoeGoClient, RetryConfig, make_http_client
 from collectors.config import Settings
-from collectors.coverage import RETENTION, gaps, load_intervals
+from collectors.archive.coverage import RETENTION, gaps, load_intervals
 from collectors.models import format_timestamp
-from collectors.runs import CollectorBusy, collector_lock
-from collectors.sync import SETTLE, collect, sync_webhook
+from collectors.archive.runs import CollectorBusy, collector_lock
+from collectors.collect import collect
+from collectors.sync import SETTLE, sync_webhook
 
 from .fake_moego import BASE_URL, KEY, FakeMoeGo, error, utc
 
@@ -50,7 +51,7 @@ def client(fake):
 def rows(settings: Settings, columns: str = CONTENT) -> list[tuple]:
     db = archive.connect(settings.db_path)
     try:
-        return db.conn.execute(f"SELECT {columns} FROM deliveries ORDER BY id").fetchall()
+        return db.execute(f"SELECT {columns} FROM deliveries ORDER BY id").fetchall()
     finally:
         db.close()
 
@@ -62,7 +63,7 @@ def archived_ids(settings: Settings) -> list[str]:
 def query(settings: Settings, sql: str, *params) -> list[tuple]:
     db = archive.connect(settings.db_path)
     try:
-        return db.conn.execute(sql, params).fetchall()
+        return db.execute(sql, params).fetchall()
     finally:
         db.close()
 

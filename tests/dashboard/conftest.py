@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -11,25 +10,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from collectors import archive
-
-from .seed import NOW, Seed, seed
+from tests.seed import Seed, seed
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-
-
-@pytest.fixture
-def seeded(tmp_path: Path) -> Seed:
-    """The seed archive at the fixed :data:`~tests.dashboard.seed.NOW`."""
-    return seed(tmp_path / "archive.db", NOW)
-
-
-@pytest.fixture
-def conn(seeded: Seed) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the fixed seed archive."""
-    db = archive.connect(seeded.path, readonly=True)
-    yield db.conn
-    db.conn.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from collectors import archive
 
-from .seed import ALPHA, BETA, GAMMA, Seed
+from tests.seed import ALPHA, BETA, GAMMA, Seed
 
 
 def metrics(at: AppTest) -> dict[str, tuple[str, str]]:

@@ -14,8 +14,8 @@ import pytest
 
 from collectors import archive
 from collectors.config import Settings
-from collectors.sync import collect
-from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
+from collectors.collect import collect
+from tests.conftest import SandboxHandle, running_sandbox
 
 from .test_app import metrics, no_exception
 
@@ -23,11 +23,8 @@ from .test_app import metrics, no_exception
 @pytest.fixture(scope="module")
 def moego() -> Iterator[SandboxHandle]:
     """A sandbox of this module's own with one day of history (its clock is nobody else's to move)."""
-    handle = start_sandbox("--history-days", "1")
-    try:
+    with running_sandbox("--history-days", "1") as handle:
         yield handle
-    finally:
-        stop_sandbox(handle)
 
 
 @pytest.fixture(scope="module")

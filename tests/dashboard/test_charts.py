@@ -7,11 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from dashboard import charts, queries
-from dashboard.filters import Filters
+from collectors.archive import status
+from dashboard import charts, coverage, queries
+from collectors.archive.filters import Filters
 from dashboard.stats import time_series
 
-from .seed import ALPHA, BETA, NOW
+from tests.seed import ALPHA, BETA, NOW
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -50,8 +51,8 @@ def test_failure_breakdowns(conn) -> None:
 
 def test_coverage_timeline_shows_gaps(conn) -> None:
     since, until = NOW - timedelta(days=30), NOW
-    intervals = queries.coverage_intervals(conn, since, until, [ALPHA, BETA])
-    gaps = queries.coverage_gaps(conn, since, until, now=NOW, webhook_ids=[ALPHA, BETA])
+    intervals = status.coverage_intervals(conn, since, until, [ALPHA, BETA])
+    gaps = coverage.coverage_gaps(conn, since, until, now=NOW, webhook_ids=[ALPHA, BETA])
     fig = charts.coverage_figure(intervals, gaps, since, until, BERLIN)
     kinds = {t.name: t for t in fig.data}
     assert set(kinds) == {"archived", "gap", "deleted by MoeGo", "not collected yet"}

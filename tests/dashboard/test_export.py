@@ -14,14 +14,15 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.models import parse_timestamp
-from dashboard.commands import export_command, parse_bound
+from collectors.cli.export import export_command, parse_bound
 from collectors.cli import cli
-from dashboard.export import COLUMN_HELP, COLUMNS, export_csv, manifest_path, neutralize, write_export
-from dashboard.filters import Filters
+from collectors.archive.export import COLUMN_HELP, COLUMNS, export_csv, manifest_path, neutralize, write_export
+from collectors.archive.filters import Filters
 
-from .seed import ALPHA, BETA, NOW, Seed, delivery
+from tests.seed import ALPHA, BETA, NOW, Seed, delivery
 
 UTC = timezone.utc
 
@@ -65,10 +66,10 @@ def test_formula_cells_from_the_archive_are_neutralised(conn) -> None:
 def test_body_starting_like_a_formula_is_neutralised(seeded: Seed) -> None:
     db = archive.connect(seeded.path)
     with archive.transaction(db):
-        store.save_deliveries(db, [delivery("dlv_at", BETA, NOW - timedelta(minutes=2), request_body=b"@SUM(1,2)")], seen_at=NOW)
+        writer.save_deliveries(db, [delivery("dlv_at", BETA, NOW - timedelta(minutes=2), request_body=b"@SUM(1,2)")], seen_at=NOW)
     out = io.StringIO(newline="")
     export_csv(db, Filters(search="dlv_at"), out, now=NOW)
-    db.conn.close()
+    db.close()
     assert rows_of(out.getvalue())[0]["request_body"] == "'@SUM(1,2)"
 
 
@@ -77,10 +78,10 @@ def test_secret_headers_are_redacted_even_if_the_archive_holds_them(seeded: Seed
     db = archive.connect(seeded.path)
     leaked = {"Authorization": ["Basic c2VjcmV0"], "X-Custom-Token": ["tok-123"], "X-Moe-Signature": ["sig"],
               "Content-Type": ["application/json"]}
-    db.conn.execute("UPDATE deliveries SET request_headers = ? WHERE id = 'dlv_a05'", (json.dumps(leaked),))
+    db.execute("UPDATE deliveries SET request_headers = ? WHERE id = 'dlv_a05'", (json.dumps(leaked),))
     out = io.StringIO(newline="")
     export_csv(db, Filters(search="dlv_a05"), out, now=NOW, secret_headers=("x-custom-token",))
-    db.conn.close()
+    db.close()
     text = out.getvalue()
     assert "c2VjcmV0" not in text and "tok-123" not in text and '"sig"' not in text
     headers = json.loads(rows_of(text)[0]["request_headers"])
@@ -123,8 +124,8 @@ def test_export_memory_stays_bounded(tmp_path: Path) -> None:
         batch = [delivery(f"big{i:06d}", ALPHA, NOW - timedelta(seconds=10 * i + 1), request_body=body)
                  for i in range(start, start + 5_000)]
         with archive.transaction(db):
-            store.save_deliveries(db, batch, seen_at=NOW)
-    db.conn.close()
+            writer.save_deliveries(db, batch, seen_at=NOW)
+    db.close()
     target = tmp_path / "big.csv"
     tracemalloc.start()
     try:

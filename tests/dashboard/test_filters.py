@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dashboard.filters import (EARLIEST, Filters, Window, ceil_minute, choose_bucket, clamped, from_query_params,
-                               to_query_params)
-from dashboard.where import fts_query
+from collectors.archive.filters import Filters, Window, ceil_minute
+from dashboard.filters import EARLIEST, choose_bucket, clamped, from_query_params, to_query_params
+from collectors.archive.where import fts_query
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 20, 12, 34, 56, 789, tzinfo=UTC)

@@ -13,24 +13,18 @@ from collectors.alerts import run_alerts
 from collectors.alerts.incidents import history, list_incidents
 from collectors.config import Settings
 
-from .seed import BETA, GAMMA, Seed
+from tests.seed import BETA, GAMMA, Seed
 from .test_app import no_exception
 
 
 def _open_incidents(seed: Seed) -> None:
-    db = archive.connect(seed.path)
-    try:
-        run_alerts(Settings(db_path=seed.path), db, now=datetime.now(timezone.utc))
-    finally:
-        db.close()
+    with archive.open_archive(seed.path) as conn:
+        run_alerts(Settings(db_path=seed.path), conn, now=datetime.now(timezone.utc))
 
 
 def _incidents(seed: Seed):
-    db = archive.connect(seed.path, readonly=True)
-    try:
-        return {(i.rule, i.webhook_id): i for i in list_incidents(db.conn)}
-    finally:
-        db.close()
+    with archive.open_archive(seed.path, readonly=True) as conn:
+        return {(i.rule, i.webhook_id): i for i in list_incidents(conn)}
 
 
 def shown(markdown: str) -> str:
@@ -77,11 +71,8 @@ def test_the_incidents_page_lists_open_first_and_acknowledges_with_the_persons_n
     no_exception(at)
     assert f"Incident #{beta.id} is acknowledged (alice)." in [shown(s.value) for s in at.success]
     assert _incidents(live_seed)[("consecutive_failures", BETA)].state == "acknowledged"
-    db = archive.connect(live_seed.path, readonly=True)
-    try:
-        assert [(e.action, e.actor) for e in history(db.conn, beta.id)][-1] == ("acknowledged", "alice")
-    finally:
-        db.close()
+    with archive.open_archive(live_seed.path, readonly=True) as conn:
+        assert [(e.action, e.actor) for e in history(conn, beta.id)][-1] == ("acknowledged", "alice")
     headers = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert f"**#{beta.id} · ACKNOWLEDGED · consecutive\\_failures on receiver\\.example/wh\\_beta**" in headers
 

@@ -6,7 +6,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-from dashboard.filters import Filters
+from collectors.archive.filters import Filters
 from dashboard.present import MAX_BODY_CHARS, export_command_line, header_rows, pretty_body, status_text
 
 UTC = timezone.utc

@@ -12,14 +12,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.archive import LATENCY_BUCKET_BOUNDS_MS, error_class
 from collectors.models import Webhook
-from dashboard import queries
-from dashboard.filters import Filters, Window
+from dashboard import coverage, queries
+from collectors.archive.filters import Filters, Window
 from dashboard.stats import aggregate, percentile_from_histogram, summary, time_series
 
-from .seed import ALPHA, BETA, GAMMA, NOW, Seed, delivery
+from tests.seed import ALPHA, BETA, GAMMA, NOW, Seed, delivery
 
 DAY = Filters()
 
@@ -85,13 +86,13 @@ def test_hour_and_day_figures_come_from_the_rollup(seeded: Seed) -> None:
 
     db = archive.connect(seeded.path)
     hour = (NOW - timedelta(hours=5)).strftime("%Y-%m-%dT%H")
-    db.conn.execute("UPDATE delivery_hourly SET deliveries = deliveries + 1000, h04 = h04 + 1000 WHERE hour = ?", (hour,))
+    db.execute("UPDATE delivery_hourly SET deliveries = deliveries + 1000, h04 = h04 + 1000 WHERE hour = ?", (hour,))
     w = window()
-    assert summary(db.conn, DAY, w).deliveries == 53 + 1000 * db.conn.execute(
+    assert summary(db, DAY, w).deliveries == 53 + 1000 * db.execute(
         "SELECT COUNT(*) FROM delivery_hourly WHERE hour = ?", (hour,)).fetchone()[0]
-    minutes = time_series(db.conn, DAY, window(hours=6), "minute", ZoneInfo("UTC"))
+    minutes = time_series(db, DAY, window(hours=6), "minute", ZoneInfo("UTC"))
     assert int(minutes["deliveries"].sum()) < 1000
-    db.conn.close()
+    db.close()
 
 
 def test_filters_narrow_exactly(conn: sqlite3.Connection, seeded: Seed) -> None:
@@ -146,21 +147,21 @@ def _add_old_matches(path: Path, first: int, count: int) -> None:
     old = [delivery(f"dlv_n{first + i:05d}", BETA, NOW - timedelta(days=20, seconds=first + i),
                     error="needle in the haystack") for i in range(count)]
     with archive.transaction(db):
-        store.save_deliveries(db, old, seen_at=NOW)
-    db.conn.close()
+        writer.save_deliveries(db, old, seen_at=NOW)
+    db.close()
 
 
 def test_search_costs_what_the_window_holds_not_the_archive(seeded: Seed) -> None:
     """A word common in the archive but rare in the window: the search's work must not grow with the archive."""
     db = archive.connect(seeded.path)
     with archive.transaction(db):
-        store.save_deliveries(db, [delivery(f"dlv_w{k}", ALPHA, NOW - timedelta(hours=k), error="needle here")
+        writer.save_deliveries(db, [delivery(f"dlv_w{k}", ALPHA, NOW - timedelta(hours=k), error="needle here")
                                    for k in (2, 3, 4)], seen_at=NOW)
-    db.conn.close()
+    db.close()
     view = DAY.with_changes(search="needle")
 
     def cost() -> tuple[int, set[str]]:
-        conn = archive.connect(seeded.path, readonly=True).conn
+        conn = archive.connect(seeded.path, readonly=True)
         try:
             found: set[str] = set()
 
@@ -309,10 +310,10 @@ def test_a_95_percent_healthy_webhook_does_not_read_failing_in_a_view_of_failure
     rows = [delivery(f"d{k:02d}", "wh_ok", NOW - timedelta(minutes=30 * k), success=k != 20, status=200 if k != 20 else 500)
             for k in range(1, 21)]  # 19 of 20 succeeded; the one failure is the oldest
     with archive.transaction(db):
-        store.save_webhooks(db, [hook], seen_at=NOW)
-        store.save_deliveries(db, rows, seen_at=NOW)
-    health = queries.webhook_health(db.conn, DAY.with_changes(outcome="failed"), window())
-    db.conn.close()
+        writer.save_webhooks(db, [hook], seen_at=NOW)
+        writer.save_deliveries(db, rows, seen_at=NOW)
+    health = queries.webhook_health(db, DAY.with_changes(outcome="failed"), window())
+    db.close()
     row = health.set_index("webhook_id").loc["wh_ok"]
     assert (row["state"], row["success_rate"], row["deliveries"]) == ("degraded", pytest.approx(0.95), 20)
 
@@ -362,7 +363,7 @@ def test_tiles_compare_with_the_previous_period(conn: sqlite3.Connection) -> Non
 
 
 def test_at_risk_from_coverage(conn: sqlite3.Connection) -> None:
-    risk = queries.at_risk(conn, NOW)
+    risk = coverage.at_risk(conn, NOW)
     gaps = {r.webhook_id: r for r in risk.gaps.itertuples()}
     assert risk.gap_hours == pytest.approx(12 + 48 + 48)
     assert gaps[ALPHA].hours == pytest.approx(12)
@@ -371,19 +372,19 @@ def test_at_risk_from_coverage(conn: sqlite3.Connection) -> None:
     assert gaps[ALPHA].estimated_entries > 0 and gaps[BETA].estimated_entries > 0
     assert gaps[GAMMA].estimated_entries == 0  # never covered, so no rate to estimate from
     assert risk.estimated_entries == sum(g.estimated_entries for g in gaps.values())
-    only_alpha = queries.at_risk(conn, NOW, webhook_ids=[ALPHA])
+    only_alpha = coverage.at_risk(conn, NOW, webhook_ids=[ALPHA])
     assert list(only_alpha.gaps["webhook_id"]) == [ALPHA]
 
 
 def test_coverage_gaps_split_at_the_retention_start(conn: sqlite3.Connection) -> None:
-    gaps = queries.coverage_gaps(conn, NOW - timedelta(days=30), NOW, now=NOW, webhook_ids=[BETA])
+    gaps = coverage.coverage_gaps(conn, NOW - timedelta(days=30), NOW, now=NOW, webhook_ids=[BETA])
     spans = [(g.start, g.end, g.kind) for g in gaps.itertuples()]
     assert spans == [
         (NOW - timedelta(days=30), NOW - timedelta(days=15), "expired"),
         (NOW - timedelta(days=15), NOW - timedelta(days=10), "open"),
         (NOW - timedelta(hours=1), NOW, "pending"),  # since the last collection
     ]
-    never = queries.coverage_gaps(conn, NOW - timedelta(days=3), NOW, now=NOW, webhook_ids=[GAMMA])
+    never = coverage.coverage_gaps(conn, NOW - timedelta(days=3), NOW, now=NOW, webhook_ids=[GAMMA])
     assert list(never["kind"]) == ["open"]  # never collected at all is a hole, not "pending"
 
 

@@ -1,4 +1,4 @@
-"""Dashboard-side CLI commands, registered on ``moego-monitor`` by ``collectors.cli``.
+"""The ``export`` command: archived deliveries to CSV (registered on ``moego-monitor`` by :mod:`collectors.cli`).
 
 ``moego-monitor export --since 2026-11-01 --until 2026-11-07 --status failed --out failed.csv``
 writes the CSV and ``failed.csv.manifest.json``; ``--out -`` streams the CSV to stdout (no manifest).
@@ -7,19 +7,17 @@ writes the CSV and ``failed.csv.manifest.json``; ``--out -`` streams the CSV to 
 from __future__ import annotations
 
 import re
-import sqlite3
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import click
 
-from collectors import archive
-from collectors.archive import ArchiveError
-from collectors.config import ConfigError, load_settings
-from collectors.models import MalformedMessage, parse_timestamp
-
-from .export import COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, write_export
+from .. import archive
+from ..archive.export import COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, write_export
+from ..config import Settings
+from ..models import MalformedMessage, parse_timestamp
+from .support import CONTEXT_SETTINGS, one_line_errors, settings_options
 
 __all__ = ["export_command", "parse_bound"]
 
@@ -64,7 +62,7 @@ def _columns_epilog() -> str:
               "return) is prefixed with '.")
 
 
-@click.command("export", epilog=_columns_epilog(), context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("export", epilog=_columns_epilog(), context_settings=CONTEXT_SETTINGS)
 @click.option("--since", required=True, help="Start: a UTC date (2026-11-01) or an RFC 3339 time, inclusive.")
 @click.option("--until", required=True, help="End: a UTC date (that whole day included) or an RFC 3339 time, exclusive.")
 @click.option("--webhook", "webhook_ids", multiple=True, metavar="ID", help="Only this webhook (repeatable).")
@@ -72,32 +70,23 @@ def _columns_epilog() -> str:
 @click.option("--out", "out", default=None, metavar="FILE",
               help="CSV file to write, with FILE.manifest.json beside it; '-' for stdout (no manifest). "
                    "Default: deliveries-SINCE-UNTIL.csv.")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Archive file [env MOEGO_MONITOR_DB; default data/moego-monitor.db].")
-def export_command(since: str, until: str, webhook_ids: tuple[str, ...], status: str | None, out: str | None,
-                   db_path: str | None) -> None:
+@settings_options(moego=False)
+@one_line_errors(archive_access="read")
+def export_command(settings: Settings, since: str, until: str, webhook_ids: tuple[str, ...], status: str | None,
+                   out: str | None) -> None:
     """Export archived deliveries to CSV, with a SHA-256 manifest an auditor can check."""
     start, end = parse_bound(since, end=False), parse_bound(until, end=True)
     if end <= start:
         raise click.ClickException(f"--until ({until}) must be after --since ({since})")
-    try:
-        settings = load_settings(db_path=db_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        archive.check_readable(settings.db_path)
-    except ArchiveError as exc:
-        raise click.ClickException(str(exc)) from None
+    archive.check_readable(settings.db_path)
     target = Path(out) if out and out != "-" else Path(f"deliveries-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv")
     try:
         if out == "-":
-            db = archive.connect(settings.db_path, readonly=True)
-            try:
+            with archive.open_archive(settings.db_path, readonly=True) as conn:
                 filters = filters_for_status(start, end, webhook_ids, status)
                 stream = sys.stdout
-                manifest = export_csv(db, filters, stream, secret_headers=settings.secret_headers)
+                manifest = export_csv(conn, filters, stream, secret_headers=settings.secret_headers)
                 stream.flush()
-            finally:
-                db.conn.close()
             click.echo(f"exported {manifest.rows:,} deliveries (sha256 {manifest.sha256})", err=True)
             return
         manifest = write_export(settings.db_path, start, end, webhook_ids, status, target,
@@ -105,14 +94,7 @@ def export_command(since: str, until: str, webhook_ids: tuple[str, ...], status:
     except BrokenPipeError:  # pragma: no cover - stdout closed early, e.g. by `| head`
         sys.stderr.close()
         return
-    except ArchiveError as exc:
-        raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(
-            f"cannot read the archive at {settings.db_path}: {exc}: check that --db or MOEGO_MONITOR_DB names an "
-            "intact moego-monitor archive"
-        ) from None
-    except OSError as exc:
+    except OSError as exc:  # writing the CSV; the archive's own failures are sqlite3 errors
         reason = exc.strerror or str(exc)
         if out == "-":
             raise click.ClickException(f"cannot write to stdout: {reason}") from None

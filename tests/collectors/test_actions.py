@@ -1,4 +1,4 @@
-"""collectors.actions: redelivery with its audit and double-click guard, the rate limiter, bulk rules, test events.
+"""Actions (collectors.redelivery, .ratelimit, .bulk, .trigger): redelivery with its audit and double-click guard, the rate limiter, bulk rules, test events.
 
 MoeGo is an ``httpx.MockTransport`` answering like the API contract; clocks are fake, so nothing waits.
 """
@@ -14,14 +14,14 @@ from typing import Iterator
 import httpx
 import pytest
 
-from collectors import actions, archive
+from collectors import archive, bulk, ratelimit, redelivery, trigger
 from collectors.client import MoeGoClient, RetryConfig, make_http_client
 from collectors.config import Settings
 from collectors.models import format_timestamp
 from dashboard import queries
-from dashboard.filters import Filters
+from collectors.archive.filters import Filters
 
-from .seed import ALPHA, BETA, NOW, Seed
+from tests.seed import ALPHA, BETA, NOW, Seed
 
 _REDELIVER = re.compile(r"^/v1/webhooks/deliveries/([^/]+)/redeliver$")
 
@@ -103,20 +103,20 @@ def client(moego: FakeMoeGo, fake_time: FakeTime) -> Iterator[MoeGoClient]:
 def db(seeded: Seed):
     handle = archive.connect(seeded.path)
     yield handle
-    handle.conn.close()
+    handle.close()
 
 
 def audit(db) -> list[dict]:
-    cursor = db.conn.execute("SELECT * FROM redeliveries WHERE delivery_id != 'dlv_a03' ORDER BY id")
+    cursor = db.execute("SELECT * FROM redeliveries WHERE delivery_id != 'dlv_a03' ORDER BY id")
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-A02 = actions.Candidate("dlv_a02", ALPHA, "evt_dlv_a02", format_timestamp(NOW - timedelta(minutes=60)))
+A02 = redelivery.Candidate("dlv_a02", ALPHA, "evt_dlv_a02", format_timestamp(NOW - timedelta(minutes=60)))
 
 
 def test_redeliver_audits_and_saves_the_new_attempt(client, db, moego, fake_time) -> None:
-    result = actions.redeliver(client, db, A02, clock=fake_time.now)
+    result = redelivery.redeliver(client, db, A02, clock=fake_time.now)
     assert result.outcome == "sent" and result.new_delivery is not None
     assert moego.calls == [(0.0, "dlv_a02", ALPHA)]
     [row] = audit(db)
@@ -124,15 +124,15 @@ def test_redeliver_audits_and_saves_the_new_attempt(client, db, moego, fake_time
         "sent", result.new_delivery.id, 1, 200, None)
     assert (row["requested_by"], row["event_id"], row["requested_at"]) == ("dashboard", "evt_dlv_a02",
                                                                            format_timestamp(NOW))
-    saved = db.conn.execute("SELECT success, request_headers FROM deliveries WHERE id = ?", (result.new_delivery.id,)).fetchone()
+    saved = db.execute("SELECT success, request_headers FROM deliveries WHERE id = ?", (result.new_delivery.id,)).fetchone()
     assert saved[0] == 1 and "leaked" not in saved[1]
     assert "succeeded (HTTP 200)" in result.message
 
 
 def test_a_double_click_sends_once(client, db, moego, fake_time) -> None:
-    first = actions.redeliver(client, db, A02, clock=fake_time.now)
+    first = redelivery.redeliver(client, db, A02, clock=fake_time.now)
     fake_time.t += 2
-    second = actions.redeliver(client, db, A02, clock=fake_time.now)
+    second = redelivery.redeliver(client, db, A02, clock=fake_time.now)
     assert (first.outcome, second.outcome) == ("sent", "skipped")
     assert len(moego.calls) == 1
     rows = audit(db)
@@ -141,22 +141,22 @@ def test_a_double_click_sends_once(client, db, moego, fake_time) -> None:
 
 
 def test_the_guard_lets_a_deliberate_retry_through_after_its_window(client, db, moego, fake_time) -> None:
-    actions.redeliver(client, db, A02, clock=fake_time.now)
-    fake_time.t += actions.GUARD_SECONDS + 1
-    assert actions.redeliver(client, db, A02, clock=fake_time.now).outcome == "sent"
+    redelivery.redeliver(client, db, A02, clock=fake_time.now)
+    fake_time.t += redelivery.GUARD_SECONDS + 1
+    assert redelivery.redeliver(client, db, A02, clock=fake_time.now).outcome == "sent"
     assert len(moego.calls) == 2
 
 
 def test_a_moego_error_is_audited_not_raised(client, db, moego, fake_time) -> None:
     moego.answers["dlv_a02"] = [error(404, 5, "delivery not found")]
-    result = actions.redeliver(client, db, A02, clock=fake_time.now)
+    result = redelivery.redeliver(client, db, A02, clock=fake_time.now)
     assert result.outcome == "failed" and "NOT_FOUND" in (result.error or "") and "\n" not in result.error
     [row] = audit(db)
     assert row["outcome"] == "failed" and row["error"] == result.error and row["new_delivery_id"] is None
 
 
 def test_limiter_allows_100_per_sliding_minute_per_webhook(fake_time) -> None:
-    limiter = actions.RateLimiter(100, 60.0, clock=fake_time.monotonic)
+    limiter = ratelimit.RateLimiter(100, 60.0, clock=fake_time.monotonic)
     sent = []
     for _ in range(250):
         limiter.acquire("a", sleep=fake_time.sleep)
@@ -168,7 +168,7 @@ def test_limiter_allows_100_per_sliding_minute_per_webhook(fake_time) -> None:
 
 
 def test_limiter_honours_a_penalty(fake_time) -> None:
-    limiter = actions.RateLimiter(100, 60.0, clock=fake_time.monotonic)
+    limiter = ratelimit.RateLimiter(100, 60.0, clock=fake_time.monotonic)
     limiter.penalize("a", 7.5)
     assert limiter.wait_time("a") == pytest.approx(7.5)
     limiter.penalize("a", 2.0)  # never shortens
@@ -179,7 +179,7 @@ def test_limiter_honours_a_penalty(fake_time) -> None:
 def test_plan_skips_events_that_later_succeeded(conn) -> None:
     found = queries.failed_candidates(conn, Filters(), Filters().window(NOW), limit=100)
     assert len(found) == 14
-    plan = actions.plan_bulk(conn, found, now=NOW)
+    plan = bulk.plan_bulk(conn, found, now=NOW)
     skipped = {c.delivery_id: why for c, why in plan.skipped}
     assert set(skipped) == {"dlv_r1", "dlv_r2"}
     assert "later succeeded (delivery dlv_r3" in skipped["dlv_r1"]
@@ -187,19 +187,19 @@ def test_plan_skips_events_that_later_succeeded(conn) -> None:
 
 
 def test_plan_sends_an_event_once_and_ignores_repeats(conn) -> None:
-    old = actions.Candidate("x_old", BETA, "evt_same", "2026-11-20T01:00:00.000000Z")
-    new = actions.Candidate("x_new", BETA, "evt_same", "2026-11-20T02:00:00.000000Z")
-    other_hook = actions.Candidate("x_alpha", ALPHA, "evt_same", "2026-11-20T01:30:00.000000Z")
-    plan = actions.plan_bulk(conn, [old, new, other_hook, new], now=NOW)
+    old = redelivery.Candidate("x_old", BETA, "evt_same", "2026-11-20T01:00:00.000000Z")
+    new = redelivery.Candidate("x_new", BETA, "evt_same", "2026-11-20T02:00:00.000000Z")
+    other_hook = redelivery.Candidate("x_alpha", ALPHA, "evt_same", "2026-11-20T01:30:00.000000Z")
+    plan = bulk.plan_bulk(conn, [old, new, other_hook, new], now=NOW)
     assert [c.delivery_id for c in plan.to_send] == ["x_new", "x_alpha"]
     reasons = dict((c.delivery_id, why) for c, why in plan.skipped)
     assert reasons == {"x_new": "listed twice", "x_old": "the event's newer failed entry x_new is redelivered instead"}
 
 
 def test_plan_skips_entries_moego_already_deleted(conn) -> None:
-    expired = actions.Candidate("x_gone", BETA, "evt_gone", format_timestamp(NOW - timedelta(days=15, minutes=1)))
-    kept = actions.Candidate("x_kept", BETA, "evt_kept", format_timestamp(NOW - timedelta(days=14, hours=23)))
-    plan = actions.plan_bulk(conn, [expired, kept], now=NOW)
+    expired = redelivery.Candidate("x_gone", BETA, "evt_gone", format_timestamp(NOW - timedelta(days=15, minutes=1)))
+    kept = redelivery.Candidate("x_kept", BETA, "evt_kept", format_timestamp(NOW - timedelta(days=14, hours=23)))
+    plan = bulk.plan_bulk(conn, [expired, kept], now=NOW)
     assert [c.delivery_id for c in plan.to_send] == ["x_kept"]
     assert [(c.delivery_id, why) for c, why in plan.skipped] == [("x_gone", "expired upstream (older than 15 days)")]
 
@@ -207,9 +207,9 @@ def test_plan_skips_entries_moego_already_deleted(conn) -> None:
 def test_bulk_never_asks_moego_for_expired_entries_nor_spends_the_rate_on_them(client, db, moego, fake_time) -> None:
     old = format_timestamp(NOW - timedelta(days=16))
     fresh = format_timestamp(NOW - timedelta(days=1))
-    candidates = ([actions.Candidate(f"gone_{i:03d}", ALPHA, f"evt_gone_{i}", old) for i in range(100)]
-                  + [actions.Candidate(f"new_{i:03d}", ALPHA, f"evt_new_{i}", fresh) for i in range(100)])
-    plan = actions.plan_bulk(db.conn, candidates, now=NOW)
+    candidates = ([redelivery.Candidate(f"gone_{i:03d}", ALPHA, f"evt_gone_{i}", old) for i in range(100)]
+                  + [redelivery.Candidate(f"new_{i:03d}", ALPHA, f"evt_new_{i}", fresh) for i in range(100)])
+    plan = bulk.plan_bulk(db, candidates, now=NOW)
     result = _bulk(client, db, fake_time, plan)
     assert result.summary == "100 sent, 0 failed, 100 skipped"
     assert {d for _, d, _ in moego.calls} == {f"new_{i:03d}" for i in range(100)}
@@ -219,19 +219,19 @@ def test_bulk_never_asks_moego_for_expired_entries_nor_spends_the_rate_on_them(c
     assert {r["batch_id"] for r in skipped} == {"b1"}
 
 
-def _plan(n_alpha: int, n_beta: int) -> actions.BulkPlan:
-    make = lambda hook, i: actions.Candidate(f"{hook}_{i:03d}", hook, f"evt_{hook}_{i}", "2026-11-20T00:00:00.000000Z")
-    return actions.BulkPlan(tuple([make(ALPHA, i) for i in range(n_alpha)] + [make(BETA, i) for i in range(n_beta)]), ())
+def _plan(n_alpha: int, n_beta: int) -> bulk.BulkPlan:
+    make = lambda hook, i: redelivery.Candidate(f"{hook}_{i:03d}", hook, f"evt_{hook}_{i}", "2026-11-20T00:00:00.000000Z")
+    return bulk.BulkPlan(tuple([make(ALPHA, i) for i in range(n_alpha)] + [make(BETA, i) for i in range(n_beta)]), ())
 
 
-def _bulk(client, db, fake_time, plan, **kwargs) -> actions.BulkResult:
-    limiter = actions.RateLimiter(100, 60.0, clock=fake_time.monotonic)
-    return actions.bulk_redeliver(client, db, plan, batch_id="b1", limiter=limiter, sleep=fake_time.sleep,
+def _bulk(client, db, fake_time, plan, **kwargs) -> bulk.BulkResult:
+    limiter = ratelimit.RateLimiter(100, 60.0, clock=fake_time.monotonic)
+    return bulk.bulk_redeliver(client, db, plan, batch_id="b1", limiter=limiter, sleep=fake_time.sleep,
                                   clock=fake_time.now, **kwargs)
 
 
 def test_bulk_keeps_each_webhook_within_its_rate(client, db, moego, fake_time) -> None:
-    progress: list[actions.BulkProgress] = []
+    progress: list[bulk.BulkProgress] = []
     result = _bulk(client, db, fake_time, _plan(150, 50), on_progress=progress.append)
     assert result.summary == "200 sent, 0 failed, 0 skipped" and not result.cancelled
     times = {hook: [t for t, _, h in moego.calls if h == hook] for hook in (ALPHA, BETA)}
@@ -275,7 +275,7 @@ class Stop(BaseException):
 
 
 def test_an_interrupted_bulk_audits_the_rest_then_stops(client, db, moego, fake_time) -> None:
-    def on_progress(p: actions.BulkProgress) -> None:
+    def on_progress(p: bulk.BulkProgress) -> None:
         if p.sent == 3:
             raise Stop
 
@@ -287,7 +287,7 @@ def test_an_interrupted_bulk_audits_the_rest_then_stops(client, db, moego, fake_
 
 
 def test_plan_skips_are_audited_with_the_batch(client, db, fake_time, conn) -> None:
-    plan = actions.plan_bulk(conn, queries.failed_candidates(conn, Filters(webhooks=(ALPHA,)), Filters().window(NOW), limit=50),
+    plan = bulk.plan_bulk(conn, queries.failed_candidates(conn, Filters(webhooks=(ALPHA,)), Filters().window(NOW), limit=50),
                              now=NOW)
     result = _bulk(client, db, fake_time, plan)
     assert result.count("skipped") == 2 and result.count("sent") == len(plan.to_send)
@@ -295,10 +295,10 @@ def test_plan_skips_are_audited_with_the_batch(client, db, fake_time, conn) -> N
 
 
 def test_send_test_event_saves_the_attempt(client, db, moego, fake_time) -> None:
-    sent = actions.send_test_event(client, db, ALPHA, event_type="PET_CREATED", clock=fake_time.now)
+    sent = trigger.send_test_event(client, db, ALPHA, event_type="PET_CREATED", clock=fake_time.now)
     assert sent.ok and sent.delivery is not None and sent.delivery.event_type == "PET_CREATED"
-    assert db.conn.execute("SELECT event_type FROM deliveries WHERE id = 'test_1'").fetchone() == ("PET_CREATED",)
-    failing = actions.send_test_event(client, db, "wh_missing", clock=fake_time.now)
+    assert db.execute("SELECT event_type FROM deliveries WHERE id = 'test_1'").fetchone() == ("PET_CREATED",)
+    failing = trigger.send_test_event(client, db, "wh_missing", clock=fake_time.now)
     assert not failing.ok and failing.delivery is None and "NOT_FOUND" in (failing.error or "")
 
 
@@ -313,7 +313,7 @@ def test_resync_reads_the_new_attempt(db, seeded: Seed) -> None:
     http = make_http_client("https://openapi.example", "key", transport=httpx.MockTransport(handler))
     settings = Settings(api_key="key", base_url="https://openapi.example", db_path=seeded.path)
     with MoeGoClient(http, retry=RetryConfig(attempts=1)) as moego_client:
-        lines = actions.resync(settings, db, [ALPHA], since=datetime.now(timezone.utc) - timedelta(minutes=5),
+        lines = redelivery.resync(settings, db, [ALPHA], since=datetime.now(timezone.utc) - timedelta(minutes=5),
                                client=moego_client)
     assert len(lines) == 1 and lines[0].startswith(ALPHA) and "1 new" in lines[0]
-    assert db.conn.execute("SELECT COUNT(*) FROM deliveries WHERE id = 're_sync_1'").fetchone()[0] == 1
+    assert db.execute("SELECT COUNT(*) FROM deliveries WHERE id = 're_sync_1'").fetchone()[0] == 1

@@ -1,4 +1,4 @@
-"""SQL ``WHERE`` clauses for :class:`~dashboard.filters.Filters`, against ``deliveries`` or its rollup.
+"""SQL ``WHERE`` clauses for :class:`~collectors.archive.filters.Filters`, against ``deliveries`` or its rollup.
 
 Every clause on ``deliveries`` starts with the ``delivered_at`` range, so SQLite reads an index range
 and never the whole table. Only parameters carry user input; column names come from fixed lists.

@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 import click
 
 from .. import archive
-from ..cli_support import CONTEXT_SETTINGS, one_line_errors, settings_options
+from .support import CONTEXT_SETTINGS, one_line_errors, settings_options
 from ..config import ConfigError, Settings, parse_duration
-from .config import AlertsConfigError
-from .incidents import Incident, IncidentError, acknowledge, history, list_incidents, resolve, snooze
+from ..alerts.config import AlertsConfigError
+from ..alerts.incidents import Incident, IncidentError, acknowledge, history, list_incidents, resolve, snooze
 
 __all__ = ["alerts_group"]
 
@@ -36,9 +36,9 @@ def _writable(settings: Settings):
     """The archive opened for writing, brought to this version's shape; it must exist already."""
     if not settings.db_path.exists():
         raise archive.ArchiveError(f"no archive at {settings.db_path}: run 'moego-monitor collect' first")
-    db = archive.connect(settings.db_path)
-    archive.ensure_db_shape(db)
-    return db
+    conn = archive.connect(settings.db_path)
+    archive.ensure_db_shape(conn)
+    return conn
 
 
 def _when(value: datetime | None) -> str:
@@ -79,14 +79,14 @@ def alerts_group() -> None:
 @_guard
 def check_command(settings: Settings, as_json: bool) -> None:
     """Evaluate the rules now, update incidents and send their messages; exit 2 while any is unresolved."""
-    from . import run_alerts
+    from ..alerts import run_alerts
 
-    db = _writable(settings)
+    conn = _writable(settings)
     try:
-        outcome = run_alerts(settings, db)
-        active = list_incidents(db.conn, active_only=True)
+        outcome = run_alerts(settings, conn)
+        active = list_incidents(conn, active_only=True)
     finally:
-        db.close()
+        conn.close()
     if as_json:
         click.echo(json.dumps({"incidents": [i.to_json() for i in active], "summary": outcome.line}, indent=2))
     else:
@@ -106,11 +106,11 @@ def check_command(settings: Settings, as_json: bool) -> None:
 def list_command(settings: Settings, as_json: bool, limit: int) -> None:
     """Incidents, unresolved first, with rule, webhook, state and times; exit 2 while any is unresolved."""
     archive.check_readable(settings.db_path)
-    db = archive.connect(settings.db_path, readonly=True)
+    conn = archive.connect(settings.db_path, readonly=True)
     try:
-        incidents = list_incidents(db.conn, limit=limit)
+        incidents = list_incidents(conn, limit=limit)
     finally:
-        db.close()
+        conn.close()
     if as_json:
         click.echo(json.dumps({"incidents": [i.to_json() for i in incidents]}, indent=2))
     elif not incidents:
@@ -134,11 +134,11 @@ def _by_option(func):
 @_guard
 def ack_command(settings: Settings, incident_id: int, by: str | None) -> None:
     """Acknowledge an incident: no more reminders; it still resolves when the condition clears."""
-    db = _writable(settings)
+    conn = _writable(settings)
     try:
-        incident = acknowledge(db, incident_id, by=_who(by))
+        incident = acknowledge(conn, incident_id, by=_who(by))
     finally:
-        db.close()
+        conn.close()
     click.echo(_line(incident))
 
 
@@ -155,11 +155,11 @@ def snooze_command(settings: Settings, incident_id: int, span: str, by: str | No
         length = parse_duration(span)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--for") from None
-    db = _writable(settings)
+    conn = _writable(settings)
     try:
-        incident = snooze(db, incident_id, length, by=_who(by))
+        incident = snooze(conn, incident_id, length, by=_who(by))
     finally:
-        db.close()
+        conn.close()
     click.echo(_line(incident))
 
 
@@ -171,17 +171,17 @@ def snooze_command(settings: Settings, incident_id: int, span: str, by: str | No
 @_guard
 def resolve_command(settings: Settings, incident_id: int, by: str | None) -> None:
     """Resolve an incident by hand; no new one opens until its condition has cleared once."""
-    from . import load_config
+    from ..alerts import load_config
 
     try:
         dashboard_url = load_config(settings).dashboard_url
     except AlertsConfigError:
         dashboard_url = ""
-    db = _writable(settings)
+    conn = _writable(settings)
     try:
-        incident = resolve(db, incident_id, by=_who(by), dashboard_url=dashboard_url)
+        incident = resolve(conn, incident_id, by=_who(by), dashboard_url=dashboard_url)
     finally:
-        db.close()
+        conn.close()
     click.echo(_line(incident))
 
 
@@ -192,16 +192,16 @@ def resolve_command(settings: Settings, incident_id: int, by: str | None) -> Non
 @_guard
 def show_command(settings: Settings, incident_id: int) -> None:
     """One incident with its history (who did what, when) and its messages."""
-    from .incidents import get_incident, notifications
+    from ..alerts.incidents import get_incident, notifications
 
     archive.check_readable(settings.db_path)
-    db = archive.connect(settings.db_path, readonly=True)
+    conn = archive.connect(settings.db_path, readonly=True)
     try:
-        incident = get_incident(db.conn, incident_id)
-        events = history(db.conn, incident_id)
-        messages = notifications(db.conn, incident_id)
+        incident = get_incident(conn, incident_id)
+        events = history(conn, incident_id)
+        messages = notifications(conn, incident_id)
     finally:
-        db.close()
+        conn.close()
     click.echo(_line(incident))
     for event in events:
         click.echo(f"  {_when(event.at)}  {event.action:<14} {event.actor}" + (f": {event.note}" if event.note else ""))
@@ -219,22 +219,22 @@ def show_command(settings: Settings, incident_id: int) -> None:
 @_guard
 def redeliver_command(settings: Settings, incident_id: int, yes: bool, by: str | None) -> None:
     """Redeliver an incident's failed events that never succeeded (counted first, rate-limited, audited)."""
-    from .incidents import get_incident
-    from .recovery import recovery_plan, redeliver_incident
+    from ..alerts.incidents import get_incident
+    from ..alerts.recovery import recovery_plan, redeliver_incident
 
     settings.require_api_key()
-    db = _writable(settings)
+    conn = _writable(settings)
     try:
-        plan = recovery_plan(db.conn, get_incident(db.conn, incident_id))
+        plan = recovery_plan(conn, get_incident(conn, incident_id))
         click.echo(f"{len(plan.to_send):,} failed events to redeliver, {len(plan.skipped):,} skipped "
                    "(later succeeded, duplicate, or deleted by MoeGo)")
         if not plan.to_send:
             return
         if not yes and not click.confirm("Redeliver them?", default=False):
             raise click.ClickException("nothing sent")
-        result = redeliver_incident(settings, db, incident_id, by=_who(by))
+        result = redeliver_incident(settings, conn, incident_id, by=_who(by))
     finally:
-        db.close()
+        conn.close()
     click.echo(f"redelivered: {result.summary}")
 
 
@@ -243,8 +243,8 @@ def redeliver_command(settings: Settings, incident_id: int, yes: bool, by: str |
 @one_line_errors
 def test_command(settings: Settings) -> None:
     """Send a test message to every channel and say which failed and why (exit 1 if any did)."""
-    from . import load_config
-    from .notify import send_test
+    from ..alerts import load_config
+    from ..alerts.notify import send_test
 
     config = load_config(settings)
     if not config.channels:

@@ -1,7 +1,8 @@
 """The SQLite archive: its location, its shape, and the rules that classify what it holds.
 
-This module owns the schema. ``collectors`` writes the archive; ``dashboard`` reads it with plain SQL
-against the tables described here (and never writes, but for nothing). The archive is designed for
+This module owns the schema. The collector writes the archive through :mod:`collectors.archive.writer`;
+readers (the CLI's status and export, the dashboard's queries) read it with plain SQL against the tables
+described here, never writing. The archive is designed for
 MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a year:
 
 - ``deliveries`` holds one row per delivery log entry, upserted on its id. Every query the dashboard
@@ -17,8 +18,9 @@ see :func:`collectors.models.format_timestamp`), so text order is time order and
 13-character prefix. Secrets never enter: webhook secret tokens are reduced to a fingerprint and
 secret-like header values are redacted before a row is written (:mod:`collectors.redaction`).
 
-Connections come from :func:`connect`: WAL mode and a busy timeout, so the dashboard reads while the
-collector writes, and two writers wait for each other instead of failing.
+Connections come from :func:`connect` (or :func:`open_archive`, which closes them): plain
+``sqlite3.Connection`` objects in autocommit mode, WAL and a busy timeout, so the dashboard reads while
+the collector writes, and two writers wait for each other instead of failing.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import sqlite_utils
-
 __all__ = [
     "DEFAULT_DB_PATH",
     "SCHEMA_VERSION",
@@ -37,6 +37,7 @@ __all__ = [
     "HISTOGRAM_COLUMNS",
     "ArchiveError",
     "connect",
+    "open_archive",
     "ensure_db_shape",
     "check_readable",
     "transaction",
@@ -309,12 +310,12 @@ CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifi
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Database:
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the archive at ``path`` (creating its folder), in WAL mode with a busy timeout.
 
     ``readonly=True`` opens it for reading only (the dashboard's queries), and fails with
-    :class:`ArchiveError` when the file does not exist yet. The returned database is
-    ``sqlite_utils.Database``; its ``.conn`` is the plain ``sqlite3`` connection.
+    :class:`ArchiveError` when the file does not exist yet. The connection is in autocommit mode:
+    writes go through :func:`transaction`. The caller closes it (or uses :func:`open_archive`).
     """
     path = Path(path)
     try:
@@ -334,17 +335,26 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot open the archive at {path}: {exc}") from exc
-    return sqlite_utils.Database(conn)
+    return conn
 
 
 @contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+def open_archive(path: str | Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+    """:func:`connect` for the length of a ``with`` block; the connection is closed when it ends."""
+    conn = connect(path, readonly=readonly)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled back if it raises.
 
     Taking the write lock up front means a second writer waits (busy timeout) at the start rather
-    than failing halfway. Do not call sqlite-utils' writing methods inside: they commit on their own.
+    than failing halfway.
     """
-    conn = db.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -360,11 +370,8 @@ def check_readable(path: str | Path) -> None:
     """
     path = Path(path)
     try:
-        db = connect(path, readonly=True)
-        try:
-            version = schema_version(db)
-        finally:
-            db.conn.close()
+        with open_archive(path, readonly=True) as conn:
+            version = schema_version(conn)
     except sqlite3.Error as exc:
         raise ArchiveError(
             f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the archive"
@@ -377,24 +384,24 @@ def check_readable(path: str | Path) -> None:
                            "upgrade moego-monitor")
 
 
-def schema_version(db: sqlite_utils.Database) -> int:
+def schema_version(conn: sqlite3.Connection) -> int:
     """The archive's schema version (``PRAGMA user_version``); 0 for a new file."""
-    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+    return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def ensure_db_shape(db: sqlite_utils.Database, *, on_migrate: Callable[[int], None] | None = None) -> None:
+def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], None] | None = None) -> None:
     """Bring the archive to :data:`SCHEMA_VERSION`, applying each missing migration in one transaction.
 
     Idempotent: on an archive already at the current version it does nothing. An archive written by a
     newer version of moego-monitor raises :class:`ArchiveError` rather than being touched.
     """
-    current = schema_version(db)
+    current = schema_version(conn)
     if current > SCHEMA_VERSION:
         raise ArchiveError(
             f"the archive has schema version {current}, newer than this moego-monitor ({SCHEMA_VERSION}): upgrade moego-monitor"
         )
     for version in range(current, SCHEMA_VERSION):
-        with transaction(db) as conn:
+        with transaction(conn):
             # Read again inside the write lock: another process may have migrated meanwhile.
             if conn.execute("PRAGMA user_version").fetchone()[0] > version:
                 continue

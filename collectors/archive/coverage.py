@@ -20,12 +20,12 @@ Terms used across the collector:
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 from typing import Iterable, NamedTuple
 
-import sqlite_utils
 
-from .models import format_timestamp, parse_timestamp
+from ..models import format_timestamp, parse_timestamp
 
 __all__ = [
     "RETENTION",
@@ -123,33 +123,33 @@ def at_risk(intervals: Iterable[Interval], now: datetime, *, horizon: timedelta 
 # -- storage (inside the caller's transaction) ------------------------------------------------------
 
 
-def load_intervals(db: sqlite_utils.Database, webhook_id: str) -> list[Interval]:
+def load_intervals(conn: sqlite3.Connection, webhook_id: str) -> list[Interval]:
     """The recorded coverage of one webhook, merged, oldest first."""
-    rows = db.conn.execute("SELECT start, end FROM coverage WHERE webhook_id = ? ORDER BY start", (webhook_id,))
+    rows = conn.execute("SELECT start, end FROM coverage WHERE webhook_id = ? ORDER BY start", (webhook_id,))
     return merge(Interval(parse_timestamp(s, name="coverage.start"), parse_timestamp(e, name="coverage.end")) for s, e in rows)
 
 
-def record_interval(db: sqlite_utils.Database, webhook_id: str, new: Interval) -> list[Interval]:
+def record_interval(conn: sqlite3.Connection, webhook_id: str, new: Interval) -> list[Interval]:
     """Add ``new`` to a webhook's coverage, merging it with adjacent rows; returns the coverage after.
 
     Call inside :func:`collectors.archive.transaction`, in the same transaction as the pages it
     vouches for. Only the rows it touches are rewritten.
     """
-    if not db.conn.in_transaction:
+    if not conn.in_transaction:
         raise RuntimeError("record_interval must run inside archive.transaction()")
     if new.empty:
-        return load_intervals(db, webhook_id)
+        return load_intervals(conn, webhook_id)
     start, end = format_timestamp(new.start), format_timestamp(new.end)
-    touching = db.conn.execute(
+    touching = conn.execute(
         "SELECT start, end FROM coverage WHERE webhook_id = ? AND start <= ? AND end >= ?",
         (webhook_id, end, start),
     ).fetchall()
     merged_start = min([start, *(row[0] for row in touching)])
     merged_end = max([end, *(row[1] for row in touching)])
-    db.conn.execute(
+    conn.execute(
         "DELETE FROM coverage WHERE webhook_id = ? AND start <= ? AND end >= ?", (webhook_id, end, start)
     )
-    db.conn.execute(
+    conn.execute(
         "INSERT INTO coverage (webhook_id, start, end) VALUES (?, ?, ?)", (webhook_id, merged_start, merged_end)
     )
-    return load_intervals(db, webhook_id)
+    return load_intervals(conn, webhook_id)

@@ -1,10 +1,8 @@
 """The collector's commands: ``collect``, ``schedule`` and ``status`` (registered in :mod:`collectors.cli`).
 
-Thin click wrappers over :mod:`collectors.sync`, :mod:`collectors.scheduler` and
-:func:`collectors.runs.archive_status`. Every failure a user can cause or fix is one line on
+Thin click wrappers over :func:`collectors.collect.collect`, :mod:`collectors.scheduler` and
+:func:`collectors.archive.status.archive_status`. Every failure a user can cause or fix is one line on
 stderr and exit status 1; ``status`` exits 2 when something is at risk.
-
-Import :mod:`collectors.cli` (not this module) to get the commands: this module uses its decorators.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sqlite3
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -20,13 +17,14 @@ from typing import Any, Callable
 
 import click
 
-from . import archive
-from .cli_support import CONTEXT_SETTINGS, one_line_errors, settings_options
-from .config import ConfigError, Settings, parse_duration
-from .coverage import RETENTION, Interval
-from .runs import ArchiveStatus, CollectorBusy, WebhookStatus, archive_status
-from .scheduler import default_jitter, log as schedule_log, run_schedule, stop_on_signals
-from .sync import SyncProgress, collect
+from .. import archive
+from ..archive.coverage import RETENTION, Interval
+from ..archive.status import ArchiveStatus, WebhookStatus, archive_status
+from ..collect import collect
+from ..config import ConfigError, Settings, parse_duration
+from ..scheduler import default_jitter, log as schedule_log, run_schedule, stop_on_signals
+from ..sync import SyncProgress
+from .support import CONTEXT_SETTINGS, one_line_errors, settings_options
 
 __all__ = ["collect_command", "schedule_command", "status_command", "format_status"]
 
@@ -110,19 +108,6 @@ class _ProgressBars:
             self._bar = None
 
 
-def _guard(settings: Settings, action: Callable[[], Any]) -> Any:
-    """Run ``action``, turning "another collector" and SQLite failures into one line."""
-    try:
-        return action()
-    except CollectorBusy as exc:
-        raise click.ClickException(str(exc)) from None
-    except (sqlite3.Error, OSError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise click.ClickException(
-            f"cannot write the archive at {settings.db_path} ({reason}): check the path, the disk and the permissions"
-        ) from None
-
-
 @click.command("collect", context_settings=CONTEXT_SETTINGS)
 @settings_options
 @_sync_options
@@ -140,8 +125,7 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: timedelta | N
 
     try:
         with stop_on_signals(stop, on_signal):
-            result = _guard(settings, lambda: collect(settings, trigger="collect", stop=stop, progress=bars,
-                                                      chunk=chunk))
+            result = collect(settings, trigger="collect", stop=stop, progress=bars, chunk=chunk)
     finally:
         bars.close()
     for one in result.webhooks:
@@ -186,7 +170,7 @@ def schedule_command(settings: Settings, chunk: timedelta, overlap: timedelta | 
         schedule_log.info("collecting every %s%s into %s", _span(every),
                           f" (+ up to {_span(spread)})" if spread else "", settings.db_path)
         with stop_on_signals(stop, lambda name: schedule_log.info("%s: stopping after the current page", name)):
-            _guard(settings, lambda: run_schedule(settings, every=every, jitter=spread, chunk=chunk, stop=stop))
+            run_schedule(settings, every=every, jitter=spread, chunk=chunk, stop=stop)
     finally:
         stop_metrics()
         schedule_log.removeHandler(handler)
@@ -199,7 +183,7 @@ def _start_metrics(settings: Settings, port: int | None, host: str) -> Callable[
     """Serve the Prometheus metrics (collectors.alerts.metrics) when asked; returns how to stop them."""
     if port is None:
         return lambda: None
-    from .alerts.metrics import serve_metrics
+    from ..alerts.metrics import serve_metrics
 
     try:
         stop = serve_metrics(settings.db_path, port, host)
@@ -225,18 +209,13 @@ def _jitter(value: str | None, every: timedelta) -> timedelta | None:
 
 
 @click.command("status", context_settings=CONTEXT_SETTINGS)
-@settings_options
+@settings_options(moego=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@one_line_errors
+@one_line_errors(archive_access="read")
 def status_command(settings: Settings, as_json: bool) -> None:
     """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk or nothing is archived."""
-    db = archive.connect(settings.db_path, readonly=True)
-    try:
-        status = archive_status(db, datetime.now(timezone.utc))
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read the archive at {settings.db_path} ({exc})") from None
-    finally:
-        db.close()
+    with archive.open_archive(settings.db_path, readonly=True) as conn:
+        status = archive_status(conn, datetime.now(timezone.utc))
     if as_json:
         click.echo(json.dumps(status.to_json(), indent=2))
     else:

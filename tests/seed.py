@@ -1,4 +1,4 @@
-"""A small archive with known contents, written through ``collectors.store`` so the rollup is consistent.
+"""A small archive with known contents, written through ``collectors.archive.writer`` so the rollup is consistent.
 
 Everything is placed relative to ``now`` so the same archive serves unit tests (fixed ``now``)
 and AppTests (the real clock). The expected numbers are computed here from the Python lists,
@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from collectors import archive, store
+from collectors import archive
+from collectors.archive import writer
 from collectors.models import Organization, Webhook, WebhookDelivery, format_timestamp
 
 ALPHA, BETA, GAMMA = "wh_alpha", "wh_beta", "wh_gamma"
@@ -148,8 +149,8 @@ def seed(path: Path, now: datetime) -> Seed:
     archive.ensure_db_shape(db)
     items = build(now)
     with archive.transaction(db):
-        store.save_webhooks(db, webhooks(now), seen_at=now)
-        store.save_deliveries(db, items, seen_at=now)
+        writer.save_webhooks(db, webhooks(now), seen_at=now)
+        writer.save_deliveries(db, items, seen_at=now)
     with archive.transaction(db) as conn:
         cover = [
             (ALPHA, now - timedelta(days=16), now - timedelta(days=14, hours=12)),
@@ -174,5 +175,5 @@ def seed(path: Path, now: datetime) -> Seed:
             "new_success, new_status, requested_by) VALUES (?, 'dlv_a03', ?, 'evt_dlv_a03', 'sent', 'dlv_new', 1, 200, 'dashboard')",
             (format_timestamp(now - timedelta(hours=2)), ALPHA),
         )
-    db.conn.close()
+    db.close()
     return Seed(path=path, now=now, deliveries=items)

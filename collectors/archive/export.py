@@ -1,6 +1,6 @@
 """CSV export of archived deliveries, streamed: memory stays bounded however many rows there are.
 
-:func:`export_csv` writes the deliveries a :class:`~dashboard.filters.Filters` selects to a text
+:func:`export_csv` writes the deliveries a :class:`~collectors.archive.filters.Filters` selects to a text
 stream, reading the archive with ``fetchmany`` (never all rows at once) in delivery-time order.
 :func:`write_export` writes a file and, beside it, ``<file>.manifest.json`` for an auditor: the
 filters, the row count, the columns, when it was made and the SHA-256 of the CSV's bytes.
@@ -38,11 +38,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 
-from collectors import __version__, archive
-from collectors.models import format_timestamp
-from collectors.redaction import redact_headers
-
+from .. import __version__
+from ..models import format_timestamp
+from ..redaction import redact_headers
 from .filters import Filters, Window
+from .schema import open_archive
 from .where import deliveries_where
 
 __all__ = [
@@ -174,16 +174,15 @@ def _describe(filters: Filters, window: Window) -> dict[str, Any]:
     }
 
 
-def export_csv(db: sqlite3.Connection | Any, filters: Filters, out: TextIO, *, now: datetime | None = None,
+def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: datetime | None = None,
                secret_headers: Sequence[str] = ()) -> ExportManifest:
     """Write the deliveries ``filters`` select (oldest first) to ``out`` as CSV; returns the manifest.
 
-    ``db`` is a ``sqlite3.Connection`` or a ``sqlite_utils.Database`` (read-only is enough). ``now``
+    ``conn`` may be read-only. ``now``
     anchors a preset time range (default: the current time). Rows are read ``fetchmany`` by
     ``fetchmany`` and written one by one, so memory does not grow with the export. The manifest's
     ``sha256`` and ``bytes`` are those of the UTF-8 text written; ``file`` is left ``None``.
     """
-    conn: sqlite3.Connection = getattr(db, "conn", db)
     window = filters.window(now or datetime.now(timezone.utc))
     where = deliveries_where(filters, window.since_text, window.until_text, time_ordered=True)
     sink = _HashingWriter(out)
@@ -241,17 +240,15 @@ def write_export(db_path: str | Path, since: datetime, until: datetime, webhook_
     """
     filters = filters_for_status(since, until, webhook_ids, status)
     out_path = Path(out_path)
-    db = archive.connect(db_path, readonly=True)
     partial = out_path.with_name(out_path.name + ".partial")
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as handle:
-            manifest = export_csv(db, filters, handle, secret_headers=secret_headers)
-        partial.replace(out_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    finally:
-        db.conn.close()
+    with open_archive(db_path, readonly=True) as conn:
+        try:
+            with open(partial, "w", encoding="utf-8", newline="") as handle:
+                manifest = export_csv(conn, filters, handle, secret_headers=secret_headers)
+            partial.replace(out_path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     manifest = ExportManifest(**{**asdict(manifest), "columns": COLUMNS, "file": out_path.name})
     manifest_path(out_path).write_text(manifest.to_json(), encoding="utf-8")
     return manifest

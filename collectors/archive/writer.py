@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-import sqlite_utils
 
-from .archive import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
-from .models import Webhook, WebhookDelivery, format_timestamp
-from .redaction import REDACTED, redact_headers, secret_fingerprint
+from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
+from ..models import Webhook, WebhookDelivery, format_timestamp
+from ..redaction import REDACTED, redact_headers, secret_fingerprint
 
 __all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly"]
 
@@ -118,14 +117,13 @@ _SELECT_EXISTING = f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_CO
 
 
 def save_deliveries(
-    db: sqlite_utils.Database,
+    conn: sqlite3.Connection,
     deliveries: Sequence[WebhookDelivery],
     *,
     seen_at: datetime,
     secret_headers: Iterable[str] = (),
 ) -> SaveResult:
     """Upsert a page of deliveries and refresh the rollup hours they touch. Call inside a transaction."""
-    conn = db.conn
     if not conn.in_transaction:
         raise RuntimeError("save_deliveries must run inside archive.transaction()")
     secret_headers = tuple(secret_headers)
@@ -164,7 +162,7 @@ def save_deliveries(
     conn.executemany(_UPDATE, updates)
     conn.executemany("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", unchanged)
     new, updated = len(inserts), len(updates)
-    refresh_hourly(db, touched)
+    refresh_hourly(conn, touched)
     return SaveResult(new=new, updated=updated)
 
 
@@ -179,21 +177,19 @@ GROUP BY event_type, success, status_class, error_class
 """
 
 
-def refresh_hourly(db: sqlite_utils.Database, keys: Iterable[tuple[str, str]]) -> None:
+def refresh_hourly(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
     """Recompute the ``delivery_hourly`` rows of each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows."""
-    conn = db.conn
     for webhook_id, hour in sorted(set(keys)):
         conn.execute("DELETE FROM delivery_hourly WHERE webhook_id = ? AND hour = ?", (webhook_id, hour))
         # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
         conn.execute(_REFRESH_HOUR, (hour, webhook_id, hour, hour + ";"))
 
 
-def save_webhooks(db: sqlite_utils.Database, webhooks: Iterable[Webhook], *, seen_at: datetime) -> int:
+def save_webhooks(conn: sqlite3.Connection, webhooks: Iterable[Webhook], *, seen_at: datetime) -> int:
     """Upsert webhook configuration snapshots (secret reduced to a fingerprint, header values redacted).
 
     Returns how many were saved. Call inside a transaction.
     """
-    conn = db.conn
     seen = format_timestamp(seen_at)
     count = 0
     for hook in webhooks:
@@ -235,7 +231,7 @@ def save_webhooks(db: sqlite_utils.Database, webhooks: Iterable[Webhook], *, see
     return count
 
 
-def mark_webhooks_deleted(db: sqlite_utils.Database, present_ids: Iterable[str], *, seen_at: datetime,
+def mark_webhooks_deleted(conn: sqlite3.Connection, present_ids: Iterable[str], *, seen_at: datetime,
                           confirmed: Iterable[str] | None = None) -> list[str]:
     """Mark archived webhooks MoeGo no longer has as deleted (their deliveries stay); returns their ids.
 
@@ -246,9 +242,9 @@ def mark_webhooks_deleted(db: sqlite_utils.Database, present_ids: Iterable[str],
     allowed = None if confirmed is None else set(confirmed)
     gone = [
         row[0]
-        for row in db.conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL")
+        for row in conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL")
         if row[0] not in present and (allowed is None or row[0] in allowed)
     ]
     for webhook_id in gone:
-        db.conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (format_timestamp(seen_at), webhook_id))
+        conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (format_timestamp(seen_at), webhook_id))
     return gone

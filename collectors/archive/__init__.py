@@ -1,0 +1,59 @@
+"""The archive's one owner: everything that knows its tables lives in this package.
+
+Layers of the package (each imports only those above it)::
+
+    schema     the tables, migrations, connections and the rules that classify a delivery
+    coverage   interval arithmetic over what the collector has read
+    writer     saves pages of deliveries and webhooks, with the hourly rollup and redaction
+    runs       the collector's run log and its one-writer lock
+    status     the read model of what is archived, pending, missing and at risk
+    filters    what a reader selects (filters and window), where: their SQL
+    export     the streaming CSV export
+
+Everything outside asks these modules, never the tables: the collector writes through
+:mod:`~collectors.archive.writer`, the CLI and the dashboard read through :mod:`~collectors.archive.status`,
+:mod:`~collectors.archive.export` and the dashboard's own pure queries over a connection from
+:func:`open_archive`.
+
+The archive's handle is a plain ``sqlite3.Connection`` everywhere (autocommit; transactions are explicit,
+see :func:`transaction`). sqlite-utils stays installed for people, not for code: its command line is the
+easiest way to look inside an archive (``sqlite-utils tables data/moego-monitor.db --counts``).
+"""
+
+from __future__ import annotations
+
+from .schema import (
+    DEFAULT_DB_PATH,
+    HISTOGRAM_COLUMNS,
+    LATENCY_BUCKET_BOUNDS_MS,
+    SCHEMA_VERSION,
+    ArchiveError,
+    check_readable,
+    connect,
+    ensure_db_shape,
+    error_class,
+    histogram_sql,
+    hour_of,
+    open_archive,
+    schema_version,
+    status_class,
+    transaction,
+)
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "SCHEMA_VERSION",
+    "LATENCY_BUCKET_BOUNDS_MS",
+    "HISTOGRAM_COLUMNS",
+    "ArchiveError",
+    "connect",
+    "open_archive",
+    "ensure_db_shape",
+    "check_readable",
+    "transaction",
+    "schema_version",
+    "status_class",
+    "error_class",
+    "hour_of",
+    "histogram_sql",
+]

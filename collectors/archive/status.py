@@ -1,0 +1,345 @@
+"""The archive's read model: what is archived, pending, missing and at risk, per webhook.
+
+One model for every reader: the ``status`` command (:func:`archive_status`), the dashboard's Archive
+health page (:func:`coverage_gaps`, :func:`at_risk_gaps`) and the alert rules. The terms are
+:mod:`collectors.archive.coverage`'s; the one rule that names each uncovered span is
+:func:`classify_gaps`:
+
+- ``expired``: before MoeGo's 15-day retention start: deleted upstream, lost for good;
+- ``pending``: the tail after the webhook's last covered interval, up to the end of what is asked
+  (``now`` for ``status``): what the next collection reads. A webhook never covered has no pending
+  tail: its whole window is a gap;
+- ``open``: a hole still collectable.
+
+A gap straddling the retention start is split there, so each span is wholly one kind. "At risk" are
+the uncovered parts that MoeGo deletes within 48 h. How many entries lie in a gap cannot be read (they
+were never collected), so :func:`at_risk_gaps` estimates them: hours x the webhook's usual rate over
+the covered part of the last 15 days, from the ``delivery_hourly`` rollup.
+
+Reads only: every function works on a read-only connection.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal, Sequence
+
+from ..models import MalformedMessage, format_timestamp, parse_timestamp
+from .coverage import AT_RISK_HORIZON, RETENTION, Interval, at_risk, clip, gaps, load_intervals, merge, retention_start
+from .runs import RunRecord, last_run
+from .schema import SCHEMA_VERSION, ArchiveError, schema_version
+
+__all__ = [
+    "GapKind",
+    "Gap",
+    "classify_gaps",
+    "WebhookStatus",
+    "ArchiveStatus",
+    "archive_status",
+    "tracked_webhooks",
+    "coverage_intervals",
+    "WebhookGap",
+    "coverage_gaps",
+    "RiskyGap",
+    "at_risk_gaps",
+]
+
+GapKind = Literal["expired", "pending", "open"]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """An uncovered span of one webhook's timeline, named by :func:`classify_gaps`."""
+
+    start: datetime
+    end: datetime
+    kind: GapKind
+
+    @property
+    def hours(self) -> float:
+        """The span's length in hours."""
+        return (self.end - self.start).total_seconds() / 3600
+
+    @property
+    def expires_at(self) -> datetime:
+        """When MoeGo deletes the span's oldest entries (``start + 15 d``)."""
+        return self.start + RETENTION
+
+
+def classify_gaps(intervals: Sequence[Interval], since: datetime, until: datetime, *, now: datetime) -> list[Gap]:
+    """The uncovered parts of ``[since, until)``, oldest first, each named ``expired``, ``pending`` or ``open``.
+
+    See the module docstring for the rule. ``intervals`` are the webhook's coverage (any order).
+    """
+    covered = merge(intervals)
+    window_start = retention_start(now)
+    last_end = covered[-1].end if covered else None
+    out: list[Gap] = []
+    for hole in gaps(covered, since, until):
+        parts = [hole]
+        if hole.start < window_start < hole.end:
+            parts = [Interval(hole.start, window_start), Interval(window_start, hole.end)]
+        for part in parts:
+            kind: GapKind
+            if part.end <= window_start:
+                kind = "expired"
+            elif part.end >= until and last_end is not None and part.start >= last_end:
+                kind = "pending"
+            else:
+                kind = "open"
+            out.append(Gap(part.start, part.end, kind))
+    return out
+
+
+@dataclass(frozen=True)
+class WebhookStatus:
+    """What the archive knows about one webhook at ``now`` (see :func:`archive_status`).
+
+    ``gaps`` are the ``open`` spans of the 15-day retention window and ``pending_since`` the start of
+    its ``pending`` tail (what arrived since the last sync), both as :func:`classify_gaps` names them:
+    a webhook never synced has its whole window as a gap. ``at_risk`` are the uncovered parts (gaps or pending) that MoeGo
+    deletes within 48 hours. A webhook MoeGo no longer lists (``deleted_at`` set) cannot be read any
+    more, so it has neither gaps nor risk: its archive is what there is.
+    """
+
+    webhook_id: str
+    endpoint_url: str
+    is_active: bool
+    deleted_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    oldest: datetime | None
+    newest: datetime | None
+    resuming: bool
+    gaps: tuple[Interval, ...]
+    pending_since: datetime | None
+    at_risk: tuple[Interval, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """The status as a JSON-ready dict, times as RFC 3339 text."""
+        return {
+            "webhookId": self.webhook_id,
+            "endpointUrl": self.endpoint_url,
+            "isActive": self.is_active,
+            "deletedAt": _text(self.deleted_at),
+            "lastSuccessAt": _text(self.last_success_at),
+            "lastError": self.last_error,
+            "lastErrorAt": _text(self.last_error_at),
+            "oldest": _text(self.oldest),
+            "newest": _text(self.newest),
+            "resuming": self.resuming,
+            "gaps": [{"start": _text(g.start), "end": _text(g.end)} for g in self.gaps],
+            "pendingSince": _text(self.pending_since),
+            "atRisk": [{"start": _text(g.start), "end": _text(g.end)} for g in self.at_risk],
+        }
+
+
+@dataclass(frozen=True)
+class ArchiveStatus:
+    """Every webhook's :class:`WebhookStatus` and the last collector run, at ``now``."""
+
+    now: datetime
+    webhooks: tuple[WebhookStatus, ...]
+    last_run: RunRecord | None
+
+    @property
+    def at_risk(self) -> bool:
+        """True when some webhook has a part of the window not archived that MoeGo deletes within 48 h."""
+        return any(w.at_risk for w in self.webhooks)
+
+    def to_json(self) -> dict[str, object]:
+        """The whole status as a JSON-ready dict."""
+        return {
+            "now": _text(self.now),
+            "atRisk": self.at_risk,
+            "webhooks": [w.to_json() for w in self.webhooks],
+            "lastRun": self.last_run.to_json() if self.last_run else None,
+        }
+
+
+def _text(value: datetime | None) -> str | None:
+    return format_timestamp(value) if value is not None else None
+
+
+def archive_status(conn: sqlite3.Connection, now: datetime) -> ArchiveStatus:
+    """Read what the archive holds per webhook at ``now``: last sync, oldest/newest entry, gaps, risk.
+
+    Reads only (works on a read-only connection). Webhooks are those the collector has seen, plus
+    any with archived entries but no configuration row, ordered by id.
+    """
+    if schema_version(conn) < SCHEMA_VERSION:
+        raise ArchiveError("the archive is not set up yet: run 'moego-monitor collect' first")
+    hooks: dict[str, tuple[str, bool, str | None]] = {
+        row[0]: (row[1], bool(row[2]), row[3])
+        for row in conn.execute("SELECT id, endpoint_url, is_active, deleted_at FROM webhooks")
+    }
+    for (webhook_id,) in conn.execute("SELECT webhook_id FROM sync_state UNION SELECT webhook_id FROM coverage"):
+        hooks.setdefault(webhook_id, ("", True, None))
+    window_start = retention_start(now)
+    out = []
+    for webhook_id in sorted(hooks):
+        endpoint_url, is_active, deleted_at = hooks[webhook_id]
+        state = conn.execute(
+            "SELECT last_success_at, last_error, last_error_at, page_token FROM sync_state WHERE webhook_id = ?",
+            (webhook_id,),
+        ).fetchone() or (None, None, None, None)
+        oldest, newest = conn.execute(
+            # Two subqueries, so each is one seek on (webhook_id, delivered_at) rather than a scan of the webhook.
+            "SELECT (SELECT MIN(delivered_at) FROM deliveries WHERE webhook_id = ?),"
+            " (SELECT MAX(delivered_at) FROM deliveries WHERE webhook_id = ?)",
+            (webhook_id, webhook_id),
+        ).fetchone()
+        last_success, error_at = _time(state[0]), _time(state[2])
+        error_is_current = error_at is not None and (last_success is None or error_at > last_success)
+        intervals = load_intervals(conn, webhook_id)
+        live = deleted_at is None
+        named = classify_gaps(intervals, window_start, now, now=now) if live else []
+        holes = [Interval(g.start, g.end) for g in named if g.kind == "open"]
+        pending = next((g.start for g in named if g.kind == "pending"), None)
+        out.append(WebhookStatus(
+            webhook_id=webhook_id,
+            endpoint_url=endpoint_url,
+            is_active=is_active,
+            deleted_at=_time(deleted_at),
+            last_success_at=last_success,
+            last_error=state[1] if error_is_current else None,
+            last_error_at=error_at if error_is_current else None,
+            oldest=_time(oldest),
+            newest=_time(newest),
+            resuming=bool(state[3]),
+            gaps=tuple(holes),
+            pending_since=pending,
+            at_risk=tuple(at_risk(intervals, now)) if live else (),
+        ))
+    return ArchiveStatus(now=now, webhooks=tuple(out), last_run=last_run(conn))
+
+
+# -- coverage over any span (the dashboard's Archive health page) -----------------------------------
+
+
+def _time(text: str | None) -> datetime | None:
+    """A stored timestamp as an aware datetime; ``None`` when missing or unreadable."""
+    if not text:
+        return None
+    try:
+        return parse_timestamp(text)
+    except MalformedMessage:
+        return None
+
+
+def tracked_webhooks(conn: sqlite3.Connection, since: datetime) -> list[str]:
+    """Webhooks whose coverage matters: archived and not deleted, or with coverage or rollup rows since ``since``."""
+    ids = {row[0] for row in conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL")}
+    deleted = {row[0] for row in conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NOT NULL")}
+    stamp = format_timestamp(since)
+    ids.update(row[0] for row in conn.execute("SELECT DISTINCT webhook_id FROM coverage WHERE end > ?", (stamp,)))
+    ids.update(
+        row[0] for row in conn.execute("SELECT DISTINCT webhook_id FROM delivery_hourly WHERE hour >= ?", (stamp[:13],))
+    )
+    return sorted(ids - deleted)
+
+
+def coverage_intervals(conn: sqlite3.Connection, since: datetime, until: datetime,
+                       webhook_ids: Sequence[str] | None = None) -> dict[str, list[Interval]]:
+    """Per webhook (every one of ``webhook_ids``, else those with coverage), its coverage clipped to ``[since, until)``."""
+    rows = conn.execute(
+        "SELECT webhook_id, start, end FROM coverage WHERE end > ? AND start < ? ORDER BY webhook_id, start",
+        (format_timestamp(since), format_timestamp(until)),
+    ).fetchall()
+    found: dict[str, list[Interval]] = {w: [] for w in (webhook_ids or [])}
+    for webhook_id, start_text, end_text in rows:
+        if webhook_ids is not None and webhook_id not in found:
+            continue
+        start, end = _time(start_text), _time(end_text)
+        if start is not None and end is not None:
+            found.setdefault(webhook_id, []).append(Interval(start, end))
+    return {w: clip(intervals, since, until) for w, intervals in found.items()}
+
+
+@dataclass(frozen=True)
+class WebhookGap:
+    """A :class:`Gap` of one webhook."""
+
+    webhook_id: str
+    gap: Gap
+
+
+def coverage_gaps(conn: sqlite3.Connection, since: datetime, until: datetime, *, now: datetime,
+                  webhook_ids: Sequence[str] | None = None) -> list[WebhookGap]:
+    """Every webhook's uncovered spans of ``[since, until)`` as :func:`classify_gaps` names them, oldest first.
+
+    ``webhook_ids`` defaults to :func:`tracked_webhooks`.
+    """
+    ids = list(webhook_ids) if webhook_ids is not None else tracked_webhooks(conn, since)
+    covered = coverage_intervals(conn, since, until, ids)
+    out = [WebhookGap(webhook_id, gap) for webhook_id in ids
+           for gap in classify_gaps(covered.get(webhook_id, []), since, until, now=now)]
+    return sorted(out, key=lambda g: (g.gap.start, g.webhook_id))
+
+
+@dataclass(frozen=True)
+class RiskyGap:
+    """An uncovered span MoeGo deletes within the horizon, with the entries it probably holds."""
+
+    webhook_id: str
+    start: datetime
+    end: datetime
+    rate_per_hour: float
+
+    @property
+    def hours(self) -> float:
+        """The span's length in hours."""
+        return (self.end - self.start).total_seconds() / 3600
+
+    @property
+    def expires_at(self) -> datetime:
+        """When MoeGo starts deleting the span (``start + 15 d``)."""
+        return self.start + RETENTION
+
+    @property
+    def estimated_entries(self) -> int:
+        """``hours x rate``, rounded up."""
+        return int(math.ceil(self.hours * self.rate_per_hour - 1e-9))
+
+
+def _covered_seconds(intervals: Sequence[Interval]) -> float:
+    return sum((i.end - i.start).total_seconds() for i in merge(intervals))
+
+
+def _hourly_rate(conn: sqlite3.Connection, webhook_id: str, since: datetime, until: datetime,
+                 covered: Sequence[Interval]) -> float:
+    """Deliveries an hour archived for ``webhook_id`` in ``[since, until)``, over the covered time (0 under an hour)."""
+    seconds = _covered_seconds(covered)
+    if seconds < 3600:
+        return 0.0
+    count = conn.execute(
+        "SELECT COALESCE(SUM(deliveries), 0) FROM delivery_hourly WHERE webhook_id = ? AND hour >= ? AND hour < ?",
+        (webhook_id, since.strftime("%Y-%m-%dT%H"), until.strftime("%Y-%m-%dT%H")),
+    ).fetchone()[0]
+    return count / (seconds / 3600)
+
+
+def at_risk_gaps(conn: sqlite3.Connection, now: datetime, *, horizon: timedelta = AT_RISK_HORIZON,
+                 webhook_ids: Sequence[str] | None = None) -> list[RiskyGap]:
+    """The spans MoeGo deletes within ``horizon`` of ``now`` per webhook, with an estimate of their entries.
+
+    A webhook's estimate is ``gap hours x its rate``, the rate measured over the covered part of
+    the last 15 days; a webhook never covered there has no measurable rate and estimates 0 entries
+    while its gap hours still count. ``webhook_ids`` defaults to :func:`tracked_webhooks`.
+    """
+    now = now.astimezone(timezone.utc)
+    window_start = now - RETENTION
+    ids = list(webhook_ids) if webhook_ids is not None else tracked_webhooks(conn, window_start)
+    covered = coverage_intervals(conn, window_start, now, ids)
+    out = []
+    for webhook_id in ids:
+        risky = at_risk(covered.get(webhook_id, []), now, horizon=horizon)
+        if not risky:
+            continue
+        rate = _hourly_rate(conn, webhook_id, window_start, now, covered.get(webhook_id, []))
+        out.extend(RiskyGap(webhook_id, gap.start, gap.end, rate) for gap in risky)
+    return out

@@ -1,0 +1,252 @@
+"""One collector pass: every webhook MoeGo lists, synced into the archive under the collector lock.
+
+:func:`collect` is what the ``collect`` and ``schedule`` commands and the dashboard's "collect now" run.
+It holds the collector lock, lists the webhooks, saves their configuration, syncs each one with
+:func:`collectors.sync.sync_window` (the oldest slice of every webhook first, then each in full) and
+records the pass in ``collector_runs``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import archive
+from .archive.coverage import load_intervals, retention_start, watermark
+from .archive.runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
+from .archive.writer import mark_webhooks_deleted, save_webhooks
+from .client import MoeGoClient, MoeGoError, NoWebhooksListed, NotFound
+from .config import Settings
+from .models import Webhook
+from .sync import (DEFAULT_CHUNK, Clock, ProgressCallback, SyncResult, client_for, describe_crash, endpoint_label,
+                   sync_window)
+
+__all__ = ["CollectResult", "collect"]
+
+
+@dataclass
+class CollectResult:
+    """How one :func:`collect` pass went: per-webhook results, totals, the run row and its outcome."""
+
+    run_id: int
+    trigger: str
+    outcome: str = "ok"
+    error: str | None = None
+    webhooks: list[SyncResult] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    alerts: Any = None  # collectors.alerts.AlertsOutcome of the rules evaluated after the pass
+
+    @property
+    def ok(self) -> bool:
+        """True only when every webhook was synced completely."""
+        return self.outcome == "ok"
+
+    @property
+    def new(self) -> int:
+        """Entries archived for the first time, over all webhooks."""
+        return sum(r.new for r in self.webhooks)
+
+    @property
+    def updated(self) -> int:
+        """Archived entries whose content changed (retries), over all webhooks."""
+        return sum(r.updated for r in self.webhooks)
+
+    @property
+    def pages(self) -> int:
+        """Pages committed, over all webhooks."""
+        return sum(r.pages for r in self.webhooks)
+
+    @property
+    def summary_lines(self) -> list[str]:
+        """One line per webhook, then, when the pass did not succeed, one line saying why."""
+        lines = [r.summary_line() for r in self.webhooks]
+        if self.outcome == "failed" and self.error:
+            lines.append(f"collect failed: {self.error}")
+        elif self.outcome == "interrupted":
+            lines.append("collect interrupted: the next run resumes where this one stopped")
+        elif not self.webhooks:
+            lines.append("no webhooks: MoeGo lists none for this API key")
+        return lines
+
+
+
+
+def collect(
+    settings: Settings,
+    *,
+    client: MoeGoClient | None = None,
+    trigger: str = "collect",
+    stop: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    now: datetime | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> CollectResult:
+    """One pass over every webhook MoeGo lists, into the archive at ``settings.db_path``.
+
+    Holds the collector lock for the whole pass (raises :class:`collectors.archive.runs.CollectorBusy`
+    at once when another collector holds it). Saves the webhooks' configuration and marks those
+    MoeGo no longer lists as deleted (their archive stays); active and inactive webhooks are both
+    synced, those furthest behind first. Every webhook's oldest slice at the retention edge is read
+    before any webhook is read in full, so that a long backfill of one does not let the others'
+    oldest entries expire. A failing webhook does not stop the others. Records the
+    pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
+    ``interrupted`` (``stop`` was set; the next pass resumes). MoeGo failures are reported in the
+    result, not raised; archive failures raise after the run is recorded. Without ``client`` and
+    without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
+    """
+    if client is None:
+        settings.require_api_key()
+    with collector_lock(settings.db_path):
+        conn = archive.connect(settings.db_path)
+        try:
+            archive.ensure_db_shape(conn)
+            clock = Clock(now)
+            close_abandoned_runs(conn, clock.start)
+            result = CollectResult(run_id=start_run(conn, trigger, clock.start), trigger=trigger,
+                                   started_at=clock.start)
+            try:
+                _collect(settings, conn, client, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
+            except BaseException as exc:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                _finish(conn, result, clock, outcome="interrupted" if interrupted else "failed",
+                        error=describe_crash(exc))
+                raise
+            _finish(conn, result, clock, outcome=result.outcome, error=result.error)
+            from .alerts import after_pass  # rules, incidents, notifications: never raises
+            result.alerts = after_pass(settings, conn, result.outcome)
+            return result
+        finally:
+            conn.close()
+
+
+def _collect(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient | None, result: CollectResult, *,
+             clock: Clock, stop: threading.Event | None, progress: ProgressCallback | None,
+             chunk: timedelta) -> None:
+    """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
+    try:
+        with client_for(settings, client, stop=stop) as moego:
+            webhooks = _listed_webhooks(conn, moego, settings)
+            with archive.transaction(conn):
+                save_webhooks(conn, webhooks, seen_at=clock.start)
+                mark_webhooks_deleted(conn, [w.id for w in webhooks], seen_at=clock.start,
+                                             confirmed=_confirmed_deleted(conn, moego, webhooks))
+            ordered = _most_behind_first(conn, webhooks, clock.start)
+            _sync_all(settings, conn, moego, ordered, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
+    except MoeGoError as exc:
+        result.outcome = "failed"
+        result.error = one_line(str(exc))
+        return
+    if result.outcome == "interrupted":
+        return
+    failed = [r for r in result.webhooks if r.outcome == "failed"]
+    if failed:
+        result.outcome = "failed"
+        first = failed[0]
+        prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
+        result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
+
+
+def _listed_webhooks(conn: sqlite3.Connection, moego: MoeGoClient, settings: Settings) -> list[Webhook]:
+    """ListWebhooks, refusing an empty answer while the archive tracks live webhooks.
+
+    An empty list from a key of another account (or a bad answer) must not mark every archived
+    webhook deleted and pass as a successful run.
+    """
+    webhooks = list(moego.list_webhooks(page_size=settings.page_size))
+    if not webhooks:
+        tracked = conn.execute("SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL").fetchone()[0]
+        if tracked:
+            raise NoWebhooksListed(
+                f"MoeGo lists no webhooks for this API key, but the archive tracks {tracked}: check that "
+                "MOEGO_API_KEY belongs to the right MoeGo account (nothing was marked deleted)"
+            )
+    return webhooks
+
+
+def _confirmed_deleted(conn: sqlite3.Connection, moego: MoeGoClient, listed: list[Webhook]) -> list[str]:
+    """Archived webhooks MoeGo no longer lists AND answers NOT_FOUND for: only those count as deleted.
+
+    A webhook missing from the list but still readable is kept (and appended to ``listed`` so it
+    is synced); one that cannot be checked now (any other error) is left as it was.
+    """
+    present = {w.id for w in listed}
+    confirmed: list[str] = []
+    for (webhook_id,) in conn.execute("SELECT id FROM webhooks WHERE deleted_at IS NULL").fetchall():
+        if webhook_id in present:
+            continue
+        try:
+            listed.append(moego.get_webhook(webhook_id))
+        except NotFound:
+            confirmed.append(webhook_id)
+        except MoeGoError:
+            pass
+    return confirmed
+
+
+def _sync_all(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient, ordered: list[Webhook],
+              result: CollectResult, *, clock: Clock, stop: threading.Event | None,
+              progress: ProgressCallback | None, chunk: timedelta) -> None:
+    """Every webhook's oldest slice first (what MoeGo deletes next), then each webhook in full.
+
+    A long backfill of one webhook must not let the others' oldest entries expire meanwhile. A
+    webhook whose slice failed is not retried in the same pass. On a stop, webhooks not yet synced
+    in full are reported ``interrupted``.
+    """
+    results: dict[str, SyncResult] = {}
+    done: set[str] = set()
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    try:
+        for hook in ordered:
+            if stopped():
+                result.outcome = "interrupted"
+                return
+            head = sync_window(settings, conn, client, hook.id, clock=Clock(clock.now()), since=None, stop=stop,
+                         progress=None, chunk=chunk, label=endpoint_label(hook.endpoint_url), edge_only=True)
+            results[hook.id] = head
+            if head.outcome != "ok":
+                done.add(hook.id)
+            if head.outcome == "interrupted":
+                result.outcome = "interrupted"
+                return
+        for hook in ordered:
+            if hook.id in done:
+                continue
+            if stopped():
+                result.outcome = "interrupted"
+                return
+            head = results[hook.id]
+            full = sync_window(settings, conn, client, hook.id, clock=Clock(clock.now()), since=None, stop=stop,
+                         progress=progress, chunk=chunk, label=endpoint_label(hook.endpoint_url))
+            full.pages, full.new, full.updated = full.pages + head.pages, full.new + head.new, full.updated + head.updated
+            results[hook.id] = full
+            done.add(hook.id)
+            if full.outcome == "interrupted":
+                result.outcome = "interrupted"
+                return
+    finally:
+        for webhook_id, one in results.items():
+            if webhook_id not in done:
+                one.outcome = "interrupted"
+        result.webhooks = [results[hook.id] for hook in ordered if hook.id in results]
+
+
+def _most_behind_first(conn: sqlite3.Connection, webhooks: list[Webhook], now: datetime) -> list[Webhook]:
+    """Webhooks ordered by watermark, oldest first (ties by id), so the most exposed go first."""
+    edge = retention_start(now)
+    return sorted(webhooks, key=lambda w: (watermark(load_intervals(conn, w.id), edge), w.id))
+
+
+def _finish(conn: sqlite3.Connection, result: CollectResult, clock: Clock, *, outcome: str,
+            error: str | None) -> None:
+    result.outcome = outcome
+    result.error = error
+    result.finished_at = clock.now()
+    finish_run(conn, result.run_id, outcome=outcome, finished_at=result.finished_at, webhooks=len(result.webhooks),
+               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=error)
