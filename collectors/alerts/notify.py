@@ -1,7 +1,7 @@
 """Send queued incident messages through Apprise, one channel at a time, recording every outcome.
 
 :func:`deliver_pending` sends each ``pending`` or ``failed`` row of ``incident_notifications`` to its
-channel. A channel that fails (DNS, refused, a 500, a timeout) does not stop the others: its row
+channel, claiming it first (``sending``) so that two processes never send the same message. A channel that fails (DNS, refused, a 500, a timeout) does not stop the others: its row
 becomes ``failed`` with one line saying why (the channel's URL is never part of it), the failure is
 added to the incident's history, and the next pass tries again, up to :data:`MAX_ATTEMPTS` times
 (then ``abandoned``). A row whose channel is no longer configured is ``abandoned`` at once.
@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlparse
 
@@ -33,6 +33,8 @@ __all__ = ["load_apprise", "MAX_ATTEMPTS", "DEFAULT_TIMEOUTS", "SendReport", "sc
 
 #: A message is tried at this many passes before it is given up (``abandoned``).
 MAX_ATTEMPTS = 10
+#: A message claimed for sending (``sending``) longer ago than this was left by a process that died: send it again.
+CLAIM_TIMEOUT = timedelta(minutes=10)
 #: Connect and read timeouts (seconds) for a channel URL that sets none.
 DEFAULT_TIMEOUTS = {"cto": "5", "rto": "10"}
 _TYPES = {"opened": "failure", "reminder": "warning", "resolved": "success", "test": "info"}
@@ -128,13 +130,21 @@ def deliver_pending(conn: sqlite3.Connection, config: AlertsConfig, now: datetim
                     secrets: Sequence[str] = ()) -> SendReport:
     """Send every pending or failed message (see the module docstring); never raises for a channel's failure."""
     report = SendReport()
+    stamp, stale = format_timestamp(now), format_timestamp(now - CLAIM_TIMEOUT)
     rows = conn.execute(
         "SELECT id, incident_id, channel, kind, title, body, attempts FROM incident_notifications "
-        "WHERE status IN ('pending', 'failed') ORDER BY id LIMIT 500"
+        "WHERE status IN ('pending', 'failed') OR (status = 'sending' AND last_attempt_at < ?) ORDER BY id LIMIT 500",
+        (stale,),
     ).fetchall()
     for notification_id, incident_id, channel_name, kind, title, body, attempts in rows:
         channel = config.channel(channel_name)
-        stamp = format_timestamp(now)
+        with archive.transaction(conn):  # claim it: a second process (alerts check beside schedule) skips it
+            claimed = conn.execute(
+                "UPDATE incident_notifications SET status = 'sending', last_attempt_at = ? WHERE id = ? "
+                "AND (status IN ('pending', 'failed') OR (status = 'sending' AND last_attempt_at < ?))",
+                (stamp, notification_id, stale)).rowcount
+        if not claimed:
+            continue
         if channel is None:
             with archive.transaction(conn):
                 conn.execute("UPDATE incident_notifications SET status = 'abandoned', error = ? WHERE id = ?",

@@ -296,7 +296,7 @@ CREATE TABLE IF NOT EXISTS incident_notifications (
     title            TEXT NOT NULL,
     body             TEXT NOT NULL,
     queued_at        TEXT NOT NULL,
-    status           TEXT NOT NULL,            -- pending | sent | failed | abandoned
+    status           TEXT NOT NULL,            -- pending | sending | sent | failed | abandoned
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_attempt_at  TEXT,
     error            TEXT                      -- one line, the channel's URL never included

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from collectors.alerts.incidents import IncidentError, acknowledge, resolve, snooze
+from collectors.models import format_timestamp
 
 from .conftest import API_KEY, NOW, Archive, minutes_ago
 from .sink import Sink
@@ -172,3 +173,31 @@ def test_no_secret_reaches_a_notification(arch: Archive) -> None:
     assert b"receiver.example/hooks/legacy" in body
     for secret in (API_KEY, "pa55word", "tok-", "hdr-secret-value"):
         assert secret.encode() not in body
+
+
+def test_a_message_another_process_is_sending_is_not_sent_twice(arch: Archive) -> None:
+    failing(arch)
+    with Sink() as sink:
+        arch.config_text, arch.environ = CONFIG, {"SINK_URL": sink.url}
+        conn = arch.db()
+        try:
+            run_alerts_without_sending(arch, conn)
+            conn.execute("UPDATE incident_notifications SET status = 'sending', last_attempt_at = ?",
+                         (format_timestamp(NOW),))  # claimed by another process, just now
+        finally:
+            conn.close()
+        arch.run(NOW + timedelta(minutes=1))
+        assert sink.messages == []
+        arch.run(NOW + timedelta(minutes=11))  # that process died long ago: the claim has run out
+        assert [m["title"].split(":")[0] for m in sink.messages] == ["[moego-monitor] OPEN"]
+    assert arch.rows("SELECT status, attempts FROM incident_notifications") == [("sent", 1)]
+
+
+def run_alerts_without_sending(arch: Archive, conn) -> None:
+    """Open the incidents and queue their messages as a pass would, without sending them."""
+    from collectors.alerts import load_config
+    from collectors.alerts.engine import apply_findings
+    from collectors.alerts.rules import evaluate_rules
+
+    config = load_config(arch.settings())
+    apply_findings(conn, config, evaluate_rules(conn, config, NOW), NOW)
