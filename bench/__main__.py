@@ -7,7 +7,8 @@ alternately several times in one process and the ratio of the medians is reporte
   same aggregate computed from the raw rows;
 - page: the deliveries table's deepest page by keyset vs the same page by LIMIT/OFFSET;
 - export: peak Python memory of the streaming CSV export vs pandas read_sql + to_csv;
-- write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT.
+- write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT;
+- body shapes: the writer and the search index with base64 payloads vs the same payloads as objects.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collectors import archive
 from collectors.archive import writer
 
 from .archive_gen import build_archive, synthetic_deliveries
+from .bodies import bench_body_shapes
 
 
 def _median_time(fn: Callable[[], object]) -> float:
@@ -166,6 +168,8 @@ def main() -> None:
             print(line, flush=True)
         conn.close()
         print(bench_write(workdir, args.repeat), flush=True)
+        for line in bench_body_shapes(workdir, args.repeat, side_by_side):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

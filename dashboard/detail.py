@@ -20,7 +20,7 @@ from collectors.archive.coverage import RETENTION
 from collectors.redelivery import EXPIRED_UPSTREAM, GUARD_SECONDS, Candidate, expired_upstream, redeliver_and_resync
 
 from . import charts, reads, ui
-from .present import header_rows, pretty_body, status_text
+from .present import MAX_BODY_CHARS, header_rows, pretty_body, status_text
 
 __all__ = ["render_detail"]
 
@@ -29,12 +29,22 @@ _RECENT = "_redelivered_at"  # delivery id -> time.monotonic() of the last redel
 _LAST_RESULT = "_redeliver_result"
 
 
-def _body(text: str, is_base64: int) -> None:
-    body = pretty_body(text, bool(is_base64))
+def _body(text: str, is_base64: int, *, event: bool = False) -> None:
+    """A body pretty-printed (an event's base64 payloads decoded, ``event=True``), its raw text one click away.
+
+    The raw text is shown with ``st.code``, exactly as archived (never Markdown); only the note, built from
+    fixed words, field names and numbers, goes through ``st.caption``.
+    """
+    body = pretty_body(text, bool(is_base64), decode_payloads=event)
     if body.note:
         st.caption(body.note)
     if body.text:
         st.code(body.text, language=body.language, wrap_lines=True)
+    if body.text != text:
+        with st.expander("Raw body, exactly as logged" + (" (base64)" if is_base64 else "")):
+            if len(text) > MAX_BODY_CHARS:
+                st.caption(f"The first {MAX_BODY_CHARS:,} of {len(text):,} characters; the CSV export holds it whole.")
+            st.code(text[:MAX_BODY_CHARS], language=None, wrap_lines=True)
 
 
 def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
@@ -131,7 +141,7 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
     with request:
         _headers(record["request_headers"], ctx)
-        _body(record["request_body"], record["request_body_base64"])
+        _body(record["request_body"], record["request_body_base64"], event=True)
     with response:
         _headers(record["response_headers"], ctx)
         _body(record["response_body"], record["response_body_base64"])

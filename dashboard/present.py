@@ -9,6 +9,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from collectors.bodies import decode_body
 from collectors.redaction import redact_headers
 
 from collectors.archive.filters import Filters, Window
@@ -21,29 +22,43 @@ MAX_BODY_CHARS = 200_000
 
 @dataclass(frozen=True)
 class Body:
-    """A body ready to show: ``language`` for a code block (``json`` or ``None``) and a note for the reader."""
+    """A body ready to show: ``language`` for a code block (``json`` or ``None``) and a one-line note for the
+    reader; ``decoded`` names the payload fields shown decoded from base64 (``text`` is then not the raw body).
+    """
 
     text: str
     language: str | None
     note: str
+    decoded: tuple[str, ...] = ()
 
 
-def pretty_body(text: str, is_base64: bool) -> Body:
-    """A stored body for display: pretty-printed when it is JSON, marked when empty, binary or cut."""
+def pretty_body(text: str, is_base64: bool, *, decode_payloads: bool = False) -> Body:
+    """A stored body for display: pretty-printed when it is JSON, marked when empty, binary or cut.
+
+    ``decode_payloads`` (request bodies: MoeGo's events) shows payload fields MoeGo sent as base64 as the
+    objects they encode (:func:`collectors.bodies.decode_body`), and says so in the note.
+    """
     if is_base64:
         return Body(text[:MAX_BODY_CHARS], None, f"Not UTF-8 text: shown as base64 ({len(text):,} characters).")
     if not text:
         return Body("", None, "Empty body.")
     note = ""
-    try:
-        parsed = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    decoded: tuple[str, ...] = ()
+    if decode_payloads:
+        read = decode_body(text)
+        parsed, is_json, note, decoded = read.value, read.is_json, read.note, read.decoded
+    else:
+        try:
+            parsed, is_json = json.loads(text), True
+        except (json.JSONDecodeError, RecursionError):
+            parsed, is_json = None, False
+    if not is_json:
         shown = text
     else:
         shown = json.dumps(parsed, indent=2, ensure_ascii=False)
-        note = "JSON, pretty-printed."
+        note = note or "JSON, pretty-printed."
         if len(shown) <= MAX_BODY_CHARS:
-            return Body(shown, "json", note)
+            return Body(shown, "json", note, decoded)
     if len(shown) > MAX_BODY_CHARS:
         return Body(shown[:MAX_BODY_CHARS], None, f"Cut to the first {MAX_BODY_CHARS:,} of {len(shown):,} characters.")
     return Body(shown, None, note)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from sandbox.server import SandboxError, SandboxOptions, serve
+from sandbox.shapes import BODY_SHAPES
 
 
 def parse_args(argv: list[str] | None = None, *, prog: str = "python -m sandbox",
@@ -64,6 +65,13 @@ def parse_args(argv: list[str] | None = None, *, prog: str = "python -m sandbox"
         help=f"for tests: pushes a day per webhook, 1..{d.daily_limit} (default {d.daily_limit:,}, MoeGo's);"
         " seeded history is capped by it too",
     )
+    p.add_argument(
+        "--body-shape",
+        choices=BODY_SHAPES,
+        default=d.body_shape,
+        help=f"shape of webhook bodies: the guide's payload, MoeGo's proto oneof field, that field in base64,"
+        f" or mixed by webhook (default {d.body_shape}; see sandbox/README.md)",
+    )
     a = p.parse_args(argv)
     return SandboxOptions(
         host=a.host,
@@ -77,6 +85,7 @@ def parse_args(argv: list[str] | None = None, *, prog: str = "python -m sandbox"
         receiver_port=a.receiver_port,
         quiet=a.quiet,
         daily_limit=a.daily_limit,
+        body_shape=a.body_shape,
     )
 
 

@@ -89,6 +89,7 @@ def admin_routes(rt: Any) -> list[Route]:
                 "now": format_timestamp(rt.clock.now_ns()),
                 "volume": rt.config.volume,
                 "seed": rt.config.seed,
+                "bodyShape": rt.config.body_shape,
             }
         )
 
@@ -136,6 +137,7 @@ def admin_routes(rt: Any) -> list[Route]:
             webhooks[w.id] = {
                 "label": w.label,
                 "profile": w.profile,
+                "bodyShape": w.body_shape,
                 "isActive": w.is_active,
                 "deliveries": total,
                 "failed": failed,

@@ -246,7 +246,7 @@ def build_api_app(rt: Runtime) -> Starlette:
             original.event_id, event_type_name(row.event_type), row.event_at, rt.identity.company_id, {}
         )
         try:
-            new_row = await rt.dispatcher.send_once(webhook, event, stored_body(row, rt.identity))
+            new_row = await rt.dispatcher.send_once(webhook, event, stored_body(row, rt.identity, webhook.body_shape))
         except PushLimited as exc:
             raise ApiError(Code.RESOURCE_EXHAUSTED, str(exc), retry_after=exc.retry_after) from exc
         return delivery_out(new_row)

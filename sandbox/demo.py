@@ -54,6 +54,7 @@ class DemoOptions:
     seed: int = 7
     delivery_timeout_s: float = 10.0
     open_browser: bool = False
+    body_shape: str = "mixed"  # the sandbox's --body-shape (sandbox.shapes)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -137,7 +138,8 @@ def _commands(options: DemoOptions) -> list[tuple[str, list[str]]]:
     return [
         ("sandbox", [py, "-m", "sandbox", "--port", str(options.sandbox_port), "--seed", str(options.seed),
                      "--rate", str(options.rate), "--api-key", SANDBOX_API_KEY,
-                     "--delivery-timeout", str(options.delivery_timeout_s), "--quiet"]),
+                     "--delivery-timeout", str(options.delivery_timeout_s), "--body-shape", options.body_shape,
+                     "--quiet"]),
         ("collector", [py, "-m", "collectors", "schedule", "--every", options.every]),
         ("dashboard", [py, "-m", "streamlit", "run", str(app), "--server.port", str(options.dashboard_port),
                        "--server.headless", "false" if options.open_browser else "true",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.protojson import format_timestamp
+from sandbox.shapes import shaped_body
 
 __all__ = ["EVENT_CODES", "EVENT_NAMES", "Identity", "Event", "seeded_event", "new_event", "payload_for"]
 
@@ -60,16 +61,18 @@ class Event:
     timestamp_ns: int
     company_id: str
     payload: dict[str, Any]
+    #: True for a payload someone supplied (a test event): sent as given, never mapped to an API object.
+    as_given: bool = False
 
-    def body(self) -> dict[str, Any]:
-        """The JSON object POSTed to the webhook's endpoint."""
-        return {
+    def body(self, shape: str = "guide") -> dict[str, Any]:
+        """The JSON object POSTed to the webhook's endpoint, in body ``shape`` (:mod:`sandbox.shapes`)."""
+        envelope = {
             "id": self.id,
             "type": self.type,
             "timestamp": format_timestamp(self.timestamp_ns),
             "companyId": self.company_id,
-            "payload": self.payload,
         }
+        return shaped_body(envelope, self.type, self.payload, shape, as_given=self.as_given)
 
 
 _FIRST = ["Olivia", "Liam", "Emma", "Noah", "Ava", "Mia", "Lucas", "Sofia", "Ethan", "Chloe", "Maya", "Leo"]
@@ -162,7 +165,7 @@ def seeded_event(seed: int, event_type: str, at_ns: int, company_id: str) -> Eve
 def new_event(
     rng: random.Random, event_type: str, at_ns: int, company_id: str, payload: dict[str, Any] | None = None
 ) -> Event:
-    """A fresh event (live traffic, tests); ``payload`` defaults to a synthesized one."""
+    """A fresh event (live traffic, tests); ``payload`` defaults to a synthesized one (a given one is sent as given)."""
     event_id = _uuid4(rng)
     return Event(
         event_id,
@@ -170,4 +173,5 @@ def new_event(
         at_ns,
         company_id,
         payload if payload is not None else payload_for(event_type, rng, at_ns),
+        as_given=payload is not None,
     )

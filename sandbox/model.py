@@ -34,7 +34,7 @@ DEFAULT_RETRY_POLICY = RetryPolicyRecord()
 
 @dataclass
 class WebhookRecord:
-    """A webhook as the sandbox holds it; ``label`` and ``profile`` are sandbox-only annotations."""
+    """A webhook as the sandbox holds it; ``label``, ``profile`` and ``body_shape`` are sandbox-only annotations."""
 
     id: str
     idx: int
@@ -51,6 +51,7 @@ class WebhookRecord:
     organizations: list[tuple[str, str]] = field(default_factory=list)
     label: str = ""
     profile: str = ""
+    body_shape: str = "guide"  # sandbox-only: the shape of its bodies (sandbox.shapes), set when registered
 
 
 @dataclass

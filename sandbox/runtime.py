@@ -44,6 +44,7 @@ class RuntimeConfig:
     api_base_url: str
     receiver_base_url: str
     daily_limit: int = PER_DAY
+    body_shape: str = "guide"
 
 
 class Runtime:
@@ -55,7 +56,9 @@ class Runtime:
         self.readonly_key = config.api_key + READONLY_SUFFIX
         self.clock = SandboxClock()
         self.identity = Identity.from_seed(config.seed)
-        self.registry = WebhookRegistry(seed=config.seed, company_id=self.identity.company_id)
+        self.registry = WebhookRegistry(
+            seed=config.seed, company_id=self.identity.company_id, body_shape=config.body_shape
+        )
         self.store = DeliveryStore()
         self.limiter = PushLimiter(per_day=config.daily_limit)
         self.faults = FaultInjector()

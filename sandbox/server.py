@@ -25,6 +25,7 @@ from sandbox.api import build_api_app
 from sandbox.limits import PER_DAY
 from sandbox.receiver import build_receiver_app
 from sandbox.runtime import Runtime, RuntimeConfig
+from sandbox.shapes import BODY_SHAPES, DEFAULT_BODY_SHAPE
 
 __all__ = ["SandboxOptions", "SandboxError", "serve"]
 
@@ -46,6 +47,7 @@ class SandboxOptions:
     receiver_port: int = 0  # 0 = pick a free port
     quiet: bool = False
     daily_limit: int = PER_DAY  # pushes a day per webhook; lower it only in tests
+    body_shape: str = DEFAULT_BODY_SHAPE  # guide | oneof | oneof-base64 | mixed (sandbox.shapes)
 
     def validate(self) -> None:
         """Raise SandboxError (one clear line) for impossible options."""
@@ -61,6 +63,8 @@ class SandboxOptions:
             raise SandboxError("delivery_timeout_s must be > 0")
         if not 1 <= self.daily_limit <= PER_DAY:
             raise SandboxError(f"daily_limit must be between 1 and {PER_DAY} (MoeGo's limit)")
+        if self.body_shape not in BODY_SHAPES:
+            raise SandboxError(f"body_shape must be one of {', '.join(BODY_SHAPES)}, not {self.body_shape!r}")
         if not self.api_key or any(c.isspace() for c in self.api_key):
             raise SandboxError("api_key must be a non-empty string without spaces")
 
@@ -104,7 +108,7 @@ def _banner(rt: Runtime, started_s: float) -> None:
         state = "active" if w.is_active else "inactive"
         signed = "signed" if w.secret_token else "unsigned"
         print(
-            f"webhook {w.id}  {w.label:<18} {w.profile:<8} {state:<8} {signed:<8} {w.endpoint_url}",
+            f"webhook {w.id}  {w.label:<18} {w.profile:<8} {state:<8} {signed:<8} {w.body_shape:<12} {w.endpoint_url}",
             flush=True,
         )
 
@@ -192,6 +196,7 @@ def serve(options: SandboxOptions) -> None:
             ),
             receiver_base_url=_url("127.0.0.1", recv_port),
             daily_limit=options.daily_limit,
+            body_shape=options.body_shape,
         )
         rt = Runtime(config, relay_sock, recv_port)
         rt.seed()

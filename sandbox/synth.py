@@ -48,12 +48,12 @@ def event_type_name(code: int) -> str:
     return EVENT_NAMES.get(code, str(code))
 
 
-def stored_body(row: DeliveryRow, identity: Identity) -> bytes:
-    """The exact request body of ``row``: recorded for live rows, rebuilt for synthesized ones."""
+def stored_body(row: DeliveryRow, identity: Identity, shape: str = "guide") -> bytes:
+    """The exact request body of ``row``: recorded for live rows, rebuilt in ``shape`` for synthesized ones."""
     if row.live is not None:
         return row.live.request_body
     event = seeded_event(row.event_seed, event_type_name(row.event_type), row.event_at, identity.company_id)
-    return encode_body(event)
+    return encode_body(event, shape)
 
 
 def _synth_response(row: DeliveryRow) -> tuple[Headers, bytes, str]:
@@ -96,7 +96,7 @@ def materialize(row: DeliveryRow, webhook: WebhookRecord, identity: Identity) ->
             response_format=live.response_format,
         )
     event = seeded_event(row.event_seed, event_type, row.event_at, identity.company_id)
-    body = encode_body(event)
+    body = encode_body(event, webhook.body_shape)
     headers = request_headers(
         webhook=webhook,
         delivery_id=delivery_id(row.key),

@@ -270,7 +270,7 @@ class Dispatcher:
         """
         if not reserved:
             self.reserve(webhook)
-        body = encode_body(event)
+        body = encode_body(event, webhook.body_shape)
         row = await self._first_attempt(webhook, event, body)
         if not row.success and self._is_retryable(webhook, row) and webhook.retry_policy.max_retries > 0:
             self.spawn(self._retry(webhook.id, row.key, event.type, body))
@@ -283,7 +283,9 @@ class Dispatcher:
     async def send_once(self, webhook: WebhookRecord, event: Event, body: bytes | None = None) -> DeliveryRow:
         """One attempt and a new log entry (redelivery, test); PushLimited past a limit."""
         self.reserve(webhook)
-        return await self._first_attempt(webhook, event, body if body is not None else encode_body(event))
+        return await self._first_attempt(
+            webhook, event, body if body is not None else encode_body(event, webhook.body_shape)
+        )
 
     async def _retry(self, webhook_id: str, key: int, event_type: str, body: bytes) -> None:
         for n in itertools.count(1):

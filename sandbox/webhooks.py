@@ -37,6 +37,7 @@ from sandbox.protojson import (
     read_str,
     read_str_list,
 )
+from sandbox.shapes import resolve_shape
 
 __all__ = ["MAX_WEBHOOKS", "WebhookRegistry", "is_loopback_host", "validate_endpoint"]
 
@@ -127,8 +128,10 @@ def _organizations(body: Mapping[str, Any]) -> list[tuple[str, str]] | None:
 class WebhookRegistry:
     """All webhooks of the sandbox's one API client, in creation order."""
 
-    def __init__(self, *, seed: int, company_id: str) -> None:
+    def __init__(self, *, seed: int, company_id: str, body_shape: str = "guide") -> None:
         self._rng = random.Random(f"{seed}:webhook-ids")
+        self._seed = seed
+        self._body_shape = body_shape
         self._company_id = company_id
         self._by_id: dict[str, WebhookRecord] = {}
         self._next_idx = 1
@@ -170,8 +173,9 @@ class WebhookRegistry:
 
     # -- writes ---------------------------------------------------------------------------------
     def add(self, record: WebhookRecord) -> WebhookRecord:
-        """Register an already-built webhook (seeding); assigns its compact index."""
+        """Register an already-built webhook (seeding); assigns its compact index and its body shape."""
         record.idx = self._next_idx
+        record.body_shape = resolve_shape(self._body_shape, self._seed, record.idx)
         self._next_idx += 1
         self._by_id[record.id] = record
         return record

@@ -24,9 +24,9 @@ __all__ = ["USER_AGENT", "encode_body", "signature", "request_headers"]
 USER_AGENT = "Moego/Webhook-1.0"
 
 
-def encode_body(event: Event) -> bytes:
-    """The exact bytes POSTed for ``event``: compact JSON, UTF-8."""
-    return json.dumps(event.body(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def encode_body(event: Event, shape: str = "guide") -> bytes:
+    """The exact bytes POSTed for ``event`` in body ``shape`` (:mod:`sandbox.shapes`): compact JSON, UTF-8."""
+    return json.dumps(event.body(shape), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def signature(secret: str, client_id: str, nonce: str, timestamp: str, body: bytes, digest: str) -> str:

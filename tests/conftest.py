@@ -11,6 +11,7 @@ sandbox-only ``/_sandbox/`` controls (``faults``, ``clear_faults``, ``advance_cl
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,24 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 20.0
+
+
+#: Where an event body carries its payload: the guide's field, then MoeGo's proto oneof fields.
+PAYLOAD_FIELDS = ("payload", "healthCheck", "appointment", "onlineBooking", "customer", "pet")
+
+
+def event_object(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The payload field of a webhook body and its object, decoded from base64 when it is a string.
+
+    Independent of the product's decoder (collectors.bodies), so tests check one against the other.
+    """
+    event = json.loads(body)
+    [field] = [key for key in event if key in PAYLOAD_FIELDS]
+    value = event[field]
+    if isinstance(value, str):
+        value = json.loads(base64.b64decode(value, validate=True))
+    assert isinstance(value, dict), value
+    return field, value
 
 
 def free_port() -> int:

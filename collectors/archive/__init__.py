@@ -2,6 +2,7 @@
 
 Layers of the package (each imports only those above it)::
 
+    search_index  the full-text index: what it holds (bodies with base64 payloads decoded); fed by the writer
     schema     the tables, migrations, connections and the rules that classify a delivery
     coverage   interval arithmetic over what the collector has read
     writer     saves pages of deliveries and webhooks, with the hourly rollup and redaction

@@ -10,8 +10,9 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
-- ``deliveries_fts`` is an FTS5 index over request body, response body and error, with external
-  content (the text is not stored twice) kept in step by triggers.
+- ``deliveries_fts`` is an FTS5 index over request body (with payloads MoeGo sent as base64 decoded),
+  response body and error; contentless (no text is stored twice) and fed by the writer a page at a
+  time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
 
 Times are stored as fixed-width RFC 3339 UTC text with microseconds (``2025-06-30T11:58:36.740351Z``,
 see :func:`collectors.models.format_timestamp`), so text order is time order and an hour is the
@@ -29,6 +30,8 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .search_index import migrate_to_writer_index
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -116,8 +119,9 @@ def hour_of(delivered_at: str) -> str:
 
 _HIST_DDL = ",\n    ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in HISTOGRAM_COLUMNS)
 
-# Each migration takes the schema from version i to i+1. Append only; never edit a released one.
-_MIGRATIONS: list[str] = [
+# Each migration takes the schema from version i to i+1: SQL, or a function of the connection for a step
+# SQL cannot take alone. Append only; never edit a released one.
+_MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """
 CREATE TABLE IF NOT EXISTS webhooks (
     id                 TEXT PRIMARY KEY,
@@ -255,7 +259,9 @@ CREATE TRIGGER IF NOT EXISTS deliveries_fts_au AFTER UPDATE OF request_body, res
     VALUES (new.rowid, new.request_body, new.response_body, new.error);
 END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
-    # 2: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
+    # 2: full-text search reads words inside base64 payloads; the writer feeds the index (no triggers).
+    migrate_to_writer_index,
+    # 3: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
     """
 CREATE TABLE IF NOT EXISTS incidents (
     id                INTEGER PRIMARY KEY,
@@ -405,8 +411,12 @@ def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], Non
             # Read again inside the write lock: another process may have migrated meanwhile.
             if conn.execute("PRAGMA user_version").fetchone()[0] > version:
                 continue
-            for statement in _split_sql(_MIGRATIONS[version]):
-                conn.execute(statement)
+            step = _MIGRATIONS[version]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in _split_sql(step):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version={version + 1}")
         if on_migrate:
             on_migrate(version + 1)

@@ -50,13 +50,11 @@ __all__ = [
 GapKind = Literal["expired", "pending", "open"]
 
 
-@dataclass(frozen=True)
-class Gap:
-    """An uncovered span of one webhook's timeline, named by :func:`classify_gaps`."""
+class _Span:
+    """What every uncovered span says of itself: its length, and when MoeGo deletes its oldest entries."""
 
     start: datetime
     end: datetime
-    kind: GapKind
 
     @property
     def hours(self) -> float:
@@ -67,6 +65,15 @@ class Gap:
     def expires_at(self) -> datetime:
         """When MoeGo deletes the span's oldest entries (``start + 15 d``)."""
         return self.start + RETENTION
+
+
+@dataclass(frozen=True)
+class Gap(_Span):
+    """An uncovered span of one webhook's timeline, named by :func:`classify_gaps`."""
+
+    start: datetime
+    end: datetime
+    kind: GapKind
 
 
 def classify_gaps(intervals: Sequence[Interval], since: datetime, until: datetime, *, now: datetime) -> list[Gap]:
@@ -282,23 +289,13 @@ def coverage_gaps(conn: sqlite3.Connection, since: datetime, until: datetime, *,
 
 
 @dataclass(frozen=True)
-class RiskyGap:
+class RiskyGap(_Span):
     """An uncovered span MoeGo deletes within the horizon, with the entries it probably holds."""
 
     webhook_id: str
     start: datetime
     end: datetime
     rate_per_hour: float
-
-    @property
-    def hours(self) -> float:
-        """The span's length in hours."""
-        return (self.end - self.start).total_seconds() / 3600
-
-    @property
-    def expires_at(self) -> datetime:
-        """When MoeGo starts deleting the span (``start + 15 d``)."""
-        return self.start + RETENTION
 
     @property
     def estimated_entries(self) -> int:

@@ -4,7 +4,8 @@ Every clause on ``deliveries`` starts with the ``delivered_at`` range, so SQLite
 and never the whole table. Only parameters carry user input; column names come from fixed lists.
 
 The search box matches, in one clause: a delivery id exactly, an event id exactly, or words in the
-request body, response body or error through the ``deliveries_fts`` FTS5 index, read only over the
+request body (payloads MoeGo sent as base64 included, decoded), response body or error through the
+``deliveries_fts`` FTS5 index (:mod:`collectors.archive.search_index`), read only over the
 rowids of the window's rows (see :func:`_search`), so a search costs what the window holds. Words are
 quoted as FTS5 phrases, so whatever a user types is searched for, never parsed as FTS5 syntax.
 """

@@ -9,6 +9,7 @@ the sync position that says it was read are committed together or not at all.
   updated. Secret-like header values are redacted before they are written.
 - :func:`save_webhooks` keeps one configuration snapshot per webhook, without its secret token.
 - The ``delivery_hourly`` rollup is recomputed for every (webhook, hour) a saved page touched.
+- The full-text index is fed the page's new and changed rows (:mod:`collectors.archive.search_index`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-
+from . import search_index
 from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, redact_headers, secret_fingerprint
@@ -143,12 +144,15 @@ def save_deliveries(
     touched: set[tuple[str, str]] = set()
     inserts: list[list[object]] = []
     updates: list[list[object]] = []
+    indexed_new: list[dict] = []  # for the full-text index (collectors.archive.search_index)
+    indexed_changes: list[tuple[dict, dict]] = []
     unchanged: list[tuple[str, str]] = []
     seen = format_timestamp(seen_at)
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
             inserts.append([row[c] for c in _ALL_COLUMNS])
+            indexed_new.append(row)
             touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
             continue
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
@@ -156,11 +160,13 @@ def save_deliveries(
             unchanged.append((seen, delivery_id))
             continue
         updates.append([*new_content, seen, delivery_id])
+        indexed_changes.append((dict(zip(_CONTENT_COLUMNS, old[3:])), row))
         touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
         touched.add((old[2], hour_of(old[1])))
     conn.executemany(_INSERT, inserts)
     conn.executemany(_UPDATE, updates)
     conn.executemany("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", unchanged)
+    search_index.index_saved(conn, indexed_new, indexed_changes)
     new, updated = len(inserts), len(updates)
     refresh_hourly(conn, touched)
     return SaveResult(new=new, updated=updated)

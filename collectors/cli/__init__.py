@@ -53,7 +53,9 @@ def sandbox_command(args: tuple[str, ...]) -> None:
               help="The demo's own archive.")
 @click.option("--every", default="1m", show_default=True, help="How often the collector runs.")
 @click.option("--rate", default=30.0, show_default=True, type=float, help="Live events a minute in the sandbox.")
-def demo_command(sandbox_port: int, dashboard_port: int, db_path: str, every: str, rate: float) -> None:
+@click.option("--body-shape", type=click.Choice(["guide", "oneof", "oneof-base64", "mixed"]), default="mixed",
+              show_default=True, help="Webhook bodies: the guide's payload, MoeGo's oneof field, it in base64, or mixed.")
+def demo_command(sandbox_port: int, dashboard_port: int, db_path: str, every: str, rate: float, body_shape: str) -> None:
     """Start the sandbox, the scheduled collector and the dashboard together; Ctrl-C stops all three."""
     from pathlib import Path
 
@@ -61,7 +63,7 @@ def demo_command(sandbox_port: int, dashboard_port: int, db_path: str, every: st
 
     try:
         run_demo(DemoOptions(sandbox_port=sandbox_port, dashboard_port=dashboard_port, db_path=Path(db_path),
-                             every=every, rate=rate), echo=click.echo)
+                             every=every, rate=rate, body_shape=body_shape), echo=click.echo)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -10,6 +10,7 @@ import pytest
 
 from collectors import client as api
 from collectors.signature import verify_request
+from tests.conftest import event_object
 
 
 def make(handle, api_key=None, *, attempts=4):
@@ -84,7 +85,7 @@ def test_delivery_fields_round_trip_with_what_the_receiver_got(fresh_sandbox):
     assert len(received) == 1
     body = base64.b64decode(received[0]["body"])
     assert fetched.request_body == body  # the log holds the exact bytes POSTed
-    assert json.loads(body)["payload"] == {"validation": "hello world"}
+    assert event_object(body)[1] == {"validation": "hello world"}
     headers = dict(received[0]["headers"])
     assert verify_request(hook.secret_token, headers, body)  # signed with the webhook's secret
     assert fetched.request_headers["X-Moe-Delivery-ID"] == [sent.id]

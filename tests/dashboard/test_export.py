@@ -220,8 +220,8 @@ def _sqlite_without_tables(path: Path, version: int) -> None:
         (lambda p: p.write_bytes(b"this is not an SQLite file " * 40),
          "{db} is not a moego-monitor archive (file is not a database): point --db or MOEGO_MONITOR_DB at the archive"),
         (lambda p: _sqlite_without_tables(p, 0),
-         "the archive at {db} is not ready (schema 0 of %d): run 'moego-monitor collect' once to prepare it"
-         % archive.SCHEMA_VERSION),
+         "the archive at {db} is not ready (schema 0 of " + str(archive.SCHEMA_VERSION)
+         + "): run 'moego-monitor collect' once to prepare it"),
         (lambda p: _sqlite_without_tables(p, archive.SCHEMA_VERSION),
          "cannot read the archive at {db}: no such table: deliveries: check that --db or MOEGO_MONITOR_DB names an "
          "intact moego-monitor archive"),

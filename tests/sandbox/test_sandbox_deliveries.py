@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import SandboxHandle, start_sandbox, stop_sandbox
+from tests.conftest import SandboxHandle, event_object, start_sandbox, stop_sandbox
 from tests.sandbox.conftest import b64decode, list_all, rfc3339, seeded, ts_ns
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -37,7 +37,8 @@ def test_delivery_json_shape(api: httpx.Client) -> None:
             assert isinstance(d["durationMs"], str) and int(d["durationMs"]) > 0
         body = b64decode(d["requestBody"])
         event = json.loads(body)
-        assert set(event) == {"id", "type", "timestamp", "companyId", "payload"}
+        field, _ = event_object(body)
+        assert set(event) == {"id", "type", "timestamp", "companyId", field}
         assert event["type"] == d["eventType"] and event["id"] == d["eventId"]
         headers = d["requestHeaders"]
         assert headers["User-Agent"] == {"values": ["Moego/Webhook-1.0"]}

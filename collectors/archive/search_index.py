@@ -1,0 +1,109 @@
+"""The archive's full-text index (``deliveries_fts``): what it holds, and how the writer keeps it.
+
+``deliveries_fts`` is a *contentless* FTS5 table (``content=''``): it holds the index only, never a
+second copy of a body. Its rowid is the ``deliveries`` rowid; its columns are
+
+- ``request_body``: :func:`collectors.bodies.index_text` of the body, i.e. the body exactly as logged,
+  except that a payload MoeGo sent as base64 is there as its decoded JSON (so a customer's name inside
+  it is found); a body with no base64 payload is indexed exactly as logged, as before;
+- ``response_body`` and ``error``: as logged.
+
+The writer supplies that text, a page at a time, in the transaction that writes the rows
+(:func:`index_saved`, called by :func:`collectors.archive.writer.save_deliveries`): there are no triggers.
+
+Invariant: the index entry of a row is :func:`indexed_values` of its stored columns. A contentless
+FTS5 table does not remember what it indexed, so removing an entry means supplying the same values
+again: they are recomputed from the row. Hence (1) a row's body or error is never rewritten without
+:func:`index_saved` seeing the old and the new values, (2) code that deletes rows must call
+:func:`unindex` first, and (3) a change to what :func:`indexed_values` returns needs a migration that
+calls :func:`reindex_all`.
+
+Queries read only rowids from it (``SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH ?``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..bodies import index_text
+
+__all__ = ["FTS_DDL", "indexed_values", "index_saved", "unindex", "reindex_all", "migrate_to_writer_index"]
+
+#: The index's definition (schema version 2 on).
+FTS_DDL = "CREATE VIRTUAL TABLE deliveries_fts USING fts5(request_body, response_body, error, content='')"
+
+_INSERT = "INSERT INTO deliveries_fts (rowid, request_body, response_body, error) VALUES (?, ?, ?, ?)"
+_DELETE = ("INSERT INTO deliveries_fts (deliveries_fts, rowid, request_body, response_body, error) "
+           "VALUES ('delete', ?, ?, ?, ?)")
+_INDEXED_COLUMNS = ("request_body", "request_body_base64", "response_body", "error")
+_CHUNK = 500
+
+
+def indexed_values(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What the index holds for a row (``request_body``, ``request_body_base64``, ``response_body``, ``error``)."""
+    return (
+        index_text(row["request_body"], is_base64=bool(row["request_body_base64"])),
+        row["response_body"],
+        row["error"],
+    )
+
+
+def _rowids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        placeholders = ", ".join("?" for _ in chunk)
+        found.update(conn.execute(f"SELECT id, rowid FROM deliveries WHERE id IN ({placeholders})", chunk))
+    return found
+
+
+def index_saved(
+    conn: sqlite3.Connection,
+    inserted: Sequence[Mapping[str, Any]],
+    updated: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]] = (),
+) -> None:
+    """Index a page the writer just saved, in its transaction: ``inserted`` rows (as written) and
+    ``updated`` pairs ``(old row, new row)``, re-indexed only when a body or the error changed.
+    """
+    changed = [(old, new) for old, new in updated if any(old[c] != new[c] for c in _INDEXED_COLUMNS)]
+    if not inserted and not changed:
+        return
+    rowids = _rowids(conn, [r["id"] for r in inserted] + [new["id"] for _, new in changed])
+    conn.executemany(_DELETE, [(rowids[new["id"]], *indexed_values(old)) for old, new in changed])
+    conn.executemany(_INSERT, [(rowids[r["id"]], *indexed_values(r)) for r in [*inserted, *(n for _, n in changed)]])
+
+
+def unindex(conn: sqlite3.Connection, where: str, params: Sequence[object] = ()) -> int:
+    """Remove the index entries of the ``deliveries`` rows matching ``where`` (call before deleting them)."""
+    cursor = conn.execute(
+        f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)} FROM deliveries WHERE {where}", tuple(params)
+    )
+    removed = 0
+    while batch := cursor.fetchmany(_CHUNK):
+        conn.executemany(_DELETE, [(r[0], *indexed_values(dict(zip(_INDEXED_COLUMNS, r[1:])))) for r in batch])
+        removed += len(batch)
+    return removed
+
+
+def reindex_all(conn: sqlite3.Connection) -> int:
+    """Empty the index and index every row again (in rowid order, a batch at a time); returns how many."""
+    conn.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('delete-all')")
+    cursor = conn.execute(f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)} FROM deliveries ORDER BY rowid")
+    count = 0
+    while batch := cursor.fetchmany(_CHUNK):
+        conn.executemany(_INSERT, [(r[0], *indexed_values(dict(zip(_INDEXED_COLUMNS, r[1:])))) for r in batch])
+        count += len(batch)
+    return count
+
+
+def migrate_to_writer_index(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the trigger-fed external-content index becomes the writer-fed contentless one,
+    and every archived row is indexed again (so words inside base64 payloads already archived are found).
+    """
+    for trigger in ("deliveries_fts_ai", "deliveries_fts_ad", "deliveries_fts_au"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    conn.execute("DROP TABLE IF EXISTS deliveries_fts")
+    conn.execute(FTS_DDL)
+    reindex_all(conn)
