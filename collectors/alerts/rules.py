@@ -5,7 +5,8 @@ history (``bench/alerts.py`` measures it):
 
 - ``success_rate``: share of successful deliveries over ``window`` (rollup for whole hours, raw rows
   for the partial hours at its ends), below ``threshold`` with at least ``min_deliveries``;
-- ``consecutive_failures``: the latest ``count`` deliveries of a webhook all failed (one index seek);
+- ``consecutive_failures``: the latest ``count`` deliveries of a webhook all failed (index seeks; the
+  incident covers the whole failing streak, from the first failure after the last success);
 - ``latency_p95``: the 95th percentile of ``window``'s latency histogram above ``threshold_ms``;
 - ``silence``: no delivery for ``span`` (up to the webhook's last sync) although the last 7 days'
   rollup says about ``min_expected`` or more were due in such a span;
@@ -184,9 +185,15 @@ def _consecutive_failures(conn: sqlite3.Connection, hook: WebhookInfo, rule: Rul
     ).fetchall()
     if len(latest) < count or any(success for success, _ in latest):
         return None
-    since = parse_timestamp(latest[-1][1])
+    # The streak started with the first failure after the last success (two seeks on the outcome index).
+    last_success = conn.execute("SELECT MAX(delivered_at) FROM deliveries WHERE webhook_id = ? AND success = 1",
+                                (hook.id,)).fetchone()[0]
+    first_failure = conn.execute("SELECT MIN(delivered_at) FROM deliveries WHERE webhook_id = ? AND success = 0 "
+                                 "AND delivered_at > ?", (hook.id, last_success or "")).fetchone()[0]
+    since = parse_timestamp(first_failure or latest[-1][1])
     return Finding("consecutive_failures", hook.id,
-                   f"the latest {count} deliveries all failed (since {since:%Y-%m-%d %H:%M} UTC)", failures_since=since)
+                   f"the latest {count} deliveries all failed (failing since {since:%Y-%m-%d %H:%M} UTC)",
+                   failures_since=since)
 
 
 def _latency_p95(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig, now: datetime) -> Finding | None:

@@ -50,7 +50,7 @@ def test_consecutive_failures_needs_the_latest_n_all_failed(arch: Archive) -> No
     arch.deliveries("wh_1", minutes_ago(50, ok=False) + minutes_ago(40, ok=True) + minutes_ago(30, 20, 10, 5, ok=False))
     assert ("consecutive_failures", "wh_1") not in fired(arch)
     assert fired(arch, '[[alerts.rules]]\nkind = "consecutive_failures"\ncount = 4\n')[("consecutive_failures", "wh_1")] \
-        .startswith("the latest 4 deliveries all failed")
+        == "the latest 4 deliveries all failed (failing since 2026-11-20 11:30 UTC)"  # the streak after the success
 
 
 def test_latency_p95_above_threshold(arch: Archive) -> None:

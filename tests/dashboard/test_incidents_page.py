@@ -99,3 +99,38 @@ def test_the_failed_deliveries_of_an_incident_are_one_link_away(run_app, live_se
     query = parse_qs(urlparse(links[0].proto.query_string and "?" + links[0].proto.query_string).query)
     assert query["webhook"] == [BETA] and query["outcome"] == ["failed"] and query["range"] == ["custom"]
     assert query["since"] == [beta.failures_since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+
+
+def test_recovery_counts_then_redelivers_an_incidents_failed_events(run_app, fresh_sandbox, tmp_path) -> None:
+    """Against a real sandbox: the page counts the incident's failed events, then redelivers them, audited."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from collectors.client import make_client
+    from collectors.collect import collect
+    from tests.collectors.conftest import db_rows, sandbox_settings
+
+    sandbox = fresh_sandbox
+    with make_client(sandbox_settings(sandbox, tmp_path / "unused.db")) as client:
+        hook = next(h for h in client.list_webhooks() if h.endpoint_url.endswith("/hooks/orders-sync"))
+    config = tmp_path / "alerts.toml"
+    config.write_text(f'[alerts]\nbuiltin = false\n[[alerts.rules]]\nkind = "consecutive_failures"\n'
+                      f'webhooks = ["{hook.id}"]\n')
+    settings = dataclasses.replace(sandbox_settings(sandbox, tmp_path / "archive.db"), config_path=config,
+                                   environ=MappingProxyType({}))
+    sandbox.generate(hook.id, 6, fail_rate=1.0, spread_seconds=20)
+    (incident,) = collect(settings).alerts.changes.opened
+
+    at = run_app(settings.db_path, page="views/incidents.py", api_key=sandbox.api_key, base_url=sandbox.base_url)
+    at.text_input(key="incident_actor").set_value("dana").run()
+    at.button(key=f"count_{incident.id}").click().run()
+    no_exception(at)
+    assert "6 failed events to redeliver, 0 skipped (later succeeded, duplicate, or deleted by MoeGo)." in \
+        [t.value for t in at.text]
+    at.button(key=f"redeliver_{incident.id}").click().run()
+    no_exception(at)
+    assert f"Incident #{incident.id}: failed events redelivered: 6 sent, 0 failed, 0 skipped." in \
+        [shown(s.value) for s in at.success]
+    assert db_rows(settings.db_path, "SELECT outcome, requested_by FROM redeliveries") == [("sent", "incident")] * 6
+    assert db_rows(settings.db_path, "SELECT action, actor FROM incident_events WHERE incident_id = ? ORDER BY id DESC "
+                   "LIMIT 1", incident.id) == [("redelivered", "dana")]
