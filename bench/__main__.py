@@ -8,7 +8,11 @@ alternately several times in one process and the ratio of the medians is reporte
 - page: the deliveries table's deepest page by keyset vs the same page by LIMIT/OFFSET;
 - export: peak Python memory of the streaming CSV export vs pandas read_sql + to_csv;
 - write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT;
-- body shapes: the writer and the search index with base64 payloads vs the same payloads as objects.
+- body shapes: the writer and the search index with base64 payloads vs the same payloads as objects;
+- checks: saving pages with the collector's contract checks (``collectors.validate`` and the
+  archived-owner lookup) vs saving the same pages unchecked;
+- read: the client's bounded read of a full 500-entry page (streamed, size-capped, deadline at the
+  socket) vs httpx's plain ``response.json()``, over a real loopback socket, time and peak memory.
 """
 
 from __future__ import annotations
@@ -153,6 +157,82 @@ def bench_write(workdir: Path, repeat: int) -> str:
     return f"archive writer: {p / b:6.1f}x the time of a bare INSERT (redaction, upsert check, rollup, FTS)"
 
 
+def bench_checks(workdir: Path, repeat: int) -> str:
+    from collectors import validate
+
+    pages = list(synthetic_deliveries(5000, webhooks=1, days=1, end=pd.Timestamp("2026-11-01", tz="UTC").to_pydatetime()))
+    chunks = [pages[i : i + 500] for i in range(0, len(pages), 500)]
+    start = min(d.delivered_at for d in pages)
+    end = max(d.delivered_at for d in pages) + timedelta(seconds=1)
+    webhook_id = pages[0].webhook_id
+
+    def save(checked: bool) -> None:
+        path = workdir / ("checked.db" if checked else "unchecked.db")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        db = archive.connect(path)
+        archive.ensure_db_shape(db)
+        guard = validate.PageGuard.for_span(end - start, 500)
+        for n, chunk in enumerate(chunks):
+            if checked:
+                problem = guard.add(len(chunk), f"t{n}") or validate.check_page(
+                    chunk, webhook_id=webhook_id, start=start, end=end, page_size=500,
+                    archived_under=writer.archived_under(db, [d.id for d in chunk]))
+                assert problem is None, problem
+            with archive.transaction(db):
+                writer.save_deliveries(db, chunk, seen_at=chunk[0].delivered_at)
+        db.close()
+
+    p, b = side_by_side(lambda: save(True), lambda: save(False), repeat)
+    return f"contract checks: saving checked pages takes {p / b:5.2f}x the time of saving them unchecked"
+
+
+def bench_read(repeat: int) -> str:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from collectors import client as api
+
+    entry = {"id": "dlv_x", "webhookId": "whk_1", "eventType": "APPOINTMENT_CREATED", "deliveredAt": "2026-11-01T00:00:00Z",
+             "requestBody": "A" * 2000, "responseBody": "B" * 5464, "responseStatus": 200, "success": True}
+    body = json.dumps({"webhooks": [dict(entry, id=f"w{i}") for i in range(500)]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with api.MoeGoClient(api.make_http_client(url, "bench-key")) as product_client, \
+                httpx.Client(base_url=url) as plain:
+            def product() -> None:
+                product_client._call("ListWebhooks", "POST", "/v1/webhooks:list", body={})
+
+            def baseline() -> None:
+                plain.post("/v1/webhooks:list", json={}).json()
+
+            p, b = side_by_side(product, baseline, repeat)
+            mp, mb = peak_memory(product), peak_memory(baseline)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return (f"bounded read of a {len(body) / 1e6:.1f} MB page: {p / b:5.2f}x the time and {mp / mb:5.2f}x the "
+            "peak memory of httpx's plain response.json()")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000, help="deliveries in the synthetic archive")
@@ -170,6 +250,8 @@ def main() -> None:
         print(bench_write(workdir, args.repeat), flush=True)
         for line in bench_body_shapes(workdir, args.repeat, side_by_side):
             print(line, flush=True)
+        print(bench_checks(workdir, args.repeat), flush=True)
+    print(bench_read(args.repeat), flush=True)
 
 
 if __name__ == "__main__":

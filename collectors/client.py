@@ -18,37 +18,71 @@ Exceptions::
     │   ├── Internal                500  INTERNAL
     │   └── Unavailable             503  UNAVAILABLE
     ├── TransportError              no answer: cannot connect, timed out, connection broken
-    ├── MalformedResponse           an answer that is not the JSON the contract promises
+    │   └── DeadlineExceeded        the call did not end within its deadline (retries and waits included)
+    │       └── PassBudgetExhausted the deadline was the end of the pass's budget
+    ├── MalformedResponse           an answer that is not the JSON the contract promises, or too large
     └── NoWebhooksListed            ListWebhooks is empty while the archive tracks webhooks (a wrong key?)
 
 Retries: 429, 502, 503, 504 and timeouts are retried with bounded exponential backoff and full
 jitter, honouring ``Retry-After``; other statuses are not. Calls that send a webhook (redeliver,
 test) or create one are retried only on 429 and 503, never after a timeout, 502 or 504, since the
 first attempt may have gone through.
+
+Bounds no server can stretch:
+
+- **Deadline.** Every call ends within ``deadline_s`` (``MOEGO_DEADLINE``, default 120 s), retries
+  and backoff included, and never after ``pass_deadline`` (the end of a collect pass's budget).
+  The default transport clamps every socket operation (connect, each read, each write) to the time
+  left, so neither a host that never answers nor one that sends a byte every few seconds keeps a
+  call alive past it. A wait for a retry that would end past the deadline is not started.
+- **Size.** An answer is read as a stream and refused past :data:`MAX_ANSWER_BYTES` (a declared
+  ``Content-Length`` beyond it is refused before reading); error answers are read up to
+  :data:`MAX_ERROR_BYTES` only. JSON nested too deep for the parser is a malformed answer.
+- **Secrets.** Every error message built here goes through
+  :func:`collectors.redaction.scrub_secrets` with the client's API key, so an error that echoes the
+  ``Authorization`` header or the key never carries it further.
+
+Every answer's ``Date`` header is kept in :attr:`MoeGoClient.server_time`, for measuring the clock
+skew between this host and MoeGo (see :mod:`collectors.skew`).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import random
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import httpcore
 import httpx
 
 from . import __version__
-from .config import Settings
+from .config import ConfigError, Settings
 from .models import MalformedMessage, RetryPolicy, Webhook, WebhookDelivery, format_timestamp
+from .redaction import scrub_secrets
+from .validate import PageGuard
 
 __all__ = [
     "MoeGoError", "ApiError", "InvalidArgument", "Unauthenticated", "PermissionDenied", "NotFound",
-    "AlreadyExists", "ResourceExhausted", "Internal", "Unavailable", "TransportError", "MalformedResponse",
-    "RetryConfig", "DeliveryPage", "MoeGoClient", "make_http_client", "make_client",
+    "AlreadyExists", "ResourceExhausted", "Internal", "Unavailable", "TransportError", "DeadlineExceeded",
+    "PassBudgetExhausted", "MalformedResponse", "RetryConfig", "DeliveryPage", "ServerTime", "MoeGoClient",
+    "make_http_client", "make_client", "MAX_ANSWER_BYTES", "MAX_ERROR_BYTES", "DEFAULT_DEADLINE_S",
 ]
+
+#: The most bytes of one answer read. A full ListWebhookDeliveries page is 500 entries; an entry is
+#: about 1 KiB of fields and headers plus its request body and its response body, which MoeGo cuts at
+#: 4 KiB (5.5 KiB as base64): 500 x ~16 KiB is about 8 MiB. 32 MiB leaves four times that.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+#: The most bytes of an error answer read: its one-line message is all that is used.
+MAX_ERROR_BYTES = 64 * 1024
+#: The default total deadline of one call, retries and waits included (``MOEGO_DEADLINE``).
+DEFAULT_DEADLINE_S = 120.0
 
 
 class MoeGoError(Exception):
@@ -126,8 +160,16 @@ class TransportError(MoeGoError):
     """No usable answer came back: the host could not be reached, or it did not answer in time."""
 
 
+class DeadlineExceeded(TransportError):
+    """The call did not finish within its total deadline."""
+
+
+class PassBudgetExhausted(DeadlineExceeded):
+    """The call was cut at the end of the collect pass's time budget."""
+
+
 class MalformedResponse(MoeGoError):
-    """MoeGo answered, but not with the JSON the contract describes."""
+    """MoeGo answered, but not with the JSON the contract describes (or more of it than any page can hold)."""
 
 
 class NoWebhooksListed(MoeGoError):
@@ -170,6 +212,14 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class ServerTime:
+    """MoeGo's clock as its last answer's ``Date`` header told it, and when (``time.monotonic()``) it arrived."""
+
+    date: datetime
+    received: float
+
+
+@dataclass(frozen=True)
 class DeliveryPage:
     """One page of ListWebhookDeliveries: its entries, the token that fetched it and the next one."""
 
@@ -187,17 +237,21 @@ def make_http_client(
 ) -> httpx.Client:
     """The one ``httpx.Client`` for MoeGo: base URL, Basic auth with the key, JSON, timeouts set."""
     token = base64.b64encode(api_key.encode()).decode("ascii")
-    return httpx.Client(
-        base_url=base_url,
-        headers={
-            "Authorization": f"Basic {token}",
-            "Accept": "application/json",
-            "User-Agent": f"moego-monitor/{__version__}",
-        },
-        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-        transport=transport,
-        follow_redirects=False,
-    )
+    try:
+        return httpx.Client(
+            base_url=base_url,
+            headers={
+                "Authorization": f"Basic {token}",
+                "Accept": "application/json",
+                "User-Agent": f"moego-monitor/{__version__}",
+            },
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            transport=transport or deadline_transport(),
+            follow_redirects=False,
+        )
+    except (httpx.InvalidURL, ValueError) as exc:
+        shown = base_url.split("@", 1)[-1][:200]
+        raise ConfigError(f"MoeGo base URL is not a valid URL: {shown!r} ({exc})") from None
 
 
 def make_client(settings: Settings, *, transport: httpx.BaseTransport | None = None,
@@ -205,7 +259,88 @@ def make_client(settings: Settings, *, transport: httpx.BaseTransport | None = N
     """A :class:`MoeGoClient` for the configured MoeGo (raises ``ConfigError`` without an API key)."""
     http = make_http_client(settings.base_url, settings.require_api_key(), timeout_s=settings.timeout_s,
                             transport=transport)
-    return MoeGoClient(http, retry=retry or RetryConfig())
+    return MoeGoClient(http, retry=retry or RetryConfig(), deadline_s=settings.deadline_s)
+
+
+# -- the deadline at the socket ---------------------------------------------------------------------
+
+#: The ``time.monotonic()`` by which the call running in this context must end (``None``: no deadline).
+_CALL_END: ContextVar[float | None] = ContextVar("moego_call_end", default=None)
+
+
+def _expired(end: float) -> bool:
+    """True when the deadline ``end`` has passed (within the 50 ms a socket timeout may fire early)."""
+    return time.monotonic() >= end - 0.05
+
+
+def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` shortened to what is left of the running call's deadline; ``expired`` when nothing is."""
+    end = _CALL_END.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise expired("the call's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation ends by the running call's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname,
+                                                     _clamp(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, with every connection made by :class:`_DeadlineStream`."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_tcp(host, port, _clamp(timeout, httpcore.ConnectTimeout),
+                                                       local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:  # pragma: no cover - not used
+        return _DeadlineStream(self._inner.connect_unix_socket(path, _clamp(timeout, httpcore.ConnectTimeout),
+                                                               socket_options))
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - used by httpcore's retries, which we do not enable
+        self._inner.sleep(seconds)
+
+
+def deadline_transport() -> httpx.HTTPTransport:
+    """httpx's own transport, whose sockets honour the running call's deadline (see the module docstring).
+
+    httpx does not take a network backend, so the pool's is wrapped in place: ``_pool`` and
+    ``_network_backend`` are the one reach into private attributes, checked here and covered by
+    the deadline tests against real loopback servers.
+    """
+    transport = httpx.HTTPTransport()
+    pool = getattr(transport, "_pool", None)
+    if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpx/httpcore version cannot take the deadline backend: pin httpx 0.27-0.28")
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
+    return transport
 
 
 def _interval(start: datetime | None, end: datetime | None) -> dict[str, str] | None:
@@ -217,18 +352,55 @@ def _interval(start: datetime | None, end: datetime | None) -> dict[str, str] | 
     return out or None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is no hint
     except ValueError:
         pass
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+
+
+def _server_date(headers: httpx.Headers) -> datetime | None:
+    """The ``Date`` header as an aware UTC datetime, or ``None`` when absent or not an HTTP date."""
+    value = headers.get("Date")
+    if not value or len(value) > 64:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def _secrets_of(authorization: str) -> tuple[str, ...]:
+    """The API key behind an ``Authorization: Basic`` value (and the value itself), for scrubbing."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return ()
+    try:
+        return (base64.b64decode(token, validate=True).decode("utf-8"), token)
+    except (binascii.Error, ValueError):
+        return (token,)
+
+
+class _Answer:
+    """An answer read in full within the bounds: status, headers and at most the allowed bytes."""
+
+    __slots__ = ("status_code", "headers", "content")
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
 
 
 @dataclass
@@ -239,6 +411,21 @@ class MoeGoClient:
     retry: RetryConfig = field(default_factory=RetryConfig)
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    #: The most one call may take, retries and waits included.
+    deadline_s: float = DEFAULT_DEADLINE_S
+    #: ``time.monotonic()`` by which every call must end, whatever is left of ``deadline_s`` (a pass's budget).
+    pass_deadline: float | None = None
+    #: The most bytes of one (successful) answer read.
+    max_answer_bytes: int = MAX_ANSWER_BYTES
+    #: MoeGo's clock from the last answer's ``Date`` header (``None`` before one with a valid header).
+    server_time: ServerTime | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._secrets = _secrets_of(self.http.headers.get("Authorization", ""))
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this client's API key in any form (see :func:`collectors.redaction.scrub_secrets`)."""
+        return scrub_secrets(text, self._secrets)
 
     def __enter__(self) -> "MoeGoClient":
         return self
@@ -254,68 +441,130 @@ class MoeGoClient:
 
     def _call(self, rpc: str, method: str, path: str, *, body: Any = None,
               params: Mapping[str, str] | None = None, idempotent: bool = True) -> dict[str, Any]:
-        """Send one RPC, retrying what is safe to retry; the decoded JSON object, or a MoeGoError."""
+        """Send one RPC, retrying what is safe to retry, all within the deadline; the decoded JSON object."""
         where = _public_url(self.http.base_url)
-        for attempt in range(1, self.retry.attempts + 1):
-            last = attempt == self.retry.attempts
-            try:
-                response = self.http.request(method, path, json=body, params=params)
-            except httpx.TimeoutException as exc:
-                if idempotent and not last:
-                    self.sleep(self._backoff(attempt))
+        end = time.monotonic() + self.deadline_s
+        by_budget = self.pass_deadline is not None and self.pass_deadline <= end
+        if by_budget:
+            end = self.pass_deadline  # type: ignore[assignment]
+        if _expired(end):
+            raise self._late(rpc, where, by_budget)
+        token = _CALL_END.set(end)
+        try:
+            for attempt in range(1, self.retry.attempts + 1):
+                last = attempt == self.retry.attempts
+                try:
+                    answer = self._exchange(rpc, method, path, body, params, end, by_budget)
+                except httpx.TimeoutException as exc:
+                    if _expired(end):
+                        raise self._late(rpc, where, by_budget) from None
+                    delay = self._backoff(attempt)
+                    if idempotent and not last and time.monotonic() + delay < end:
+                        self.sleep(delay)
+                        continue
+                    raise TransportError(self.scrub(
+                        f"MoeGo at {where} did not answer {rpc} within {self.http.timeout.read}s: "
+                        "try again, or raise --timeout"
+                    )) from exc
+                except httpx.TransportError as exc:
+                    if _expired(end):
+                        raise self._late(rpc, where, by_budget) from None
+                    raise TransportError(self.scrub(
+                        f"cannot reach MoeGo at {where} for {rpc} ({type(exc).__name__}: {exc}): "
+                        "check MOEGO_BASE_URL and the network"
+                    )) from exc
+                retryable = _RETRYABLE_STATUS if idempotent else _RETRYABLE_STATUS_NOT_IDEMPOTENT
+                if answer.status_code in retryable and not last:
+                    hinted = _retry_after(answer.headers)
+                    if hinted is not None and hinted > self.retry.max_retry_after:
+                        raise self._error(rpc, answer)
+                    delay = hinted if hinted is not None else self._backoff(attempt)
+                    if time.monotonic() + delay >= end:
+                        raise self._error(rpc, answer)  # waiting would outlast the deadline: say what MoeGo said
+                    self.sleep(delay)
                     continue
-                raise TransportError(
-                    f"MoeGo at {where} did not answer {rpc} within {self.http.timeout.read}s: "
-                    "try again, or raise --timeout"
-                ) from exc
-            except httpx.TransportError as exc:
-                raise TransportError(
-                    f"cannot reach MoeGo at {where} for {rpc} ({type(exc).__name__}: {exc}): "
-                    "check MOEGO_BASE_URL and the network"
-                ) from exc
-            retryable = _RETRYABLE_STATUS if idempotent else _RETRYABLE_STATUS_NOT_IDEMPOTENT
-            if response.status_code in retryable and not last:
-                hinted = _retry_after(response)
-                if hinted is not None and hinted > self.retry.max_retry_after:
-                    raise self._error(rpc, response)
-                self.sleep(hinted if hinted is not None else self._backoff(attempt))
-                continue
-            if response.status_code >= 400:
-                raise self._error(rpc, response)
-            return self._decode(rpc, response)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+                if answer.status_code >= 400:
+                    raise self._error(rpc, answer)
+                return self._decode(rpc, answer)
+            raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+        finally:
+            _CALL_END.reset(token)
+
+    def _late(self, rpc: str, where: str, by_budget: bool) -> DeadlineExceeded:
+        if by_budget:
+            return PassBudgetExhausted(
+                f"the collect pass used up its time budget (--budget, MOEGO_PASS_BUDGET) during {rpc}: "
+                "the next pass resumes where this one stopped"
+            )
+        return DeadlineExceeded(self.scrub(
+            f"MoeGo at {where} did not finish answering {rpc} within the {self.deadline_s:g}s deadline "
+            "(--deadline, MOEGO_DEADLINE): try again; if it persists, check MOEGO_BASE_URL and the network"
+        ))
+
+    def _exchange(self, rpc: str, method: str, path: str, body: Any, params: Mapping[str, str] | None,
+                  end: float, by_budget: bool) -> _Answer:
+        """One HTTP exchange, its answer read as a stream within the size limit and the deadline."""
+        where = _public_url(self.http.base_url)
+        with self.http.stream(method, path, json=body, params=params) as response:
+            date = _server_date(response.headers)
+            if date is not None:
+                self.server_time = ServerTime(date, time.monotonic())
+            failed = response.status_code >= 400
+            limit = MAX_ERROR_BYTES if failed else self.max_answer_bytes
+            declared = response.headers.get("Content-Length", "")
+            if not failed and declared.isdigit() and int(declared) > limit:
+                raise self._too_large(rpc, limit)
+            content = bytearray()
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > limit:
+                    if failed:
+                        del content[limit:]
+                        break
+                    raise self._too_large(rpc, limit)
+                if _expired(end):
+                    raise self._late(rpc, where, by_budget)
+            return _Answer(response.status_code, response.headers, bytes(content))
+
+    @staticmethod
+    def _too_large(rpc: str, limit: int) -> MalformedResponse:
+        return MalformedResponse(
+            f"MoeGo's answer to {rpc} is larger than {limit / 1048576:g} MiB, more than any page the API can hold "
+            "(500 entries, bodies cut at 4 KiB): nothing of it was used; check MOEGO_BASE_URL points at MoeGo's API"
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: a random delay up to base * 2^(attempt-1), capped."""
         return self.rng.uniform(0, min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)))
 
     @staticmethod
-    def _decode(rpc: str, response: httpx.Response) -> dict[str, Any]:
+    def _decode(rpc: str, answer: _Answer) -> dict[str, Any]:
         try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(answer.content)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            why = "JSON nested too deep" if isinstance(exc, RecursionError) else "something that is not JSON"
             raise MalformedResponse(
-                f"MoeGo answered {rpc} with something that is not JSON (HTTP {response.status_code}): "
+                f"MoeGo answered {rpc} with {why} (HTTP {answer.status_code}): "
                 "try again; if it persists, check MOEGO_BASE_URL points at MoeGo's API"
-            ) from exc
+            ) from None
         if not isinstance(data, dict):
             raise MalformedResponse(f"MoeGo answered {rpc} with JSON that is not an object: try again")
         return data
 
-    @staticmethod
-    def _error(rpc: str, response: httpx.Response) -> ApiError:
-        code, message = _HTTP_TO_CODE.get(response.status_code, 2), ""
+    def _error(self, rpc: str, answer: _Answer) -> ApiError:
+        code, message = _HTTP_TO_CODE.get(answer.status_code, 2), ""
         try:
-            data = response.json()
+            data = json.loads(answer.content)
             if isinstance(data, dict):
                 if isinstance(data.get("code"), int) and not isinstance(data.get("code"), bool):
                     code = data["code"]
                 message = str(data.get("message") or "")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            message = response.text[:200].strip().replace("\n", " ")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            message = answer.content[:400].decode("utf-8", "replace")
+        message = " ".join(self.scrub(message).split())[:300]
         name, cls = _CODES.get(code, ("UNKNOWN", ApiError))
-        return cls(message, code=code, code_name=name, http_status=response.status_code, rpc=rpc,
-                   retry_after=_retry_after(response))
+        return cls(message, code=code, code_name=name, http_status=answer.status_code, rpc=rpc,
+                   retry_after=_retry_after(answer.headers))
 
     @staticmethod
     def _parse(rpc: str, parse: Callable[[Any], Any], value: Any) -> Any:
@@ -345,6 +594,7 @@ class MoeGoClient:
         if event_types:
             filt["eventTypes"] = list(event_types)
         token = ""
+        guard = PageGuard.for_webhooks(page_size)
         while True:
             body: dict[str, Any] = {"pagination": {"pageSize": page_size}}
             if token:
@@ -352,9 +602,14 @@ class MoeGoClient:
             if filt:
                 body["filter"] = filt
             data = self._call("ListWebhooks", "POST", "/v1/webhooks:list", body=body)
-            for item in self._list("ListWebhooks", data, "webhooks"):
-                yield self._parse("ListWebhooks", Webhook.from_json, item)
+            items = self._list("ListWebhooks", data, "webhooks")
             token = data.get("nextPageToken") or ""
+            problem = guard.add(len(items), token)
+            if problem:
+                raise MalformedResponse(f"MoeGo's answer to ListWebhooks breaks the contract: {problem}: try again; "
+                                        "report it to MoeGo if it persists")
+            for item in items:
+                yield self._parse("ListWebhooks", Webhook.from_json, item)
             if not token:
                 return
 

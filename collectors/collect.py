@@ -4,25 +4,34 @@
 It holds the collector lock, lists the webhooks, saves their configuration, syncs each one with
 :func:`collectors.sync.sync_window` (the oldest slice of every webhook first, then each in full) and
 records the pass in ``collector_runs``.
+
+Bounds of a pass: it ends within ``settings.pass_budget`` (every call made during it ends by then,
+and the budget is checked between pages), ``interrupted`` when the budget ran out, so the lock is
+never held longer. Each webhook re-reads ``max(settings.overlap, its retry span)``
+(:mod:`collectors.overlap`). The pass runs on MoeGo's clock: the skew measured from the ``Date``
+header of its first answer (:mod:`collectors.skew`) is added to this host's time, and recorded with
+the run. Error lines are scrubbed of the API key before they are stored or returned.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import archive
+from . import archive, skew
 from .archive.coverage import load_intervals, retention_start, watermark
 from .archive.runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
 from .archive.writer import mark_webhooks_deleted, save_webhooks
-from .client import MoeGoClient, MoeGoError, NoWebhooksListed, NotFound
+from .client import MoeGoClient, MoeGoError, NoWebhooksListed, NotFound, PassBudgetExhausted
 from .config import Settings
 from .models import Webhook
+from .overlap import reread_span
 from .sync import (DEFAULT_CHUNK, Clock, ProgressCallback, SyncResult, client_for, describe_crash, endpoint_label,
-                   sync_window)
+                   scrubbed, sync_window)
 
 __all__ = ["CollectResult", "collect"]
 
@@ -39,6 +48,7 @@ class CollectResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     alerts: Any = None  # collectors.alerts.AlertsOutcome of the rules evaluated after the pass
+    clock_skew: timedelta | None = None  # MoeGo's clock minus this host's, measured on the pass's first answer
 
     @property
     def ok(self) -> bool:
@@ -67,7 +77,7 @@ class CollectResult:
         if self.outcome == "failed" and self.error:
             lines.append(f"collect failed: {self.error}")
         elif self.outcome == "interrupted":
-            lines.append("collect interrupted: the next run resumes where this one stopped")
+            lines.append(f"collect interrupted: {self.error or 'the next run resumes where this one stopped'}")
         elif not self.webhooks:
             lines.append("no webhooks: MoeGo lists none for this API key")
         return lines
@@ -94,7 +104,8 @@ def collect(
     before any webhook is read in full, so that a long backfill of one does not let the others'
     oldest entries expire. A failing webhook does not stop the others. Records the
     pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
-    ``interrupted`` (``stop`` was set; the next pass resumes). MoeGo failures are reported in the
+    ``interrupted`` (``stop`` was set, or ``settings.pass_budget`` ran out; the next pass resumes),
+    with the clock skew it measured. MoeGo failures are reported in the
     result, not raised; archive failures raise after the run is recorded. Without ``client`` and
     without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
     """
@@ -113,9 +124,9 @@ def collect(
             except BaseException as exc:
                 interrupted = isinstance(exc, KeyboardInterrupt)
                 _finish(conn, result, clock, outcome="interrupted" if interrupted else "failed",
-                        error=describe_crash(exc))
+                        error=describe_crash(exc), settings=settings)
                 raise
-            _finish(conn, result, clock, outcome=result.outcome, error=result.error)
+            _finish(conn, result, clock, outcome=result.outcome, error=result.error, settings=settings)
             from .alerts import after_pass  # rules, incidents, notifications: never raises
             result.alerts = after_pass(settings, conn, result.outcome)
             return result
@@ -128,19 +139,27 @@ def _collect(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient |
              chunk: timedelta) -> None:
     """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
     try:
-        with client_for(settings, client, stop=stop) as moego:
+        with client_for(settings, client, stop=stop) as moego, _budget(moego, settings.pass_budget):
             webhooks = _listed_webhooks(conn, moego, settings)
+            result.clock_skew = skew.measure(moego.server_time, clock.at)
+            moego_clock = Clock(clock.now() + skew.correction(result.clock_skew))  # from here on, MoeGo's time
             with archive.transaction(conn):
                 save_webhooks(conn, webhooks, seen_at=clock.start)
                 mark_webhooks_deleted(conn, [w.id for w in webhooks], seen_at=clock.start,
                                              confirmed=_confirmed_deleted(conn, moego, webhooks))
-            ordered = _most_behind_first(conn, webhooks, clock.start)
-            _sync_all(settings, conn, moego, ordered, result, clock=clock, stop=stop, progress=progress, chunk=chunk)
-    except MoeGoError as exc:
-        result.outcome = "failed"
+            ordered = _most_behind_first(conn, webhooks, moego_clock.start)
+            _sync_all(settings, conn, moego, ordered, result, clock=moego_clock, stop=stop, progress=progress,
+                      chunk=chunk)
+    except PassBudgetExhausted as exc:
+        result.outcome = "interrupted"
         result.error = one_line(str(exc))
         return
+    except MoeGoError as exc:
+        result.outcome = "failed"
+        result.error = scrubbed(settings, str(exc))
+        return
     if result.outcome == "interrupted":
+        result.error = next((r.error for r in result.webhooks if r.outcome == "interrupted" and r.error), None)
         return
     failed = [r for r in result.webhooks if r.outcome == "failed"]
     if failed:
@@ -148,6 +167,23 @@ def _collect(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient |
         first = failed[0]
         prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
         result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
+
+
+class _budget:
+    """While the block runs, every call of ``client`` and every page boundary ends by ``budget`` from now."""
+
+    def __init__(self, client: MoeGoClient, budget: timedelta) -> None:
+        self._client = client
+        self._budget = budget
+        self._saved: float | None = None
+
+    def __enter__(self) -> None:
+        self._saved = self._client.pass_deadline
+        end = time.monotonic() + self._budget.total_seconds()
+        self._client.pass_deadline = end if self._saved is None else min(end, self._saved)
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.pass_deadline = self._saved
 
 
 def _listed_webhooks(conn: sqlite3.Connection, moego: MoeGoClient, settings: Settings) -> list[Webhook]:
@@ -208,7 +244,8 @@ def _sync_all(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient,
                 result.outcome = "interrupted"
                 return
             head = sync_window(settings, conn, client, hook.id, clock=Clock(clock.now()), since=None, stop=stop,
-                         progress=None, chunk=chunk, label=endpoint_label(hook.endpoint_url), edge_only=True)
+                         progress=None, chunk=chunk, label=endpoint_label(hook.endpoint_url), edge_only=True,
+                         overlap=reread_span(hook.retry_policy, settings.overlap))
             results[hook.id] = head
             if head.outcome != "ok":
                 done.add(hook.id)
@@ -223,7 +260,8 @@ def _sync_all(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient,
                 return
             head = results[hook.id]
             full = sync_window(settings, conn, client, hook.id, clock=Clock(clock.now()), since=None, stop=stop,
-                         progress=progress, chunk=chunk, label=endpoint_label(hook.endpoint_url))
+                         progress=progress, chunk=chunk, label=endpoint_label(hook.endpoint_url),
+                         overlap=reread_span(hook.retry_policy, settings.overlap))
             full.pages, full.new, full.updated = full.pages + head.pages, full.new + head.new, full.updated + head.updated
             results[hook.id] = full
             done.add(hook.id)
@@ -244,9 +282,10 @@ def _most_behind_first(conn: sqlite3.Connection, webhooks: list[Webhook], now: d
 
 
 def _finish(conn: sqlite3.Connection, result: CollectResult, clock: Clock, *, outcome: str,
-            error: str | None) -> None:
+            error: str | None, settings: Settings) -> None:
     result.outcome = outcome
-    result.error = error
+    result.error = scrubbed(settings, error) if error else error
     result.finished_at = clock.now()
     finish_run(conn, result.run_id, outcome=outcome, finished_at=result.finished_at, webhooks=len(result.webhooks),
-               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=error)
+               pages=result.pages, new_rows=result.new, updated_rows=result.updated, error=result.error,
+               clock_skew=result.clock_skew, secrets=(settings.api_key,))

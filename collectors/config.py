@@ -10,8 +10,15 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | db_path        | ``--db``          | ``MOEGO_MONITOR_DB``     | ``data/moego-monitor.db``    |
 | timeout_s      | ``--timeout``     | ``MOEGO_TIMEOUT``        | 30 seconds                   |
 | secret_headers | ``--redact-header`` | ``MOEGO_REDACT_HEADERS`` (comma-separated) | none beyond the built-in list |
-| overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour                       |
+| overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour (0s..2d; a minimum: see below) |
+| deadline_s     | ``--deadline``    | ``MOEGO_DEADLINE``       | 120 seconds (1s..1h)         |
+| pass_budget    | ``--budget``      | ``MOEGO_PASS_BUDGET``    | 2 hours (1m..1d)             |
 | config_path    | ``--config``      | ``MOEGO_MONITOR_CONFIG`` | ``moego-monitor.toml`` beside the archive, if present |
+
+A flag and its environment variable go through the same parser and the same bounds, so
+``MOEGO_SYNC_OVERLAP=30d`` is refused exactly as ``--overlap 30d`` is. ``overlap`` is the least
+each webhook's recent past is re-read; a webhook whose ``retryPolicy`` keeps retrying longer gets
+the longer span (see :mod:`collectors.overlap`).
 
 ``environ`` keeps the environment as it was read, for the alerts configuration's ``env:NAME`` and
 ``${NAME}`` channel URLs (:mod:`collectors.alerts.config`); it is never shown or compared.
@@ -30,9 +37,20 @@ from urllib.parse import urlparse
 
 from .archive import DEFAULT_DB_PATH
 
-__all__ = ["Settings", "ConfigError", "load_settings", "parse_duration", "DEFAULT_BASE_URL"]
+__all__ = [
+    "Settings", "ConfigError", "load_settings", "parse_duration", "parse_bounded_duration", "DEFAULT_BASE_URL",
+    "format_span", "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS",
+]
 
 DEFAULT_BASE_URL = "https://openapi.moego.pet"
+#: The bounds of ``--overlap`` / ``MOEGO_SYNC_OVERLAP``.
+OVERLAP_BOUNDS = (timedelta(0), timedelta(days=2))
+#: The bounds of ``--deadline`` / ``MOEGO_DEADLINE``: the most one call to MoeGo may take, retries included.
+DEADLINE_BOUNDS = (timedelta(seconds=1), timedelta(hours=1))
+#: The bounds of ``--budget`` / ``MOEGO_PASS_BUDGET``: the most one collect pass may take.
+BUDGET_BOUNDS = (timedelta(minutes=1), timedelta(days=1))
+#: Longer than any duration moego-monitor accepts, short enough for ``timedelta`` (about 2.7 million years).
+_LONGEST = timedelta(days=999_999_999)
 
 
 class ConfigError(ValueError):
@@ -50,6 +68,8 @@ class Settings:
     secret_headers: tuple[str, ...] = ()
     overlap: timedelta = timedelta(hours=1)
     page_size: int = 500
+    deadline_s: float = 120.0
+    pass_budget: timedelta = timedelta(hours=2)
     config_path: Path | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
@@ -64,13 +84,39 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``10m``, ``1h``, ``2d`` or a bare number of seconds as a timedelta."""
-    m = _DURATION.match(str(text))
+    """``90s``, ``10m``, ``1h``, ``2d`` or a bare number of seconds as a timedelta.
+
+    Raises :class:`ConfigError` for anything else, including a number too large for a timedelta.
+    """
+    m = _DURATION.match(str(text)[:100])
     if not m:
-        raise ConfigError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h, 2d)")
+        raise ConfigError(f"not a duration: {str(text)[:40]!r} (use e.g. 30s, 10m, 1h, 2d)")
     number, unit = float(m.group(1)), m.group(2) or "s"
     seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit] * number
+    if not seconds < _LONGEST.total_seconds():
+        raise ConfigError(f"duration too long: {str(text)[:40]!r}")
     return timedelta(seconds=seconds)
+
+
+def parse_bounded_duration(name: str, value: object, bounds: tuple[timedelta, timedelta]) -> timedelta:
+    """``value`` (a timedelta, or text for :func:`parse_duration`) checked against ``bounds``, both inclusive.
+
+    The one rule for a duration setting, whether it came from a flag or from the environment.
+    """
+    parsed = value if isinstance(value, timedelta) else parse_duration(str(value))
+    low, high = bounds
+    if not low <= parsed <= high:
+        raise ConfigError(f"{name} must be between {format_span(low)} and {format_span(high)}, got {str(value)[:40]}")
+    return parsed
+
+
+def format_span(value: timedelta) -> str:
+    """A duration as the shortest exact text ``parse_duration`` reads back: ``2d``, ``90m``, ``45s``."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> Settings:
@@ -87,23 +133,23 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
 
     api_key = str(pick("api_key", "MOEGO_API_KEY", "")).strip()
     base_url = str(pick("base_url", "MOEGO_BASE_URL", DEFAULT_BASE_URL)).strip().rstrip("/")
-    parsed = urlparse(base_url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        shown = base_url.split("@", 1)[-1]  # never echo a user:password@ part back
-        raise ConfigError(f"MoeGo base URL must be http(s)://host[:port], got {shown!r}")
+    _check_base_url(base_url)
     try:
         timeout_s = float(pick("timeout_s", "MOEGO_TIMEOUT", 30.0))  # type: ignore[arg-type]
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError("timeout must be a number of seconds") from None
     if not 0 < timeout_s <= 600:
         raise ConfigError(f"timeout must be between 0 and 600 seconds, got {timeout_s}")
+    deadline = parse_bounded_duration("the call deadline (--deadline, MOEGO_DEADLINE)",
+                                      pick("deadline", "MOEGO_DEADLINE", timedelta(seconds=120)), DEADLINE_BOUNDS)
+    budget = parse_bounded_duration("the pass budget (--budget, MOEGO_PASS_BUDGET)",
+                                    pick("pass_budget", "MOEGO_PASS_BUDGET", timedelta(hours=2)), BUDGET_BOUNDS)
     headers = pick("secret_headers", "MOEGO_REDACT_HEADERS", ())
     if isinstance(headers, str):
         headers = [h for h in headers.split(",")]
     secret_headers = tuple(h.strip() for h in headers if str(h).strip())  # type: ignore[union-attr]
-    overlap = pick("overlap", "MOEGO_SYNC_OVERLAP", timedelta(hours=1))
-    if not isinstance(overlap, timedelta):
-        overlap = parse_duration(str(overlap))
+    overlap = parse_bounded_duration("the overlap (--overlap, MOEGO_SYNC_OVERLAP)",
+                                     pick("overlap", "MOEGO_SYNC_OVERLAP", timedelta(hours=1)), OVERLAP_BOUNDS)
     page_size = int(flags.get("page_size") or 500)  # type: ignore[arg-type]
     if not 1 <= page_size <= 500:
         raise ConfigError(f"page size must be 1..500 (MoeGo's limit), got {page_size}")
@@ -119,6 +165,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
         secret_headers=secret_headers,
         overlap=overlap,
         page_size=page_size,
+        deadline_s=deadline.total_seconds(),
+        pass_budget=budget,
         config_path=Path(str(config_path)) if config_path is not None else None,
         environ=MappingProxyType(dict(env)),
     )
+
+
+def _check_base_url(base_url: str) -> None:
+    """Refuse a base URL that is not ``http(s)://host[:port]``, in one line without its credentials."""
+    shown = base_url.split("@", 1)[-1][:200]  # never echo a user:password@ part back
+    try:
+        parsed = urlparse(base_url)
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ConfigError(f"MoeGo base URL is not a valid URL: {shown!r} (use http(s)://host[:port])") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"MoeGo base URL must be http(s)://host[:port], got {shown!r}")

@@ -81,7 +81,8 @@ def stop_on_signals(stop: threading.Event, on_signal: Callable[[str], None] | No
 def _describe_pass(result: CollectResult, seconds: float) -> str:
     counts = (f"{len(result.webhooks)} webhook{'s' if len(result.webhooks) != 1 else ''}, {result.pages:,} pages, "
               f"{result.new:,} new, {result.updated:,} updated in {seconds:.1f}s")
-    return f"pass #{result.run_id} {result.outcome}: {counts}"
+    why = f" ({result.error})" if result.outcome == "interrupted" and result.error else ""
+    return f"pass #{result.run_id} {result.outcome}: {counts}{why}"
 
 
 def _tell_alerts(result: CollectResult) -> None:

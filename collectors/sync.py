@@ -28,12 +28,21 @@ How one webhook is synced (nothing here relies on the order MoeGo lists entries 
 
 A page that cannot be read (wrong key, unreachable host, limits outlasting the client's retries,
 a malformed answer) ends that webhook's sync as ``failed`` with one line saying why; nothing of
-that page is committed; the pass carries on with the next webhook.
+that page is committed; the pass carries on with the next webhook. So does a page the contract
+rules out (:mod:`collectors.validate`: entries outside the chunk, under another webhook, more than
+asked; a chunk paging without end), checked before anything of it is saved.
+
+Bounds: each call has the client's deadline; a pass's budget (``client.pass_deadline``, set by
+:func:`collectors.collect.collect`) is checked between pages and ends every call, and the sync
+then ends ``interrupted`` and the next one resumes. The overlap is the caller's (each webhook's
+retry span, :mod:`collectors.overlap`); the clock is the caller's (MoeGo's time, :mod:`collectors.skew`).
+Every error line is scrubbed of the API key before it is stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
@@ -43,13 +52,15 @@ from typing import Callable
 from urllib.parse import urlparse
 
 
-from . import archive
+from . import archive, skew, validate
 from .archive.coverage import Interval, load_intervals, record_interval, retention_start, watermark
 from .archive.runs import finish_run, one_line, start_run
-from .archive.writer import SaveResult, save_deliveries
-from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, make_client
+from .archive.writer import SaveResult, archived_under, save_deliveries
+from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, PassBudgetExhausted, make_client
 from .config import Settings
-from .models import WebhookDelivery, format_timestamp, parse_timestamp
+from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
+from .overlap import reread_span
+from .redaction import scrub_secrets
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -165,6 +176,10 @@ class Clock:
     def now(self) -> datetime:
         return self.start + timedelta(seconds=time.monotonic() - self._origin)
 
+    def at(self, monotonic: float) -> datetime:
+        """This clock's time when ``time.monotonic()`` read ``monotonic``."""
+        return self.start + timedelta(seconds=monotonic - self._origin)
+
 
 # -- planning ---------------------------------------------------------------------------------------
 
@@ -248,6 +263,10 @@ class _Stopped(Exception):
     """The stop event was set; raised between pages only."""
 
 
+class _OutOfBudget(_Stopped):
+    """The pass's time budget is used up; raised between pages only."""
+
+
 @dataclass
 class _Sync:
     """The state of one webhook's sync while it runs."""
@@ -269,6 +288,7 @@ class _Sync:
             self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
             page_token=page_token,
         )
+        guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
         try:
             while True:
                 self._check_stop()
@@ -276,6 +296,9 @@ class _Sync:
                 if page is None:
                     return
                 deliveries = _checked(page.deliveries, self.result.webhook_id)
+                _reject(guard.add(len(deliveries), page.next_page_token) or validate.check_page(
+                    deliveries, webhook_id=self.result.webhook_id, start=chunk.start, end=chunk.end,
+                    page_size=self.settings.page_size, archived_under=archived_under(self.conn, [d.id for d in deliveries])))
                 last = not page.next_page_token
                 with archive.transaction(self.conn):
                     saved: SaveResult = save_deliveries(self.conn, deliveries, seen_at=self.clock.now(),
@@ -302,11 +325,21 @@ class _Sync:
     def _check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
             raise _Stopped()
+        end = self.client.pass_deadline
+        if end is not None and time.monotonic() >= end:
+            raise _OutOfBudget()
 
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(SyncProgress(self.result.webhook_id, self.window, self.covered_until, self.result.pages,
                                        self.result.new, self.result.updated))
+
+
+def _reject(problem: str | None) -> None:
+    """Raise for a page :mod:`collectors.validate` refused (nothing of it is saved)."""
+    if problem:
+        raise MalformedResponse(f"MoeGo's page breaks the contract ({problem}): nothing of this page was saved; "
+                                "try again, and report it to MoeGo if it persists")
 
 
 def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[WebhookDelivery]:
@@ -327,11 +360,13 @@ def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[Webhook
 def sync_window(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient, webhook_id: str, *,
           clock: Clock, since: datetime | None, stop: threading.Event | None,
           progress: ProgressCallback | None, chunk: timedelta, label: str = "",
-          edge_only: bool = False) -> SyncResult:
+          edge_only: bool = False, overlap: timedelta | None = None) -> SyncResult:
     """Sync one webhook (see the module docstring); MoeGo failures end up in the result, not raised.
 
     ``edge_only`` reads nothing but the short first chunk at the retention edge, if the window
     starts there and no interrupted sync is pending (see :func:`collectors.collect.collect`).
+    ``overlap`` is how far before the watermark to start (default ``settings.overlap``; callers pass
+    :func:`collectors.overlap.reread_span` of the webhook's retry policy).
     """
     now = clock.start
     result = SyncResult(webhook_id=webhook_id, label=label, now=now)
@@ -347,7 +382,8 @@ def sync_window(settings: Settings, conn: sqlite3.Connection, client: MoeGoClien
                 return result  # the pending chunk is finished first, by the full sync
             if position is not None:
                 _resume(sync, position)
-            start = max(edge, watermark(load_intervals(conn, webhook_id), edge) - settings.overlap)
+            reread = settings.overlap if overlap is None else overlap
+            start = max(edge, watermark(load_intervals(conn, webhook_id), edge) - reread)
         else:
             start = max(edge, since.astimezone(timezone.utc))  # type: ignore[union-attr]
         chunks = plan_chunks(start, now, length=chunk, edge=edge)
@@ -361,17 +397,44 @@ def sync_window(settings: Settings, conn: sqlite3.Connection, client: MoeGoClien
         result.window = sync.window
         for part in chunks:
             sync.read_chunk(part)
+    except _OutOfBudget:
+        result.outcome = "interrupted"
+        result.error = BUDGET_USED
     except _Stopped:
         result.outcome = "interrupted"
+    except PassBudgetExhausted as exc:
+        result.outcome = "interrupted"
+        result.error = one_line(str(exc))
     except MoeGoError as exc:
         result.outcome = "failed"
-        result.error = one_line(str(exc))
+        result.error = scrubbed(settings, str(exc))
         _record_outcome(conn, webhook_id, error=result.error, error_at=clock.now())
     else:
         if resumable and not edge_only:
             _record_outcome(conn, webhook_id, success_at=now)
     result.covered = load_intervals(conn, webhook_id)
     return result
+
+
+#: Why a sync or pass stopped when its pass's time budget ran out.
+BUDGET_USED = ("the collect pass used up its time budget (--budget, MOEGO_PASS_BUDGET): "
+               "the next pass resumes where this one stopped")
+
+
+def scrubbed(settings: Settings, text: str) -> str:
+    """``text`` on one line, without the API key in any form: what may be stored or printed."""
+    return one_line(scrub_secrets(text, (settings.api_key,)))
+
+
+def archived_policy(conn: sqlite3.Connection, webhook_id: str) -> RetryPolicy | None:
+    """The retry policy the archive holds for a webhook (as MoeGo last listed it), or ``None``."""
+    row = conn.execute("SELECT retry_policy FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+    if not row or not row[0]:
+        return None
+    try:
+        return RetryPolicy.from_json(json.loads(row[0]))
+    except (ValueError, MalformedMessage, RecursionError):
+        return None
 
 
 def _resume(sync: _Sync, position: _Position) -> None:
@@ -427,16 +490,22 @@ def sync_webhook(
     archive.ensure_db_shape(conn)
     known = conn.execute("SELECT endpoint_url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
     run_id = start_run(conn, trigger, clock.start)
+    measured: timedelta | None = None
+    secrets = (settings.api_key,)
     try:
         with client_for(settings, client, stop=stop) as moego:
-            result = sync_window(settings, conn, moego, webhook_id, clock=clock, since=since, stop=stop,
-                           progress=progress, chunk=chunk, label=endpoint_label(known[0]) if known else "")
+            measured = skew.measure(moego.server_time, clock.at)  # a recent answer (the redelivery) tells MoeGo's time
+            moego_clock = Clock(clock.now() + skew.correction(measured))
+            result = sync_window(settings, conn, moego, webhook_id, clock=moego_clock, since=since, stop=stop,
+                                 progress=progress, chunk=chunk, label=endpoint_label(known[0]) if known else "",
+                                 overlap=reread_span(archived_policy(conn, webhook_id), settings.overlap))
     except BaseException as exc:
         finish_run(conn, run_id, outcome="failed", finished_at=clock.now(), webhooks=1, pages=0, new_rows=0,
-                   updated_rows=0, error=describe_crash(exc))
+                   updated_rows=0, error=describe_crash(exc), clock_skew=measured, secrets=secrets)
         raise
     finish_run(conn, run_id, outcome=result.outcome, finished_at=clock.now(), webhooks=1, pages=result.pages,
-               new_rows=result.new, updated_rows=result.updated, error=result.error)
+               new_rows=result.new, updated_rows=result.updated, error=result.error, clock_skew=measured,
+               secrets=secrets)
     return result
 
 

@@ -14,6 +14,8 @@ import binascii
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -79,7 +81,7 @@ def _malformed(result: dict[str, Any], kind: str) -> Response:
     return JSONResponse(broken)
 
 
-def build_api_app(rt: Runtime) -> Starlette:
+def build_api_app(rt: Runtime) -> Any:
     """The API app of a runtime: MoeGo's ``/v1`` routes plus the ``/_sandbox`` controls."""
 
     def authorize(request: Request, write: bool) -> None:
@@ -305,4 +307,29 @@ def build_api_app(rt: Runtime) -> Starlette:
     async def server_error(request: Request, exc: Exception) -> Response:
         return error_response(ApiError(Code.INTERNAL, f"internal error: {type(exc).__name__}"))
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    return _dated(app, rt)
+
+
+def _dated(app: Any, rt: Runtime) -> Any:
+    """``app`` with a ``Date`` header on every answer, read from the sandbox clock (as MoeGo's is from its own).
+
+    So ``POST /_sandbox/clock {"advanceSeconds": S}`` also puts the sandbox S seconds ahead of the
+    caller's clock, which is how tests give MoeGo and the collector a clock skew.
+    """
+
+    async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_dated(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                date = format_datetime(datetime.fromtimestamp(rt.clock.now_ns() / 1e9, timezone.utc), usegmt=True)
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date.encode("ascii"))]}
+            await send(message)
+
+        await app(scope, receive, send_dated)
+
+    return wrapper

@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
 
 from sandbox.api import build_api_app
 from sandbox.limits import PER_DAY
@@ -123,9 +123,10 @@ async def _run(
     log_level = "error" if options.quiet else "warning"
     closing = asyncio.Event()
 
-    def config(app: Starlette) -> uvicorn.Config:
+    def config(app: Any, *, date_header: bool = True) -> uvicorn.Config:
         return uvicorn.Config(
-            app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=1
+            app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=1,
+            date_header=date_header,
         )
 
     receiver = _Server(
@@ -139,7 +140,7 @@ async def _run(
             )
         )
     )
-    api = _Server(config(build_api_app(rt)))
+    api = _Server(config(build_api_app(rt), date_header=False))  # the API dates its answers by the sandbox clock
     servers = [
         asyncio.ensure_future(receiver.serve(sockets=[recv_sock])),
         asyncio.ensure_future(api.serve(sockets=[api_sock])),

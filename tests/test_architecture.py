@@ -26,6 +26,9 @@ LAYERS: list[tuple[str, int]] = [
     ("collectors.redaction", 0),
     ("collectors.signature", 0),
     ("collectors.bodies", 0),
+    ("collectors.validate", 0),  # pure checks of MoeGo's answers against the contract
+    ("collectors.overlap", 0),  # pure: a webhook's re-read span from its retry policy
+    ("collectors.skew", 0),  # pure: the clock-skew rules
     ("collectors.config", 2),
     ("collectors.client", 2),
     ("collectors", 3),  # sync, collect, redelivery, bulk, ratelimit, trigger, scheduler, alerts, ...

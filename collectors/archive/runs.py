@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..models import format_timestamp
+from ..redaction import scrub_secrets
 from .schema import transaction
 
 __all__ = [
@@ -108,13 +109,14 @@ class RunRecord:
     new_rows: int
     updated_rows: int
     error: str | None
+    clock_skew_s: float | None = None  # MoeGo's clock minus this host's, when the run measured it
 
     def to_json(self) -> dict[str, object]:
         """The run as a JSON-ready dict (times stay RFC 3339 text)."""
         return {
             "id": self.id, "startedAt": self.started_at, "finishedAt": self.finished_at, "outcome": self.outcome,
             "trigger": self.trigger, "webhooks": self.webhooks, "pages": self.pages, "newRows": self.new_rows,
-            "updatedRows": self.updated_rows, "error": self.error,
+            "updatedRows": self.updated_rows, "error": self.error, "clockSkewSeconds": self.clock_skew_s,
         }
 
 
@@ -129,16 +131,18 @@ def start_run(conn: sqlite3.Connection, trigger: str, started_at: datetime) -> i
 
 
 def finish_run(conn: sqlite3.Connection, run_id: int, *, outcome: str, finished_at: datetime, webhooks: int,
-               pages: int, new_rows: int, updated_rows: int, error: str | None) -> None:
-    """Record how a run ended. ``error`` is flattened to one line; it must not hold a secret."""
+               pages: int, new_rows: int, updated_rows: int, error: str | None,
+               clock_skew: timedelta | None = None, secrets: tuple[str, ...] = ()) -> None:
+    """Record how a run ended. ``error`` is scrubbed of credentials and ``secrets`` and flattened to one line."""
     if outcome not in ("ok", "failed", "interrupted"):
         raise ValueError(f"not a run outcome: {outcome!r}")
     with transaction(conn):
         conn.execute(
             """UPDATE collector_runs SET finished_at = ?, outcome = ?, webhooks = ?, pages = ?, new_rows = ?,
-               updated_rows = ?, error = ? WHERE id = ?""",
+               updated_rows = ?, error = ?, clock_skew_s = ? WHERE id = ?""",
             (format_timestamp(finished_at), outcome, webhooks, pages, new_rows, updated_rows,
-             one_line(error) if error else None, run_id),
+             one_line(scrub_secrets(error, secrets)) if error else None,
+             round(clock_skew.total_seconds(), 3) if clock_skew is not None else None, run_id),
         )
 
 
@@ -162,7 +166,8 @@ def close_abandoned_runs(conn: sqlite3.Connection, now: datetime) -> int:
 def last_run(conn: sqlite3.Connection) -> RunRecord | None:
     """The most recently started run, or ``None`` before the first."""
     row = conn.execute(
-        """SELECT id, started_at, finished_at, outcome, trigger, webhooks, pages, new_rows, updated_rows, error
+        """SELECT id, started_at, finished_at, outcome, trigger, webhooks, pages, new_rows, updated_rows, error,
+                  clock_skew_s
            FROM collector_runs ORDER BY started_at DESC, id DESC LIMIT 1"""
     ).fetchone()
     return RunRecord(*row) if row else None

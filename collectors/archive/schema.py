@@ -261,7 +261,12 @@ END;
 """.replace("__HISTOGRAM_COLUMNS__", _HIST_DDL),
     # 2: full-text search reads words inside base64 payloads; the writer feeds the index (no triggers).
     migrate_to_writer_index,
-    # 3: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
+    # 3: the clock skew each run measured.
+    """
+-- MoeGo's clock minus this host's (seconds), measured from its Date header during the run; NULL unmeasured.
+ALTER TABLE collector_runs ADD COLUMN clock_skew_s REAL;
+""",
+    # 4: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
     """
 CREATE TABLE IF NOT EXISTS incidents (
     id                INTEGER PRIMARY KEY,

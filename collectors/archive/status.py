@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal, Sequence
 
+from .. import skew
 from ..models import MalformedMessage, format_timestamp, parse_timestamp
 from .coverage import AT_RISK_HORIZON, RETENTION, Interval, at_risk, clip, gaps, load_intervals, merge, retention_start
 from .runs import RunRecord, last_run
@@ -152,11 +153,17 @@ class ArchiveStatus:
     now: datetime
     webhooks: tuple[WebhookStatus, ...]
     last_run: RunRecord | None
+    clock_skew_s: float | None = None  # what the most recent run that measured a skew found (MoeGo minus host)
 
     @property
     def at_risk(self) -> bool:
         """True when some webhook has a part of the window not archived that MoeGo deletes within 48 h."""
         return any(w.at_risk for w in self.webhooks)
+
+    @property
+    def clock_warning(self) -> str | None:
+        """One line when the last measured clock skew is beyond :data:`collectors.skew.WARN_AFTER`, else ``None``."""
+        return skew.warning(self.clock_skew_s)
 
     def to_json(self) -> dict[str, object]:
         """The whole status as a JSON-ready dict."""
@@ -165,6 +172,8 @@ class ArchiveStatus:
             "atRisk": self.at_risk,
             "webhooks": [w.to_json() for w in self.webhooks],
             "lastRun": self.last_run.to_json() if self.last_run else None,
+            "clockSkewSeconds": self.clock_skew_s,
+            "clockWarning": self.clock_warning,
         }
 
 
@@ -222,7 +231,11 @@ def archive_status(conn: sqlite3.Connection, now: datetime) -> ArchiveStatus:
             pending_since=pending,
             at_risk=tuple(at_risk(intervals, now)) if live else (),
         ))
-    return ArchiveStatus(now=now, webhooks=tuple(out), last_run=last_run(conn))
+    measured = conn.execute(
+        "SELECT clock_skew_s FROM collector_runs WHERE clock_skew_s IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return ArchiveStatus(now=now, webhooks=tuple(out), last_run=last_run(conn),
+                         clock_skew_s=measured[0] if measured else None)
 
 
 # -- coverage over any span (the dashboard's Archive health page) -----------------------------------

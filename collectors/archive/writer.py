@@ -26,7 +26,8 @@ from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, stat
 from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, redact_headers, secret_fingerprint
 
-__all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly"]
+__all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly",
+           "archived_under"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,18 @@ def save_deliveries(
     new, updated = len(inserts), len(updates)
     refresh_hourly(conn, touched)
     return SaveResult(new=new, updated=updated)
+
+
+def archived_under(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
+    """For the ids among ``ids`` that the archive holds: the webhook each is archived under."""
+    out: dict[str, str] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        out.update(conn.execute(
+            f"SELECT id, webhook_id FROM deliveries WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
+        ).fetchall())
+    return out
 
 
 _REFRESH_HOUR = f"""

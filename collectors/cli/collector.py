@@ -21,7 +21,11 @@ from .. import archive
 from ..archive.coverage import RETENTION, Interval
 from ..archive.status import ArchiveStatus, WebhookStatus, archive_status
 from ..collect import collect
-from ..config import ConfigError, Settings, parse_duration
+from ..config import (
+    BUDGET_BOUNDS, DEADLINE_BOUNDS, OVERLAP_BOUNDS, ConfigError, Settings, format_span, parse_bounded_duration,
+    parse_duration,
+)
+from ..redaction import scrub_secrets
 from ..scheduler import default_jitter, log as schedule_log, run_schedule, stop_on_signals
 from ..sync import SyncProgress
 from .support import CONTEXT_SETTINGS, one_line_errors, settings_options
@@ -30,36 +34,38 @@ __all__ = ["collect_command", "schedule_command", "status_command", "format_stat
 
 
 def _duration(name: str, *, minimum: timedelta, maximum: timedelta) -> Callable[..., timedelta | None]:
-    """A click callback parsing ``30s``/``10m``/``6h`` within bounds."""
+    """A click callback parsing ``30s``/``10m``/``6h`` within bounds (the rule of :mod:`collectors.config`)."""
 
     def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
         if value is None:
             return None
         try:
-            parsed = parse_duration(value)
+            return parse_bounded_duration(name, value, (minimum, maximum))
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
-        if not minimum <= parsed <= maximum:
-            raise click.BadParameter(f"{name} must be between {_span(minimum)} and {_span(maximum)}, got {value}")
-        return parsed
 
     return convert
 
 
-def _span(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+_span = format_span
 
 
 def _sync_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--chunk`` and ``--overlap``, shared by ``collect`` and ``schedule``."""
     func = click.option(
-        "--overlap", callback=_duration("--overlap", minimum=timedelta(0), maximum=timedelta(days=2)),
-        help="How far before the last sync each run re-reads, for entries MoeGo is still retrying "
-             "[env MOEGO_SYNC_OVERLAP; default 1h].",
+        "--overlap",
+        help="The least each run re-reads before the last sync, for entries MoeGo is still retrying; a webhook "
+             "whose retryPolicy retries longer gets its longer span [env MOEGO_SYNC_OVERLAP; default 1h; 0s..2d].",
+    )(func)
+    func = click.option(
+        "--deadline",
+        help="The most one call to MoeGo may take, retries and waits included "
+             "[env MOEGO_DEADLINE; default 2m; 1s..1h].",
+    )(func)
+    func = click.option(
+        "--budget",
+        help="The most one pass may take; past it the pass stops between pages and the next one resumes "
+             "[env MOEGO_PASS_BUDGET; default 2h; 1m..1d].",
     )(func)
     func = click.option(
         "--chunk", default="1d", show_default=True,
@@ -69,8 +75,21 @@ def _sync_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _with_overlap(settings: Settings, overlap: timedelta | None) -> Settings:
-    return dataclasses.replace(settings, overlap=overlap) if overlap is not None else settings
+def _with_sync_flags(settings: Settings, overlap: str | None, deadline: str | None, budget: str | None) -> Settings:
+    """``settings`` with the sync flags given, parsed and bounded by the same rule as their ``MOEGO_*`` variables."""
+    try:
+        if overlap is not None:
+            settings = dataclasses.replace(settings, overlap=parse_bounded_duration(
+                "the overlap (--overlap, MOEGO_SYNC_OVERLAP)", overlap, OVERLAP_BOUNDS))
+        if deadline is not None:
+            settings = dataclasses.replace(settings, deadline_s=parse_bounded_duration(
+                "the call deadline (--deadline, MOEGO_DEADLINE)", deadline, DEADLINE_BOUNDS).total_seconds())
+        if budget is not None:
+            settings = dataclasses.replace(settings, pass_budget=parse_bounded_duration(
+                "the pass budget (--budget, MOEGO_PASS_BUDGET)", budget, BUDGET_BOUNDS))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
 
 
 class _ProgressBars:
@@ -112,9 +131,10 @@ class _ProgressBars:
 @settings_options
 @_sync_options
 @one_line_errors
-def collect_command(settings: Settings, chunk: timedelta, overlap: timedelta | None) -> None:
+def collect_command(settings: Settings, chunk: timedelta, overlap: str | None, deadline: str | None,
+                    budget: str | None) -> None:
     """Archive every webhook's new and changed deliveries, once (for cron or a systemd timer)."""
-    settings = _with_overlap(settings, overlap)
+    settings = _with_sync_flags(settings, overlap, deadline, budget)
     settings.require_api_key()  # a configuration error is not a run: say so before touching the archive
     stop = threading.Event()
     bars = _ProgressBars(threshold=chunk)
@@ -133,7 +153,8 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: timedelta | N
     if result.alerts is not None and result.alerts.worth_telling:
         click.echo(result.alerts.line, err=not result.alerts.ok)
     if result.outcome == "interrupted":
-        raise click.ClickException("collect interrupted: the next run resumes where this one stopped")
+        raise click.ClickException(
+            f"collect interrupted: {result.error or 'the next run resumes where this one stopped'}")
     if not result.ok:
         raise click.ClickException(result.error or "collect failed")
     if not result.webhooks:
@@ -152,10 +173,11 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: timedelta | N
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address the metrics listen on (0.0.0.0 exposes them to the network).")
 @one_line_errors
-def schedule_command(settings: Settings, chunk: timedelta, overlap: timedelta | None, every: timedelta,
-                     jitter: str | None, metrics_port: int | None, metrics_host: str) -> None:
+def schedule_command(settings: Settings, chunk: timedelta, overlap: str | None, deadline: str | None,
+                     budget: str | None, every: timedelta, jitter: str | None, metrics_port: int | None,
+                     metrics_host: str) -> None:
     """Collect now and then every --every, until Ctrl-C or SIGTERM (ends between pages, exit 0)."""
-    settings = _with_overlap(settings, overlap)
+    settings = _with_sync_flags(settings, overlap, deadline, budget)
     settings.require_api_key()  # fail at once, not on every pass
     spread = _jitter(jitter, every)
     stop_metrics = _start_metrics(settings, metrics_port, metrics_host)
@@ -216,11 +238,12 @@ def status_command(settings: Settings, as_json: bool) -> None:
     """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk or nothing is archived."""
     with archive.open_archive(settings.db_path, readonly=True) as conn:
         status = archive_status(conn, datetime.now(timezone.utc))
+    # Errors stored before they were scrubbed (older versions) must not be printed with the key either.
     if as_json:
-        click.echo(json.dumps(status.to_json(), indent=2))
+        click.echo(scrub_secrets(json.dumps(status.to_json(), indent=2), (settings.api_key,)))
     else:
         for line in format_status(status):
-            click.echo(line)
+            click.echo(scrub_secrets(line, (settings.api_key,)))
     # Exit 2 also when no webhook has been archived at all: then nothing is protected from retention.
     if status.at_risk or not status.webhooks:
         sys.exit(2)
@@ -249,6 +272,8 @@ def format_status(status: ArchiveStatus) -> list[str]:
         )
         if run.error:
             lines.append(f"            {run.error}")
+    if status.clock_warning:
+        lines.append(f"CLOCK: {status.clock_warning}")
     if status.at_risk:
         lines.append("AT RISK: entries MoeGo deletes within 48 h are not archived: run 'moego-monitor collect' now")
     return lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -102,6 +103,13 @@ def test_clock_advance_drives_retention(fresh_sandbox: SandboxHandle) -> None:
         d = api.post(f"/v1/webhooks/{crm['id']}/test", json={}).json()
         assert abs(ts_ns(d["deliveredAt"]) - ts_ns(sandbox.health()["now"])) < 60 * 1_000_000_000
         assert [x["id"] for x in list_all(api, crm["id"])] == [d["id"]]
+
+        # and so does the Date header of every answer, as MoeGo's follows its own clock
+        answer = api.get(f"/v1/webhooks/{crm['id']}")
+        dated = parsedate_to_datetime(answer.headers["Date"]).timestamp() * 1_000_000_000
+        assert answer.headers.get_list("Date") == [answer.headers["Date"]]
+        assert abs(dated - ts_ns(sandbox.health()["now"])) < 3 * 1_000_000_000
+        assert dated - time.time_ns() > 15 * DAY_S * 1_000_000_000
 
 
 def test_live_traffic_pause_and_clean_shutdown() -> None:
