@@ -12,7 +12,9 @@ alternately several times in one process and the ratio of the medians is reporte
 - checks: saving pages with the collector's contract checks (``collectors.validate`` and the
   archived-owner lookup) vs saving the same pages unchecked;
 - read: the client's bounded read of a full 500-entry page (streamed, size-capped, deadline at the
-  socket) vs httpx's plain ``response.json()``, over a real loopback socket, time and peak memory.
+  socket) vs httpx's plain ``response.json()``, over a real loopback socket, time and peak memory;
+- wal: the peak size of the WAL during a backfill while dashboard-like readers query without pause,
+  with the archive's WAL bound (checkpoint after commits, ``journal_size_limit``) vs without it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import argparse
 import io
 import sqlite3
 import statistics
+import os
 import tempfile
+import threading
 import time
 import tracemalloc
 from datetime import timedelta
@@ -157,6 +161,84 @@ def bench_write(workdir: Path, repeat: int) -> str:
     return f"archive writer: {p / b:6.1f}x the time of a bare INSERT (redaction, upsert check, rollup, FTS)"
 
 
+def _backfill_with_readers(path: Path, pages: list[list], readers: int) -> tuple[int, int, int]:
+    """Write ``pages`` (one transaction each) while ``readers`` threads read as the dashboard does during a backfill:
+    the overview's tiles and the deliveries count with a payload search over the 15 days, and the first page,
+    each on a connection of its own per view (as :mod:`dashboard.reads` does).
+
+    Returns the peak WAL size (sampled after every commit and by a sampler thread), its size at the end, and the
+    reads done.
+    """
+    from collectors.archive.filters import Filters
+    from dashboard import queries
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = archive.connect(path)
+    archive.ensure_db_shape(db)
+    wal = Path(f"{path}-wal")
+    end = pages[-1][-1].delivered_at
+    filters = Filters(time_range="custom", since=end - timedelta(days=15), until=end)
+    searching = Filters(time_range="custom", since=end - timedelta(days=15), until=end, search="bath")
+    window = filters.window(end)
+    stop = threading.Event()
+    peak, reads = [0], [0]
+
+    def size() -> int:
+        try:
+            return os.path.getsize(wal)
+        except OSError:
+            return 0
+
+    def read() -> None:
+        while not stop.is_set():
+            with archive.open_archive(path, readonly=True) as conn:
+                queries.tiles(conn, filters, window, end)
+                queries.count_deliveries(conn, searching, window)
+                queries.delivery_page(conn, filters, window, limit=50)
+            reads[0] += 1
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], size())
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=read) for _ in range(readers)] + [threading.Thread(target=sample)]
+    for t in threads:
+        t.start()
+    try:
+        for page in pages:
+            with archive.transaction(db):
+                writer.save_deliveries(db, page, seen_at=end)
+            peak[0] = max(peak[0], size())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    final = size()
+    db.close()
+    return peak[0], final, reads[0]
+
+
+def bench_wal(workdir: Path, rows: int, readers: int = 3) -> str:
+    from collectors.archive import schema
+
+    deliveries = list(synthetic_deliveries(rows, webhooks=10, days=15,
+                                           end=pd.Timestamp("2026-11-01", tz="UTC").to_pydatetime()))
+    pages = [deliveries[i : i + 500] for i in range(0, len(deliveries), 500)]
+    bound = schema.WAL_LIMIT_BYTES
+    try:
+        schema.WAL_LIMIT_BYTES = None  # the baseline: SQLite's automatic checkpoints only, as before #11
+        base_peak, base_final, base_reads = _backfill_with_readers(workdir / "wal-base.db", pages, readers)
+    finally:
+        schema.WAL_LIMIT_BYTES = bound
+    peak, final, done = _backfill_with_readers(workdir / "wal.db", pages, readers)
+    db_size = os.path.getsize(workdir / "wal.db")
+    return (f"WAL during a {rows:,}-row backfill with {readers} readers: peak {base_peak / peak:6.1f}x smaller when bound "
+            f"({peak / 1e6:.0f} MB vs {base_peak / 1e6:.0f} MB; after it {final / 1e6:.0f} MB vs {base_final / 1e6:.0f} MB; "
+            f"archive {db_size / 1e6:.0f} MB; {done:,} vs {base_reads:,} reads)")
+
+
 def bench_checks(workdir: Path, repeat: int) -> str:
     from collectors import validate
 
@@ -237,9 +319,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000, help="deliveries in the synthetic archive")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--wal-rows", type=int, default=400_000, help="deliveries written in the WAL benchmark")
+    parser.add_argument("--only", choices=("wal",), help="run one benchmark only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="moego-bench-") as tmp:
         workdir = Path(tmp)
+        if args.only == "wal":
+            print(bench_wal(workdir, args.wal_rows), flush=True)
+            return
         started = time.perf_counter()
         end = build_archive(workdir / "bench.db", rows=args.rows)
         print(f"built a {args.rows:,}-row archive over 30 days in {time.perf_counter() - started:.0f}s")
@@ -251,6 +338,7 @@ def main() -> None:
         for line in bench_body_shapes(workdir, args.repeat, side_by_side):
             print(line, flush=True)
         print(bench_checks(workdir, args.repeat), flush=True)
+        print(bench_wal(workdir, args.wal_rows), flush=True)
     print(bench_read(args.repeat), flush=True)
 
 

@@ -94,6 +94,7 @@ def collect(
     progress: ProgressCallback | None = None,
     now: datetime | None = None,
     chunk: timedelta = DEFAULT_CHUNK,
+    requested_by: str | None = None,
 ) -> CollectResult:
     """One pass over every webhook MoeGo lists, into the archive at ``settings.db_path``.
 
@@ -106,7 +107,8 @@ def collect(
     pass in ``collector_runs`` with outcome ``ok`` (every webhook synced), ``failed`` or
     ``interrupted`` (``stop`` was set, or ``settings.pass_budget`` ran out; the next pass resumes),
     with the clock skew it measured. MoeGo failures are reported in the
-    result, not raised; archive failures raise after the run is recorded. Without ``client`` and
+    result, not raised; archive failures raise after the run is recorded. ``requested_by`` names the
+    console user who asked for the pass, in its ``collector_runs`` row. Without ``client`` and
     without an API key it raises :class:`collectors.config.ConfigError` before touching the archive.
     """
     if client is None:
@@ -117,7 +119,8 @@ def collect(
             archive.ensure_db_shape(conn)
             clock = Clock(now)
             close_abandoned_runs(conn, clock.start)
-            result = CollectResult(run_id=start_run(conn, trigger, clock.start), trigger=trigger,
+            result = CollectResult(run_id=start_run(conn, trigger, clock.start, requested_by=requested_by),
+                                   trigger=trigger,
                                    started_at=clock.start)
             try:
                 _collect(settings, conn, client, result, clock=clock, stop=stop, progress=progress, chunk=chunk)

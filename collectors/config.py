@@ -14,6 +14,7 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | deadline_s     | ``--deadline``    | ``MOEGO_DEADLINE``       | 120 seconds (1s..1h)         |
 | pass_budget    | ``--budget``      | ``MOEGO_PASS_BUDGET``    | 2 hours (1m..1d)             |
 | config_path    | ``--config``      | ``MOEGO_MONITOR_CONFIG`` | ``moego-monitor.toml`` beside the archive, if present |
+| access         |                   | ``MOEGO_MONITOR_AUTH`` and family, see :mod:`collectors.access` | no login, loopback only |
 
 A flag and its environment variable go through the same parser and the same bounds, so
 ``MOEGO_SYNC_OVERLAP=30d`` is refused exactly as ``--overlap 30d`` is. ``overlap`` is the least
@@ -35,6 +36,7 @@ from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlparse
 
+from .access import Access, AccessConfigError, load_access
 from .archive import DEFAULT_DB_PATH
 
 __all__ = [
@@ -72,6 +74,8 @@ class Settings:
     pass_budget: timedelta = timedelta(hours=2)
     config_path: Path | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+    #: Who may use the dashboard and what they may do (:mod:`collectors.access`).
+    access: Access = field(default_factory=Access)
 
     def require_api_key(self) -> str:
         """The API key, or a :class:`ConfigError` saying how to provide one."""
@@ -153,6 +157,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
     page_size = int(flags.get("page_size") or 500)  # type: ignore[arg-type]
     if not 1 <= page_size <= 500:
         raise ConfigError(f"page size must be 1..500 (MoeGo's limit), got {page_size}")
+    try:
+        access = load_access(env)
+    except AccessConfigError as exc:
+        raise ConfigError(str(exc)) from None
     db_path = Path(str(pick("db_path", "MOEGO_MONITOR_DB", DEFAULT_DB_PATH)))
     config_path = pick("config_path", "MOEGO_MONITOR_CONFIG", None)
     if config_path is None and (db_path.parent / "moego-monitor.toml").is_file():
@@ -169,6 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
         pass_budget=budget,
         config_path=Path(str(config_path)) if config_path is not None else None,
         environ=MappingProxyType(dict(env)),
+        access=access,
     )
 
 

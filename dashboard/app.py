@@ -23,7 +23,8 @@ import streamlit as st  # noqa: E402
 
 from collectors import archive  # noqa: E402
 from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
-from dashboard import reads, ui  # noqa: E402
+from dashboard import auth, reads, ui  # noqa: E402
+from dashboard.safe import md  # noqa: E402
 from collectors.archive.filters import ceil_minute  # noqa: E402
 from dashboard.incidents_ui import render_banner  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
@@ -55,6 +56,7 @@ try:
     settings = _settings()
 except ConfigError as exc:
     _fail(f"Configuration problem: {exc}")
+user = auth.sign_in(settings)  # stops here for anyone the console does not serve: no page, read or action
 _check_archive(settings)
 
 page = st.navigation(
@@ -73,9 +75,13 @@ try:
 except sqlite3.DatabaseError as exc:
     _fail(f"Cannot read the archive at {settings.db_path}: {exc}")
 filters, tz = render_filters(options.webhooks, options.event_types, now)
-ui.set_context(ui.Context(settings, filters, now, tz, options))
+ui.set_context(ui.Context(settings, filters, now, tz, options, user))
 with st.sidebar:
-    st.caption(f"Archive: `{settings.db_path}`")
+    st.caption(f"Archive: {md(settings.db_path)}")
+    st.caption(f"Signed in as {md(user.name)} ({user.role})" if user.via != "local"
+               else "Local use on this machine, no login (operator)")
+    if user.via == "oidc":
+        st.button("Log out", key="auth_logout", on_click=st.logout)
 
 render_banner(str(settings.db_path))  # while any incident is unresolved
 page.run()

@@ -19,6 +19,7 @@ from collectors.bulk import BulkPlan, BulkProgress, bulk_redeliver_and_resync, n
 from collectors.ratelimit import DEFAULT_PER_MINUTE
 
 from . import reads, ui
+from .safe import code, md
 
 __all__ = ["MAX_BULK", "render_bulk"]
 
@@ -38,11 +39,13 @@ def _plan(ctx: ui.Context) -> None:
 def _report(batch_id: str, ctx: ui.Context) -> None:
     """Show a finished (or cancelled) batch from its audit rows."""
     counts = reads.bulk_batch_counts(ctx.db_path, batch_id)
-    st.info(f"Batch `{batch_id}`: {counts.get('sent', 0)} sent, {counts.get('failed', 0)} failed, "
+    st.info(f"Batch {code(batch_id)}: {counts.get('sent', 0)} sent, {counts.get('failed', 0)} failed, "
             f"{counts.get('skipped', 0)} skipped (see the `redeliveries` audit table).")
 
 
-def _send(ctx: ui.Context, plan: BulkPlan) -> None:
+def _send(ctx: ui.Context, plan: BulkPlan) -> bool:
+    if not ui.may_act(ctx, "redeliver in bulk"):
+        return False
     batch_id = new_batch_id()
     st.session_state[_BATCH] = batch_id
     st.caption("Sending. Cancel, or any other click on the page, stops it before the next entry.")
@@ -55,20 +58,23 @@ def _send(ctx: ui.Context, plan: BulkPlan) -> None:
             text += f" · waiting {p.waiting_s:.0f} s for MoeGo's rate limit"
         bar.progress(p.done / p.total if p.total else 1.0, text=text)
 
-    run = bulk_redeliver_and_resync(ctx.settings, plan, batch_id=batch_id, on_progress=on_progress)
+    run = bulk_redeliver_and_resync(ctx.settings, plan, batch_id=batch_id, on_progress=on_progress,
+                                    requested_by=ui.actor())
     result, lines = run.result, run.sync_lines
     reads.clear()
     st.session_state.pop(_PLAN, None)
     st.session_state.pop(_BATCH, None)
     st.session_state[_DONE] = {"batch": batch_id, "summary": result.summary, "sync": lines}
-    st.toast(f"Bulk redelivery: {result.summary}.", icon=":material/done_all:")
+    st.toast(f"Bulk redelivery: {md(result.summary)}.", icon=":material/done_all:")
+    return True
 
 
 def render_bulk(ctx: ui.Context) -> None:
     """The bulk redelivery panel for the current view."""
     with st.expander("Redeliver every failed entry in this view", icon=":material/replay:"):
-        if not ctx.settings.api_key:
-            st.info("Set MOEGO_API_KEY to redeliver from the dashboard.")
+        blocked = ui.blocker(ctx, "redeliver")
+        if blocked:
+            st.info(blocked)
             return
         stopped = st.session_state.pop(_BATCH, None)
         if stopped is not None:  # set while a batch runs: still here means the run was cancelled or interrupted
@@ -79,9 +85,9 @@ def render_bulk(ctx: ui.Context) -> None:
             st.session_state.pop(_PLAN, None)
         done = st.session_state.get(_DONE)
         if done:
-            st.success(f"Bulk redelivery finished: {done['summary']}.")
+            st.success(f"Bulk redelivery finished: {md(done['summary'])}.")
             for line in done["sync"]:
-                st.caption(line)
+                st.caption(md(line))
         st.button("Count failed entries", key="bulk_count", on_click=_plan, args=(ctx,),
                   help="Lists the failed entries of this view and what would be sent, before anything is.")
         held = st.session_state.get(_PLAN)
@@ -109,5 +115,5 @@ def render_bulk(ctx: ui.Context) -> None:
             )
         if st.button(f"Redeliver {len(plan.to_send):,} entries", key="bulk_confirm", type="primary",
                      disabled=not plan.to_send):
-            _send(ctx, plan)
-            st.rerun()
+            if _send(ctx, plan):
+                st.rerun()

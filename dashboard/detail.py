@@ -21,6 +21,7 @@ from collectors.redelivery import EXPIRED_UPSTREAM, GUARD_SECONDS, Candidate, ex
 
 from . import charts, reads, ui
 from .present import MAX_BODY_CHARS, header_rows, pretty_body, status_text
+from .safe import code, link_param, md
 
 __all__ = ["render_detail"]
 
@@ -55,8 +56,11 @@ def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
         st.dataframe(rows, hide_index=True, width="stretch")
 
 
-def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
-    """Call MoeGo, audit, toast, and sync the webhook from just before the new attempt."""
+def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> bool:
+    """Call MoeGo, audit, toast, and sync the webhook from just before the new attempt (``False``, with the
+    reason shown, when this session may not redeliver)."""
+    if not ui.may_act(ctx, "redeliver"):
+        return False
     candidate = Candidate(record["id"], record["webhook_id"], record["event_id"], record["delivered_at"])
     st.session_state.setdefault(_RECENT, {})[record["id"]] = time.monotonic()
     with st.spinner("Asking MoeGo to redeliver, then syncing the webhook so the new attempt shows…"):
@@ -66,6 +70,7 @@ def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> None:
     # Shown (and toasted, once) by the run that follows, so it survives the st.rerun().
     st.session_state[_LAST_RESULT] = {"id": record["id"], "outcome": result.outcome, "message": result.message,
                                       "sync": done.sync_lines, "toasted": False}
+    return True
 
 
 def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
@@ -75,20 +80,21 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
         outcome = last["outcome"]
         if not last["toasted"]:
             icon = {"sent": ":material/check_circle:", "skipped": ":material/block:"}.get(outcome, ":material/error:")
-            st.toast(last["message"], icon=icon)
+            st.toast(md(last["message"]), icon=icon)
             last["toasted"] = True
         show = st.success if outcome == "sent" else st.warning if outcome == "skipped" else st.error
-        show(last["message"])
+        show(md(last["message"]))
         for line in last["sync"]:
-            st.caption(line)
+            st.caption(md(line))
     if expired_upstream(record["delivered_at"], ctx.now):
         st.button("Redeliver", key="redeliver", disabled=True,
                   help=f"MoeGo deletes its log entries after {RETENTION.days} days and has deleted this one, so it "
                        "cannot be redelivered. The archive keeps its copy.")
         st.caption(f"Not redeliverable: {EXPIRED_UPSTREAM}. MoeGo has deleted this entry; only the archive has it.")
         return
-    if not ctx.settings.api_key:
-        st.button("Redeliver", key="redeliver", disabled=True, help="Set MOEGO_API_KEY to redeliver from the dashboard.")
+    blocked = ui.blocker(ctx, "redeliver")
+    if blocked:
+        st.button("Redeliver", key="redeliver", disabled=True, help=blocked)
         return
     sent_at = st.session_state.get(_RECENT, {}).get(delivery_id)
     recently = sent_at is not None and time.monotonic() - sent_at < GUARD_SECONDS
@@ -99,13 +105,13 @@ def _redelivery_controls(ctx: ui.Context, record: dict[str, Any]) -> None:
             st.session_state[_CONFIRM] = delivery_id
             st.rerun()
         return
-    st.warning(f"Ask MoeGo to send event `{record['event_id']}` ({record['event_type']}) to "
-               f"{record['request_url']} again? The endpoint receives it once more.")
+    st.warning(f"Ask MoeGo to send event {code(record['event_id'])} ({md(record['event_type'])}) to "
+               f"{code(record['request_url'])} again? The endpoint receives it once more.")
     yes, no = st.columns([1, 4])
     if yes.button("Yes, redeliver", key="redeliver_confirm", type="primary", disabled=recently):
         st.session_state.pop(_CONFIRM, None)
-        _redeliver(ctx, record)
-        st.rerun()
+        if _redeliver(ctx, record):
+            st.rerun()
     if no.button("Cancel", key="redeliver_cancel"):
         st.session_state.pop(_CONFIRM, None)
         st.rerun()
@@ -115,10 +121,10 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
     """Draw the detail view of ``delivery_id`` (a one-line warning when the archive does not have it)."""
     record = reads.delivery(ctx.db_path, delivery_id)
     if record is None:
-        st.warning(f"No delivery `{delivery_id}` in the archive.")
+        st.warning(f"No delivery {code(delivery_id)} in the archive.")
         return
-    st.subheader(f"Delivery `{delivery_id}`")
-    st.markdown(f"[Link to this delivery](deliveries?delivery={delivery_id})")
+    st.subheader(f"Delivery {code(delivery_id)}")
+    st.markdown(f"[Link to this delivery](deliveries?delivery={link_param(delivery_id)})")
     cols = st.columns(4)
     cols[0].metric("Outcome", "Succeeded" if record["success"] else "Failed")
     cols[1].metric("Response", status_text(record["response_status"]))
@@ -137,7 +143,8 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         "Archived": f"first seen {ui.fmt_time(record['first_seen_at'], ctx.tz)}, "
                     f"last seen {ui.fmt_time(record['last_seen_at'], ctx.tz)}",
     }
-    st.table({"": list(facts.keys()), "value": list(facts.values())})
+    # st.table renders Markdown in its cells: every value (MoeGo's ids, URL, error) is escaped to show as text.
+    st.table({"": list(facts.keys()), "value": [md(v) for v in facts.values()]})
     request, response, attempts, audit = st.tabs(["Request", "Response", "Attempts at this event", "Redeliveries"])
     with request:
         _headers(record["request_headers"], ctx)
@@ -152,7 +159,7 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         if not tries.empty:
             tries = tries.assign(delivered_at=ui.local(tries["delivered_at"], ctx.tz))
             st.plotly_chart(charts.attempts_figure(tries, delivery_id), key="chart_attempts")
-            tries = tries.assign(link="deliveries?delivery=" + tries["id"])
+            tries = tries.assign(link="deliveries?delivery=" + tries["id"].map(link_param))
             st.dataframe(
                 tries, hide_index=True, key="attempts_table",
                 column_config={

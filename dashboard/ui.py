@@ -1,7 +1,8 @@
 """What every page shares: the run's context, and the formatting of times, durations and rates.
 
-``app.py`` builds a :class:`Context` once per run (settings, filters, window, time zone) and keeps it
-in session state; pages read it with :func:`context`. Reads of the archive go through the cached
+``app.py`` builds a :class:`Context` once per run (settings, filters, window, time zone, the signed-in
+user) and keeps it in session state; pages read it with :func:`context`, ask :func:`blocker` whether the
+user may act and :func:`may_act` again right before acting, and name the user in the audit with :func:`actor`. Reads of the archive go through the cached
 functions of :mod:`dashboard.reads`, called with :attr:`Context.db_path`.
 """
 
@@ -16,11 +17,12 @@ import streamlit as st
 
 from collectors.config import Settings
 
+from .auth import User, action_blocker
 from .queries import FilterOptions
 from collectors.archive.filters import Bucket, Filters, Window
 from .filters import choose_bucket
 
-__all__ = ["Context", "context", "set_context", "actor", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
+__all__ = ["Context", "context", "set_context", "actor", "blocker", "may_act", "local", "fmt_time", "fmt_ms", "fmt_rate", "STATE_COLORS",
            "state_style", "span_text", "window_caption"]
 
 _CTX_KEY = "_moego_context"
@@ -28,13 +30,15 @@ _CTX_KEY = "_moego_context"
 
 @dataclass(frozen=True)
 class Context:
-    """One run's frame: validated settings, the shared filters, their window, the user's time zone."""
+    """One run's frame: validated settings, the shared filters, their window, the user's time zone, and who
+    is at the console (:func:`dashboard.auth.sign_in`)."""
 
     settings: Settings
     filters: Filters
     now: datetime
     tz: ZoneInfo
     options: FilterOptions
+    user: User
 
     @property
     def db_path(self) -> str:
@@ -53,7 +57,7 @@ class Context:
 
     def fresh(self) -> "Context":
         """This context at the current time (for a fragment that reruns on its own)."""
-        return Context(self.settings, self.filters, datetime.now(timezone.utc), self.tz, self.options)
+        return Context(self.settings, self.filters, datetime.now(timezone.utc), self.tz, self.options, self.user)
 
 
 def set_context(ctx: Context) -> None:
@@ -72,8 +76,25 @@ def context() -> Context:
 
 def actor() -> str:
     """Who acts from this session, as the audit records it (``requested_by`` of a redelivery, a bulk batch,
-    an incident action). Every page that writes an audit row takes the name from here."""
-    return "dashboard"
+    a test event, a collection, an incident action): the logged-in identity (an e-mail with ``oidc``, the
+    proxy's user name with ``proxy``), or ``local`` for the one user of a console without login on loopback.
+    Every page that writes an audit row takes the name from here."""
+    return context().user.name
+
+
+def blocker(ctx: Context, what: str) -> str | None:
+    """Why this session may not ``what`` (``"redeliver"``, ``"collect"``...), in one line; ``None`` when it may."""
+    return action_blocker(ctx.settings, ctx.user, what=what)
+
+
+def may_act(ctx: Context, what: str) -> bool:
+    """Check right before acting (a disabled button is no permission check): ``False``, with the reason
+    shown, when this session may not ``what``."""
+    reason = blocker(ctx, what)
+    if reason is not None:
+        st.error(reason, icon=":material/lock:")
+        return False
+    return True
 
 
 def local(values: pd.Series, tz: ZoneInfo) -> pd.Series:

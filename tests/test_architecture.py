@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, int]] = [
     ("collectors.overlap", 0),  # pure: a webhook's re-read span from its retry policy
     ("collectors.skew", 0),  # pure: the clock-skew rules
     ("collectors.config", 2),
+    ("collectors.access", 2),  # the console's login settings, read with the rest of the configuration
     ("collectors.client", 2),
     ("collectors", 3),  # sync, collect, redelivery, bulk, ratelimit, trigger, scheduler, alerts, ...
 ]

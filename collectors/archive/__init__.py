@@ -10,6 +10,7 @@ Layers of the package (each imports only those above it)::
     status     the read model of what is archived, pending, missing and at risk
     filters    what a reader selects (filters and window), where: their SQL
     export     the streaming CSV export
+    audit      who asked for a test event from the console
 
 Everything outside asks these modules, never the tables: the collector writes through
 :mod:`~collectors.archive.writer`, the CLI and the dashboard read through :mod:`~collectors.archive.status`,
@@ -29,6 +30,7 @@ from .schema import (
     LATENCY_BUCKET_BOUNDS_MS,
     SCHEMA_VERSION,
     ArchiveError,
+    check_integrity,
     check_readable,
     connect,
     ensure_db_shape,
@@ -51,6 +53,7 @@ __all__ = [
     "open_archive",
     "ensure_db_shape",
     "check_readable",
+    "check_integrity",
     "transaction",
     "schema_version",
     "status_class",

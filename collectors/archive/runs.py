@@ -120,12 +120,13 @@ class RunRecord:
         }
 
 
-def start_run(conn: sqlite3.Connection, trigger: str, started_at: datetime) -> int:
-    """Insert a ``running`` row for a run that starts now; returns its id."""
+def start_run(conn: sqlite3.Connection, trigger: str, started_at: datetime, *, requested_by: str | None = None) -> int:
+    """Insert a ``running`` row for a run that starts now (``requested_by``: the console user who asked for
+    it); returns its id."""
     with transaction(conn):
         cursor = conn.execute(
-            "INSERT INTO collector_runs (started_at, outcome, trigger) VALUES (?, 'running', ?)",
-            (format_timestamp(started_at), trigger),
+            "INSERT INTO collector_runs (started_at, outcome, trigger, requested_by) VALUES (?, 'running', ?, ?)",
+            (format_timestamp(started_at), trigger, requested_by),
         )
         return int(cursor.lastrowid or 0)
 

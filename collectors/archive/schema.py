@@ -21,15 +21,26 @@ secret-like header values are redacted before a row is written (:mod:`collectors
 
 Connections come from :func:`connect` (or :func:`open_archive`, which closes them): plain
 ``sqlite3.Connection`` objects in autocommit mode, WAL and a busy timeout, so the dashboard reads while
-the collector writes, and two writers wait for each other instead of failing.
+the collector writes, and two writers wait for each other instead of failing. The file itself is guarded:
+
+- someone else's SQLite file is refused before anything is written to it, WAL included (:func:`connect`);
+- the WAL cannot grow without bound under a stream of readers: a commit that leaves it over
+  :data:`WAL_LIMIT_BYTES` checkpoints it back to empty, waiting at most :data:`WAL_WAIT_MS` for readers, and
+  ``journal_size_limit`` truncates it after each reset;
+- a read-only copy (a backup, an auditor's copy: file or folder not writable, or a read-only mount) opens
+  read-only with ``immutable=1`` where SQLite's ``mode=ro`` cannot create the WAL's ``-shm`` file;
+- :func:`check_integrity` (``PRAGMA quick_check``) tells a damaged archive apart from a healthy one.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
+from urllib.request import pathname2url
 
 from .search_index import migrate_to_writer_index
 
@@ -43,6 +54,7 @@ __all__ = [
     "open_archive",
     "ensure_db_shape",
     "check_readable",
+    "check_integrity",
     "transaction",
     "schema_version",
     "status_class",
@@ -64,6 +76,19 @@ HISTOGRAM_COLUMNS: tuple[str, ...] = tuple(f"h{i:02d}" for i in range(len(LATENC
 
 #: Busy timeout for every connection: a writer waits this long for another to finish.
 BUSY_TIMEOUT_MS = 30_000
+
+#: ``PRAGMA application_id`` of a moego-monitor archive ("MoGo"), set by schema 2.
+APPLICATION_ID = 0x4D6F476F
+#: Tables every moego-monitor archive has had since schema 1: a file at schema 1+ without them is someone else's.
+_OUR_TABLES = frozenset({"webhooks", "deliveries", "delivery_hourly", "collector_runs", "coverage", "sync_state",
+                         "redeliveries"})
+
+#: A commit that leaves the WAL larger than this checkpoints it back to empty (``None``: never; benchmarks only).
+WAL_LIMIT_BYTES: int | None = 64 * 1024 * 1024
+#: How long that checkpoint waits for readers of older snapshots before giving up until :data:`WAL_RETRY_S` later.
+WAL_WAIT_MS = 2_000
+WAL_RETRY_S = 5.0
+_wal_tried: dict[str, float] = {}
 
 
 class ArchiveError(Exception):
@@ -235,7 +260,7 @@ CREATE TABLE IF NOT EXISTS redeliveries (
     new_success       INTEGER,
     new_status        INTEGER,
     error             TEXT,
-    requested_by      TEXT NOT NULL,           -- dashboard | bulk | cli
+    requested_by      TEXT NOT NULL,           -- who: the console user (local, an e-mail, a proxy user), bulk, cli
     batch_id          TEXT                     -- groups a bulk redelivery
 );
 CREATE INDEX IF NOT EXISTS redeliveries_by_time ON redeliveries (requested_at);
@@ -266,7 +291,28 @@ END;
 -- MoeGo's clock minus this host's (seconds), measured from its Date header during the run; NULL unmeasured.
 ALTER TABLE collector_runs ADD COLUMN clock_skew_s REAL;
 """,
-    # 4: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
+    # 4: who acted from the console (collections, test events); the file marked as a moego-monitor archive.
+    """
+-- Who asked for a run from the console (the audit's name of the user); NULL for the CLI and the scheduler.
+ALTER TABLE collector_runs ADD COLUMN requested_by TEXT;
+
+-- Test events asked for from the console: who sent one to which webhook, and what came of it.
+CREATE TABLE IF NOT EXISTS test_events (
+    id             INTEGER PRIMARY KEY,
+    requested_at   TEXT NOT NULL,
+    webhook_id     TEXT NOT NULL,
+    event_type     TEXT,                       -- NULL: MoeGo's default
+    outcome        TEXT NOT NULL,              -- sent | failed (MoeGo did not send it)
+    delivery_id    TEXT,                       -- the attempt MoeGo reported
+    error          TEXT,                       -- one line, secrets never included
+    requested_by   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS test_events_by_time ON test_events (requested_at);
+
+-- Marks the file as a moego-monitor archive (see connect(): someone else's database is never touched).
+PRAGMA application_id = 1299138415;
+""",
+    # 5: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
     """
 CREATE TABLE IF NOT EXISTS incidents (
     id                INTEGER PRIMARY KEY,
@@ -324,29 +370,105 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the archive at ``path`` (creating its folder), in WAL mode with a busy timeout.
 
-    ``readonly=True`` opens it for reading only (the dashboard's queries), and fails with
-    :class:`ArchiveError` when the file does not exist yet. The connection is in autocommit mode:
-    writes go through :func:`transaction`. The caller closes it (or uses :func:`open_archive`).
+    A non-empty file that is not a moego-monitor archive (another application's SQLite database, or not
+    SQLite at all) raises :class:`ArchiveError` before anything is written to it: no table, no WAL switch.
+    ``readonly=True`` opens it for reading only (status, export, the dashboard), and fails with
+    :class:`ArchiveError` when the file does not exist yet; a copy nobody may write opens ``immutable``
+    (see the module docstring). The connection is in autocommit mode: writes go through
+    :func:`transaction`. The caller closes it (or uses :func:`open_archive`).
     """
     path = Path(path)
     try:
         if readonly:
             if not path.exists():
                 raise ArchiveError(f"no archive at {path}: run 'moego-monitor collect' first")
-            conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                check_same_thread=False, isolation_level=None,
-            )
+            conn = _open_readonly(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _refuse_foreign(path)
             # Autocommit mode: transactions are explicit (see transaction()), never opened behind our back.
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if WAL_LIMIT_BYTES is not None:
+                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot open the archive at {path}: {exc}") from exc
     return conn
+
+
+def _uri(path: Path, options: str) -> str:
+    return f"file:{pathname2url(str(path.absolute()))}?{options}"
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the file and its folder (``False`` on a read-only mount, even for root)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """``mode=ro``; where that cannot work because nothing may be written beside the file (SQLite needs a
+    ``-shm`` file to read a WAL database), ``immutable=1``, which reads the file as it is."""
+    conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                           check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # SQLite opens lazily: fail here, not later
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if _writable(path):
+            raise
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ArchiveError(f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the "
+                           "archive") from None
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise ArchiveError(f"the archive at {path} is read-only and {wal.name} beside it holds changes not merged into "
+                           "it, which a read-only copy cannot apply: copy the archive with "
+                           f"'sqlite3 <archive> \".backup {path.name}\"' instead of copying its files")
+    return sqlite3.connect(_uri(path, "mode=ro&immutable=1"), uri=True, check_same_thread=False, isolation_level=None)
+
+
+def _identify(conn: sqlite3.Connection) -> tuple[str, str]:
+    """``("empty" | "ours" | "foreign", what it holds)`` for an open SQLite file, by its header and tables."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = schema_version(conn)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite%'")}
+    tables = sorted(row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"))
+    shown = ", ".join(t[:40] for t in tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
+    holds = f"it holds the tables {shown}" if tables else "it holds no tables"
+    if app_id not in (0, APPLICATION_ID):
+        return "foreign", f"SQLite application id {app_id:#x}, {holds}"
+    if not names and version == 0:
+        return "empty", holds
+    if version >= 1 and _OUR_TABLES <= names:
+        return "ours", holds
+    return "foreign", holds
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Raise :class:`ArchiveError` when ``path`` is a non-empty file that is not a moego-monitor archive,
+    having read it read-only: nothing in it is changed."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        probe = sqlite3.connect(_uri(path, "mode=ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error:
+        return  # cannot even open it: the real open below reports why
+    try:
+        kind, holds = _identify(probe)
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc):
+            return
+        kind, holds = "foreign", str(exc)
+    finally:
+        probe.close()
+    if kind == "foreign":
+        raise ArchiveError(f"{path} is not a moego-monitor archive ({holds}): nothing was changed in it; point --db "
+                           "or MOEGO_MONITOR_DB at the archive, or at a new file to start one")
 
 
 @contextmanager
@@ -359,40 +481,99 @@ def open_archive(path: str | Path, *, readonly: bool = False) -> Iterator[sqlite
         conn.close()
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is still open. SQLite may have rolled back already (a full disk, an I/O error): then
+    there is nothing to do, and the error that caused it is the one to report, not "no transaction is active"."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled back if it raises.
 
     Taking the write lock up front means a second writer waits (busy timeout) at the start rather
-    than failing halfway.
+    than failing halfway. The error that ended the block (``database or disk is full``...) is the one
+    raised, whatever the rollback finds. After the commit the WAL is kept in bounds (module docstring).
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    conn.execute("COMMIT")
+    _bound_wal(conn)
+
+
+def _bound_wal(conn: sqlite3.Connection) -> None:
+    """Checkpoint the WAL back to empty when a commit left it over :data:`WAL_LIMIT_BYTES`.
+
+    ``wal_checkpoint(TRUNCATE)`` waits (at most :data:`WAL_WAIT_MS`) for readers of older snapshots to
+    finish; readers that start meanwhile read the checkpointed file and do not hold it up. If readers
+    outlast the wait (a long export), the WAL is left as it is and tried again :data:`WAL_RETRY_S` later.
+    """
+    if WAL_LIMIT_BYTES is None:
+        return
+    row = conn.execute("PRAGMA database_list").fetchone()
+    if not row or not row[2]:
+        return
+    wal = row[2] + "-wal"
+    try:
+        if os.stat(wal).st_size <= WAL_LIMIT_BYTES:
+            return
+    except OSError:
+        return
+    now = time.monotonic()
+    if now - _wal_tried.get(wal, -WAL_RETRY_S) < WAL_RETRY_S:
+        return
+    _wal_tried[wal] = now
+    conn.execute(f"PRAGMA busy_timeout={WAL_WAIT_MS}")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.OperationalError:
+        pass  # busy: the next commit past the retry interval tries again
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def check_readable(path: str | Path) -> None:
     """Raise :class:`ArchiveError` (one line: what is wrong, what to do) unless ``path`` is an archive
-    this version can read: it exists, is a SQLite file, and has exactly :data:`SCHEMA_VERSION`.
+    this version can read: it exists, is a SQLite file of moego-monitor's, and has exactly :data:`SCHEMA_VERSION`.
     """
     path = Path(path)
     try:
         with open_archive(path, readonly=True) as conn:
+            kind, holds = _identify(conn)
             version = schema_version(conn)
     except sqlite3.Error as exc:
         raise ArchiveError(
             f"{path} is not a moego-monitor archive ({exc}): point --db or MOEGO_MONITOR_DB at the archive"
         ) from None
+    if kind == "foreign":
+        raise ArchiveError(f"{path} is not a moego-monitor archive ({holds}): point --db or MOEGO_MONITOR_DB at the archive")
     if version < SCHEMA_VERSION:
         raise ArchiveError(f"the archive at {path} is not ready (schema {version} of {SCHEMA_VERSION}): "
                            "run 'moego-monitor collect' once to prepare it")
     if version > SCHEMA_VERSION:
         raise ArchiveError(f"the archive at {path} was written by a newer moego-monitor (schema {version}): "
                            "upgrade moego-monitor")
+
+
+def check_integrity(conn: sqlite3.Connection, path: str | Path) -> None:
+    """Raise :class:`ArchiveError` when SQLite finds the archive damaged (``PRAGMA quick_check``: every page,
+    index and constraint checked without comparing indexes to their tables; it reads the whole file once)."""
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        first = " ".join(str(problems[0]).split())[:200]
+        raise ArchiveError(f"the archive at {path} is damaged ({first}): collections fail on it; restore it from a "
+                           "backup, or keep what is readable with 'sqlite3 <archive> .recover | sqlite3 <new file>'")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

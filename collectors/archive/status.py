@@ -263,6 +263,16 @@ def tracked_webhooks(conn: sqlite3.Connection, since: datetime) -> list[str]:
     return sorted(ids - deleted)
 
 
+def _selected(conn: sqlite3.Connection, webhook_ids: Sequence[str] | None, since: datetime) -> list[str]:
+    """The tracked webhooks (:func:`tracked_webhooks`), narrowed to ``webhook_ids`` when given: an id the archive
+    does not track (a typo, a link's made-up value, a deleted webhook) has nothing at risk and no gap."""
+    tracked = tracked_webhooks(conn, since)
+    if webhook_ids is None:
+        return tracked
+    known = set(tracked)
+    return [w for w in dict.fromkeys(webhook_ids) if w in known]
+
+
 def coverage_intervals(conn: sqlite3.Connection, since: datetime, until: datetime,
                        webhook_ids: Sequence[str] | None = None) -> dict[str, list[Interval]]:
     """Per webhook (every one of ``webhook_ids``, else those with coverage), its coverage clipped to ``[since, until)``."""
@@ -292,9 +302,9 @@ def coverage_gaps(conn: sqlite3.Connection, since: datetime, until: datetime, *,
                   webhook_ids: Sequence[str] | None = None) -> list[WebhookGap]:
     """Every webhook's uncovered spans of ``[since, until)`` as :func:`classify_gaps` names them, oldest first.
 
-    ``webhook_ids`` defaults to :func:`tracked_webhooks`.
+    ``webhook_ids`` narrows :func:`tracked_webhooks` (ids it does not track are left out).
     """
-    ids = list(webhook_ids) if webhook_ids is not None else tracked_webhooks(conn, since)
+    ids = _selected(conn, webhook_ids, since)
     covered = coverage_intervals(conn, since, until, ids)
     out = [WebhookGap(webhook_id, gap) for webhook_id in ids
            for gap in classify_gaps(covered.get(webhook_id, []), since, until, now=now)]
@@ -339,11 +349,12 @@ def at_risk_gaps(conn: sqlite3.Connection, now: datetime, *, horizon: timedelta 
 
     A webhook's estimate is ``gap hours x its rate``, the rate measured over the covered part of
     the last 15 days; a webhook never covered there has no measurable rate and estimates 0 entries
-    while its gap hours still count. ``webhook_ids`` defaults to :func:`tracked_webhooks`.
+    while its gap hours still count. ``webhook_ids`` narrows :func:`tracked_webhooks` (ids it does not track,
+    such as a link's unknown id, are left out rather than reported as never archived).
     """
     now = now.astimezone(timezone.utc)
     window_start = now - RETENTION
-    ids = list(webhook_ids) if webhook_ids is not None else tracked_webhooks(conn, window_start)
+    ids = _selected(conn, webhook_ids, window_start)
     covered = coverage_intervals(conn, window_start, now, ids)
     out = []
     for webhook_id in ids:

@@ -12,6 +12,7 @@ from collectors.config import ConfigError
 from collectors.archive.runs import CollectorBusy
 from collectors.collect import collect
 from dashboard import charts, reads, ui
+from dashboard.safe import md
 from collectors.archive.filters import ceil_minute
 
 ctx = ui.context()
@@ -24,13 +25,15 @@ st.caption("MoeGo keeps its delivery log 15 days. What the archive does not hold
 
 def _collect() -> None:
     """Run one collection pass now; its summary is shown below the button."""
+    if not ui.may_act(ctx, "collect"):
+        return
     try:
         with st.spinner("Collecting from MoeGo… (every webhook, oldest gaps first)"):
-            result = collect(ctx.settings, trigger="dashboard")
+            result = collect(ctx.settings, trigger="dashboard", requested_by=ui.actor())
     except CollectorBusy as exc:
-        st.session_state["_collect_result"] = ("warning", f"Not started: {exc}", [])
+        st.session_state["_collect_result"] = ("warning", f"Not started: {md(exc)}", [])
     except (ConfigError, MoeGoError, ArchiveError) as exc:
-        st.session_state["_collect_result"] = ("error", f"Collection failed: {exc}", [])
+        st.session_state["_collect_result"] = ("error", f"Collection failed: {md(exc)}", [])
     else:
         kind = "success" if result.ok else "error"
         headline = (f"Collected: {result.new:,} new, {result.updated:,} updated entries."
@@ -40,17 +43,16 @@ def _collect() -> None:
 
 
 left, right = st.columns([1, 3], vertical_alignment="center")
-if left.button("Collect now", key="collect_now", icon=":material/sync:", type="primary",
-               disabled=not ctx.settings.api_key,
-               help="Reads every webhook's new entries from MoeGo into the archive." if ctx.settings.api_key
-               else "Set MOEGO_API_KEY to collect from the dashboard."):
+blocked = ui.blocker(ctx, "collect")
+if left.button("Collect now", key="collect_now", icon=":material/sync:", type="primary", disabled=blocked is not None,
+               help=blocked or "Reads every webhook's new entries from MoeGo into the archive."):
     _collect()
 outcome = st.session_state.pop("_collect_result", None)
 if outcome:
     kind, headline, lines = outcome
     getattr(right, kind)(headline)
     for line in lines:
-        st.caption(line)
+        st.caption(md(line))
 
 risk = reads.at_risk(ctx.db_path, now, webhook_ids=hooks)
 if risk.gaps.empty:
@@ -58,7 +60,7 @@ if risk.gaps.empty:
 else:
     for gap in risk.gaps.itertuples(index=False):
         st.error(
-            f"**{gap.webhook_id}**: {gap.hours:,.1f} h not archived "
+            f"**{md(gap.webhook_id)}**: {gap.hours:,.1f} h not archived "
             f"({ui.fmt_time(gap.start, ctx.tz)} → {ui.fmt_time(gap.end, ctx.tz)}), about {gap.estimated_entries:,} "
             f"entries; MoeGo deletes them from {ui.fmt_time(gap.expires_at, ctx.tz)} on.",
             icon=":material/schedule:",

@@ -29,12 +29,23 @@ ctx = ui.context()
 st.title("Incidents")
 st.caption("Opened by the alert rules after each collector pass; resolved when the condition clears. "
            "Acknowledge to stop reminders, snooze to pause them, resolve when it is handled.")
-actor = st.text_input("Your name", key="incident_actor", max_chars=60,
-                      placeholder=f"recorded with each action (default: {ui.actor()})").strip() or ui.actor()
+if ctx.user.via == "local":  # the one user of a console without login: they may say who they are
+    actor = st.text_input("Your name", key="incident_actor", max_chars=60,
+                          placeholder=f"recorded with each action (default: {ui.actor()})").strip() or ui.actor()
+else:  # signed in: the audit names the login, never a typed name
+    actor = ui.actor()
+    st.caption(f"Acting as {plain(actor)} ({ctx.user.role}).")
+may_change = ctx.user.is_operator
+if not may_change:
+    st.info(f"You are signed in as {plain(ctx.user.name)} (viewer): only operators may acknowledge, snooze or "
+            "resolve incidents.", icon=":material/lock:")
 
 
 def _act(action: str, incident_id: int, span: timedelta | None = None) -> None:
     """Run one incident action for the person named above; keep its one-line outcome for the next run."""
+    if not ctx.user.is_operator:  # a disabled button is no permission check
+        st.session_state[_DONE] = ("error", f"Only operators may change incidents: {ctx.user.name} is a viewer.")
+        return
     try:
         if action == "ack":
             done = acknowledge_incident(ctx.settings, incident_id, by=actor)
@@ -53,6 +64,9 @@ def _count(incident: Incident) -> None:
 
 
 def _redeliver(incident: Incident) -> None:
+    if ui.blocker(ctx, "redeliver") is not None:  # a disabled button is no permission check
+        st.session_state[_DONE] = ("error", ui.blocker(ctx, "redeliver"))
+        return
     try:
         result = redeliver_incident_failures(ctx.settings, incident.id, by=actor)
         st.session_state[_DONE] = ("success", f"Incident #{incident.id}: failed events redelivered: {result.summary}.")
@@ -77,8 +91,9 @@ def _recovery(incident: Incident) -> None:
         return
     st.page_link("views/deliveries.py", label="Failed deliveries of this incident", icon=":material/list_alt:",
                  query_params=failed_link_params(incident, ctx.now))
-    if not ctx.settings.api_key:
-        st.caption("Set MOEGO_API_KEY to redeliver its failed events from here.")
+    reason = ui.blocker(ctx, "redeliver")
+    if reason is not None:
+        st.caption(reason)
         return
     plan = st.session_state.get(_PLANS, {}).get(incident.id)
     if plan is None:
@@ -113,13 +128,13 @@ for incident in active:
                    + (f" · webhook {plain(incident.webhook_id)}" if incident.webhook_id else ""))
         cols = st.columns([1, 1, 1, 1])
         cols[0].button("Acknowledge", key=f"ack_{incident.id}", on_click=_act, args=("ack", incident.id),
-                       disabled=incident.state == "acknowledged", icon=":material/done:")
+                       disabled=incident.state == "acknowledged" or not may_change, icon=":material/done:")
         span = cols[1].selectbox("Snooze for", list(SNOOZE_SPANS), key=f"snooze_span_{incident.id}",
                                  label_visibility="collapsed")
-        cols[2].button("Snooze", key=f"snooze_{incident.id}", on_click=_act,
+        cols[2].button("Snooze", key=f"snooze_{incident.id}", on_click=_act, disabled=not may_change,
                        args=("snooze", incident.id, SNOOZE_SPANS[span]), icon=":material/snooze:")
         cols[3].button("Resolve", key=f"resolve_{incident.id}", on_click=_act, args=("resolve", incident.id),
-                       icon=":material/task_alt:")
+                       disabled=not may_change, icon=":material/task_alt:")
         _recovery(incident)
         with st.expander("History and messages"):
             _details(incident)

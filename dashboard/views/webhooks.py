@@ -10,6 +10,7 @@ from collectors.models import EVENT_TYPES
 from collectors.trigger import SentTestEvent, send_test_event_now
 from dashboard import reads, ui
 from dashboard.present import header_rows, pretty_body, status_text
+from dashboard.safe import code, md
 
 ctx = ui.context()
 st.title("Webhooks")
@@ -49,8 +50,8 @@ st.dataframe(
 )
 
 for hook in hooks.itertuples(index=False):
-    with st.expander(f"{hook.id} · {hook.endpoint_url}"):
-        st.markdown(f"**Secret token:** {'set, fingerprint `' + str(hook.secret_fingerprint) + '`' if hook.has_secret else 'none'}")
+    with st.expander(f"{md(hook.id)} · {md(hook.endpoint_url)}"):
+        st.markdown(f"**Secret token:** {'set, fingerprint ' + code(hook.secret_fingerprint) if hook.has_secret else 'none'}")
         rows = header_rows(hook.headers, ctx.settings.secret_headers)
         st.markdown("**Custom headers**")
         if rows.empty:
@@ -60,13 +61,14 @@ for hook in hooks.itertuples(index=False):
         st.markdown("**Retry policy**")
         st.json(hook.retry_policy or {}, expanded=True)
         if hook.organizations:
-            st.markdown("**Organizations:** " + ", ".join(f"{o.get('type', '')} {o.get('id', '')}".strip()
+            st.markdown("**Organizations:** " + ", ".join(md(f"{o.get('type', '')} {o.get('id', '')}".strip())
                                                          for o in hook.organizations))
 
 st.subheader("Send a test event")
 live = hooks[hooks["deleted_at"].isna()]
-if not ctx.settings.api_key:
-    st.info("Set MOEGO_API_KEY to send test events from the dashboard.")
+blocked = ui.blocker(ctx, "send test events")
+if blocked:
+    st.info(blocked)
     st.stop()
 if live.empty:
     st.info("Every archived webhook is gone from MoeGo: nothing to test.")
@@ -91,23 +93,24 @@ if submitted:
         payload = payload_text.strip().encode()
     if problem:
         st.error(problem)
-    else:
-        with st.spinner(f"Asking MoeGo to send a test event to {webhook_id}…"):
+    elif ui.may_act(ctx, "send test events"):
+        with st.spinner(f"Asking MoeGo to send a test event to {md(webhook_id)}…"):
             sent = send_test_event_now(ctx.settings, webhook_id, payload=payload,
-                                       event_type=None if event_type == _DEFAULT_EVENT else event_type)
+                                       event_type=None if event_type == _DEFAULT_EVENT else event_type,
+                                       requested_by=ui.actor())
         reads.clear()
         st.session_state["_test_result"] = sent
 
 result: SentTestEvent | None = st.session_state.get("_test_result")
 if result is not None:
     if result.delivery is None:
-        st.error(f"MoeGo did not send it: {result.error}")
+        st.error(f"MoeGo did not send it: {md(result.error)}")
     else:
         d = result.delivery
         verdict = "answered" if d.success else "failed"
         show = st.success if d.success else st.error
-        show(f"Test event sent to {result.webhook_id}: the endpoint {verdict} with {status_text(d.response_status)} "
-             f"in {ui.fmt_ms(d.duration_ms)}" + (f": {d.error}" if d.error else "."))
+        show(f"Test event sent to {md(result.webhook_id)}: the endpoint {verdict} with {status_text(d.response_status)} "
+             f"in {ui.fmt_ms(d.duration_ms)}" + (f": {md(d.error)}" if d.error else "."))
         cols = st.columns(3)
         cols[0].metric("Outcome", "Succeeded" if d.success else "Failed")
         cols[1].metric("Response", status_text(d.response_status))
@@ -116,5 +119,5 @@ if result is not None:
         if body.text:
             st.caption("Response body")
             st.code(body.text, language=body.language, wrap_lines=True)
-        st.page_link("views/deliveries.py", label=f"Open delivery {d.id}", icon=":material/open_in_new:",
+        st.page_link("views/deliveries.py", label=f"Open delivery {md(d.id)}", icon=":material/open_in_new:",
                      query_params={"delivery": d.id})

@@ -220,11 +220,9 @@ def _sqlite_without_tables(path: Path, version: int) -> None:
         (lambda p: p.write_bytes(b"this is not an SQLite file " * 40),
          "{db} is not a moego-monitor archive (file is not a database): point --db or MOEGO_MONITOR_DB at the archive"),
         (lambda p: _sqlite_without_tables(p, 0),
-         "the archive at {db} is not ready (schema 0 of " + str(archive.SCHEMA_VERSION)
-         + "): run 'moego-monitor collect' once to prepare it"),
+         "{db} is not a moego-monitor archive (it holds the tables unrelated): point --db or MOEGO_MONITOR_DB at the archive"),
         (lambda p: _sqlite_without_tables(p, archive.SCHEMA_VERSION),
-         "cannot read the archive at {db}: no such table: deliveries: check that --db or MOEGO_MONITOR_DB names an "
-         "intact moego-monitor archive"),
+         "{db} is not a moego-monitor archive (it holds the tables unrelated): point --db or MOEGO_MONITOR_DB at the archive"),
     ],
     ids=["corrupt", "no tables", "tables missing at the current version"],
 )

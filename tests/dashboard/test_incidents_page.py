@@ -83,7 +83,7 @@ def test_resolving_moves_an_incident_to_the_history_below(run_app, live_seed: Se
     at = run_app(live_seed.path, page="views/incidents.py")
     at.button(key=f"resolve_{gamma.id}").click().run()
     no_exception(at)
-    assert _incidents(live_seed)[("webhook_inactive", GAMMA)].resolved_by == "dashboard"
+    assert _incidents(live_seed)[("webhook_inactive", GAMMA)].resolved_by == "local"  # ui.actor() of a console without login
     subheaders = [s.value for s in at.subheader]
     assert subheaders[0].startswith("Unresolved (") and subheaders[1] == "History (1 resolved)"
     assert any(e.label.startswith(f"#{gamma.id} · webhook\\_inactive on receiver\\.example/wh\\_gamma · resolved")
@@ -134,3 +134,22 @@ def test_recovery_counts_then_redelivers_an_incidents_failed_events(run_app, fre
     assert db_rows(settings.db_path, "SELECT outcome, requested_by FROM redeliveries") == [("sent", "incident")] * 6
     assert db_rows(settings.db_path, "SELECT action, actor FROM incident_events WHERE incident_id = ? ORDER BY id DESC "
                    "LIMIT 1", incident.id) == [("redelivered", "dana")]
+
+
+def test_a_viewer_sees_incidents_but_cannot_change_them(run_app, live_seed: Seed) -> None:
+    from .test_auth import OIDC_SECRETS, TEAM, logged_in
+
+    _open_incidents(live_seed)
+    beta = _incidents(live_seed)[("consecutive_failures", BETA)]
+    at = run_app(live_seed.path, page="views/incidents.py", env=TEAM, secrets=OIDC_SECRETS,
+                 user=logged_in("victor@example.com"))
+    no_exception(at)
+    assert not at.get("text_input") or all(t.key != "incident_actor" for t in at.text_input)  # the login names them
+    ack = at.button(key=f"ack_{beta.id}")
+    assert ack.disabled and at.button(key=f"resolve_{beta.id}").disabled
+    ack.proto.disabled = False  # a client that ignores "disabled" and sends the click anyway
+    ack.click().run()
+    no_exception(at)
+    assert _incidents(live_seed)[("consecutive_failures", BETA)].state == "open"  # dropped, or refused by the page
+    assert ("You are signed in as victor@example.com (viewer): only operators may acknowledge, snooze or resolve "
+            "incidents.") in [shown(i.value) for i in at.info]

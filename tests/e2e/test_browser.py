@@ -41,7 +41,7 @@ def _require_chromium() -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """`moego-monitor demo` on free ports with its own archive; yields (dashboard URL, archive path)."""
+    """`moego-monitor demo` on free ports with its own archive; yields (dashboard URL, archive path, sandbox URL)."""
     _require_chromium()
     db = tmp_path_factory.mktemp("demo") / "demo.db"
     sandbox_port, dashboard_port = free_port(), free_port()
@@ -55,7 +55,7 @@ def demo(tmp_path_factory):
     try:
         _wait(lambda: _first_collection_done(db), 120, proc, "the first collection")
         _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc, "the dashboard")
-        yield url, db
+        yield url, db, f"http://127.0.0.1:{sandbox_port}"
     finally:
         # Ctrl-C, as a person stops the demo: every process must go, cleanly.
         proc.send_signal(signal.SIGINT)
@@ -115,7 +115,7 @@ def _select_first_row(page, grid) -> None:
 def test_filter_to_failures_open_one_and_redeliver_it(demo):
     from playwright.sync_api import expect, sync_playwright
 
-    url, db = demo
+    url, db, _ = demo
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -156,7 +156,7 @@ def test_filter_to_failures_open_one_and_redeliver_it(demo):
                     "SELECT COUNT(*) FROM deliveries WHERE event_id = (SELECT event_id FROM deliveries WHERE id = ?)",
                     (delivery_id,),
                 ).fetchone()[0]
-            assert audit == [("sent", new_id, "dashboard")]
+            assert audit == [("sent", new_id, "local")]  # the demo: loopback, no login, one local user
             assert same_event >= 2, "the new attempt was not synced into the archive"
             page.screenshot(path=str(ARTIFACTS / "e2e-redelivered.png"), full_page=True)
 
@@ -207,3 +207,128 @@ def test_acknowledge_an_incident_with_ones_name(demo):
                             (incident_id,)).fetchone()
     assert state == "acknowledged"
     assert last == ("acknowledged", "Playwright Pat")
+
+
+# -- the console for a team: a login proxy in front, two roles; and links that must stay text ---------------
+
+PROXY_SECRET = "e2e-proxy-secret-0123456789abcdef0123456789"
+
+
+@pytest.fixture(scope="module")
+def proxied(demo):
+    """A second dashboard on the demo's archive as a team runs it behind a login proxy (MOEGO_MONITOR_AUTH=proxy):
+    olivia operates, victor views. The browser plays the proxy by sending its headers."""
+    from sandbox.demo import SANDBOX_API_KEY
+
+    _, db, sandbox_url = demo
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+    env.update(MOEGO_MONITOR_DB=str(db), MOEGO_API_KEY=SANDBOX_API_KEY, MOEGO_BASE_URL=sandbox_url,
+               MOEGO_MONITOR_AUTH="proxy", MOEGO_MONITOR_OPERATORS="olivia", MOEGO_MONITOR_VIEWERS="victor",
+               MOEGO_MONITOR_PROXY_SECRET=PROXY_SECRET)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc, "the team dashboard")
+        yield url, db
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def _as(user: str | None) -> dict[str, str]:
+    return {} if user is None else {"X-Forwarded-User": user, "X-Moego-Monitor-Proxy-Secret": PROXY_SECRET}
+
+
+def test_team_console_behind_a_login_proxy(proxied):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = proxied
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        (delivery_id,) = conn.execute(
+            "SELECT id FROM deliveries WHERE success = 0 AND delivered_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day') "
+            "AND id NOT IN (SELECT delivery_id FROM redeliveries) ORDER BY delivered_at DESC LIMIT 1").fetchone()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # Straight to the port, past the proxy: nothing but the refusal.
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"{url}/deliveries?delivery={delivery_id}")
+            expect(page.get_by_text("This console answers only through its login proxy")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(f"Delivery {delivery_id}")).to_have_count(0)
+
+            # A viewer reads the entry; the Redeliver button is disabled and says why.
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}, extra_http_headers=_as("victor")).new_page()
+            page.goto(f"{url}/deliveries?delivery={delivery_id}")
+            expect(page.get_by_text(f"Delivery {delivery_id}")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Signed in as victor (viewer)", exact=True)).to_be_visible()
+            expect(page.get_by_role("button", name="Redeliver", exact=True)).to_be_disabled(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "e2e-viewer.png"), full_page=True)
+
+            # An operator redelivers it; the audit names her.
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}, extra_http_headers=_as("olivia")).new_page()
+            page.goto(f"{url}/deliveries?delivery={delivery_id}")
+            expect(page.get_by_text("Signed in as olivia (operator)", exact=True)).to_be_visible(timeout=30_000)
+            page.locator(".st-key-redeliver").get_by_role("button").click()
+            page.locator(".st-key-redeliver_confirm").get_by_role("button").click()
+            expect(page.get_by_text(re.compile(rf"Redelivered {delivery_id}: the new attempt")).first).to_be_visible(
+                timeout=60_000)
+        finally:
+            browser.close()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        audit = conn.execute("SELECT outcome, requested_by FROM redeliveries WHERE delivery_id = ?", (delivery_id,)).fetchall()
+    assert audit == [("sent", "olivia")]
+
+
+def test_a_crafted_link_draws_no_link_and_fetches_nothing(demo):
+    """`/deliveries?delivery=` with Markdown in it: shown as the characters it is; the browser fetches no image."""
+    import http.server
+    import threading
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _, _ = demo
+    hits: list[str] = []
+
+    class Pixel(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Pixel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pixel = f"http://127.0.0.1:{server.server_address[1]}/pixel.png"
+    crafted = (f"x` Your session expired: [log in here](https://evil.example/login) ![p]({pixel}) "
+               f"<img src=\"{pixel}?html\"> www.evil.example")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}/deliveries?delivery={quote(crafted)}")
+                expect(page.get_by_text("in the archive.")).to_be_visible(timeout=30_000)
+                warning = page.locator("[data-testid='stAlertContentWarning']")
+                expect(warning).to_contain_text("[log in here](https://evil.example/login)")
+                page.wait_for_timeout(1_000)
+                assert page.locator("a[href*='evil.example']").count() == 0
+                assert page.locator(f"img[src*='{server.server_address[1]}']").count() == 0
+                page.screenshot(path=str(ARTIFACTS / "e2e-crafted-link.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == []
