@@ -47,7 +47,8 @@ def render_banner(db_path: str) -> None:
     if not active:
         return
     shown = "; ".join(plain(i.subject) for i in active[:3]) + ("; …" if total > 3 else "")
-    with st.container(key="incident_banner"):
-        st.warning(f"**{total} incident{'s' if total != 1 else ''} unresolved:** {shown}",
-                   icon=":material/notification_important:")
+    # Coloured Markdown, not an alert element: a page's own warnings stay the only alerts on it.
+    with st.container(key="incident_banner", border=True):
+        st.markdown(f":orange-background[:material/notification_important: **{total} incident{'s' if total != 1 else ''} "
+                    f"unresolved:** {shown}]")
         st.page_link("views/incidents.py", label="Open the Incidents page", icon=":material/arrow_forward:")

@@ -32,8 +32,12 @@ def shown(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
+_BANNER = ":orange-background[:material/notification_important: "
+
+
 def _banner(at: AppTest) -> list[str]:
-    return [w.value for w in at.warning if "unresolved" in str(w.value)]
+    """The banner's text (Markdown inside its coloured span), once per banner shown."""
+    return [m.value[len(_BANNER):-1] for m in at.markdown if m.value.startswith(_BANNER)]
 
 
 def test_no_banner_while_nothing_is_open(run_app, live_seed: Seed) -> None:

@@ -178,7 +178,7 @@ def _open_incident(db: Path) -> int | None:
 def test_acknowledge_an_incident_with_ones_name(demo):
     from playwright.sync_api import expect, sync_playwright
 
-    url, db = demo
+    url, db, _ = demo
     deadline = time.monotonic() + 120  # the demo's rules run after its first collector pass
     while (incident_id := _open_incident(db)) is None and time.monotonic() < deadline:
         time.sleep(0.5)
