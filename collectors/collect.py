@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from . import archive, skew
 from .archive import compaction
@@ -47,6 +48,7 @@ class CollectResult:
     webhooks: list[SyncResult] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    alerts: Any = None  # collectors.alerts.AlertsOutcome of the rules evaluated after the pass
     clock_skew: timedelta | None = None  # MoeGo's clock minus this host's, measured on the pass's first answer
 
     @property
@@ -129,6 +131,8 @@ def collect(
                         error=describe_crash(exc), settings=settings)
                 raise
             _finish(conn, result, clock, outcome=result.outcome, error=result.error, settings=settings)
+            from .alerts import after_pass  # rules, incidents, notifications: never raises
+            result.alerts = after_pass(settings, conn, result.outcome)
             compaction.densify(conn, result.new)  # after a backfill: full index pages again
             return result
         finally:

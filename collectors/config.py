@@ -13,12 +13,16 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour (0s..2d; a minimum: see below) |
 | deadline_s     | ``--deadline``    | ``MOEGO_DEADLINE``       | 120 seconds (1s..1h)         |
 | pass_budget    | ``--budget``      | ``MOEGO_PASS_BUDGET``    | 2 hours (1m..1d)             |
+| config_path    | ``--config``      | ``MOEGO_MONITOR_CONFIG`` | ``moego-monitor.toml`` beside the archive, if present |
 | access         |                   | ``MOEGO_MONITOR_AUTH`` and family, see :mod:`collectors.access` | no login, loopback only |
 
 A flag and its environment variable go through the same parser and the same bounds, so
 ``MOEGO_SYNC_OVERLAP=30d`` is refused exactly as ``--overlap 30d`` is. ``overlap`` is the least
 each webhook's recent past is re-read; a webhook whose ``retryPolicy`` keeps retrying longer gets
 the longer span (see :mod:`collectors.overlap`).
+
+``environ`` keeps the environment as it was read, for the alerts configuration's ``env:NAME`` and
+``${NAME}`` channel URLs (:mod:`collectors.alerts.config`); it is never shown or compared.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlparse
 
@@ -67,6 +72,8 @@ class Settings:
     page_size: int = 500
     deadline_s: float = 120.0
     pass_budget: timedelta = timedelta(hours=2)
+    config_path: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
     #: Who may use the dashboard and what they may do (:mod:`collectors.access`).
     access: Access = field(default_factory=Access)
 
@@ -154,16 +161,22 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
         access = load_access(env)
     except AccessConfigError as exc:
         raise ConfigError(str(exc)) from None
+    db_path = Path(str(pick("db_path", "MOEGO_MONITOR_DB", DEFAULT_DB_PATH)))
+    config_path = pick("config_path", "MOEGO_MONITOR_CONFIG", None)
+    if config_path is None and (db_path.parent / "moego-monitor.toml").is_file():
+        config_path = db_path.parent / "moego-monitor.toml"
     return Settings(
         api_key=api_key,
         base_url=base_url,
-        db_path=Path(str(pick("db_path", "MOEGO_MONITOR_DB", DEFAULT_DB_PATH))),
+        db_path=db_path,
         timeout_s=timeout_s,
         secret_headers=secret_headers,
         overlap=overlap,
         page_size=page_size,
         deadline_s=deadline.total_seconds(),
         pass_budget=budget,
+        config_path=Path(str(config_path)) if config_path is not None else None,
+        environ=MappingProxyType(dict(env)),
         access=access,
     )
 

@@ -45,6 +45,8 @@ from .sync import DEFAULT_CHUNK
 __all__ = ["PassFailed", "log", "run_schedule", "stop_on_signals", "default_jitter"]
 
 log = logging.getLogger("moego_monitor.schedule")
+#: The alerts' line after a pass that changed an incident or sent a message (shown by the schedule's handler).
+alerts_log = logging.getLogger("moego_monitor.schedule.alerts")
 
 
 class PassFailed(Exception):
@@ -83,6 +85,12 @@ def _describe_pass(result: CollectResult, seconds: float) -> str:
     return f"pass #{result.run_id} {result.outcome}: {counts}{why}"
 
 
+def _tell_alerts(result: CollectResult) -> None:
+    """One line about the alerts after a pass that changed an incident, sent a message or failed to."""
+    if result.alerts is not None and result.alerts.worth_telling:
+        (alerts_log.info if result.alerts.ok else alerts_log.warning)(result.alerts.line)
+
+
 def run_schedule(
     settings: Settings,
     *,
@@ -116,8 +124,10 @@ def run_schedule(
             raise PassFailed(f"pass failed: cannot write the archive at {settings.db_path} ({exc})") from None
         line = _describe_pass(result, time.monotonic() - began)
         if result.outcome == "failed":
+            _tell_alerts(result)
             raise PassFailed(f"{line}; {result.error}")
         log.info(line)
+        _tell_alerts(result)
 
     def on_error(event: JobExecutionEvent) -> None:
         exc = event.exception

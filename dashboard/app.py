@@ -26,6 +26,7 @@ from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
 from dashboard import auth, reads, ui  # noqa: E402
 from dashboard.safe import md  # noqa: E402
 from collectors.archive.filters import ceil_minute  # noqa: E402
+from dashboard.incidents_ui import render_banner  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
 from dashboard.jobs_panel import render_jobs  # noqa: E402
 from dashboard.saved_views import render_saved_views  # noqa: E402
@@ -76,6 +77,7 @@ page = st.navigation(
         st.Page("views/deliveries.py", title="Deliveries", icon=":material/list_alt:", url_path="deliveries"),
         st.Page("views/archive_health.py", title="Archive health", icon=":material/inventory_2:", url_path="archive"),
         st.Page("views/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
+        st.Page("views/incidents.py", title="Incidents", icon=":material/notification_important:", url_path="incidents"),
     ]
 )
 
@@ -103,4 +105,5 @@ if settings.api_key:
     _job_worker(str(settings.db_path))
 render_jobs(ctx)
 
+render_banner(str(settings.db_path))  # while any incident is unresolved
 page.run()

@@ -23,6 +23,8 @@ from collectors.archive import compaction, status, views
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Bucket, Filters, Window
 from collectors import jobs
+from collectors.alerts import incidents as alert_incidents
+from collectors.alerts.recovery import recovery_plan
 from collectors.bulk import BulkPlan, batch_counts, plan_bulk
 
 from . import coverage, queries, stats
@@ -34,6 +36,7 @@ __all__ = [
     "filter_options",
     "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
     "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "tail", "csv_bytes", "upgrade_note",
+    "incidents", "incident_count", "incident_history", "incident_messages", "incident_recovery_plan",
 ]
 
 #: How long a query result is reused (seconds); live tiles refresh on this rhythm too.
@@ -255,3 +258,36 @@ def upgrade_note(db_path: str) -> str | None:
     """:func:`collectors.archive.compaction.note`: one line while an upgrade of the archive is under way."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return compaction.note(conn)
+
+
+# -- incidents (read now, never cached: an action on the Incidents page must show at once) ---------------
+
+
+def incidents(db_path: str, *, active_only: bool = False, limit: int = 200) -> list[alert_incidents.Incident]:
+    """:func:`collectors.alerts.incidents.list_incidents`, read now."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return alert_incidents.list_incidents(conn, active_only=active_only, limit=limit)
+
+
+def incident_count(db_path: str) -> int:
+    """:func:`collectors.alerts.incidents.active_count`, read now."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return alert_incidents.active_count(conn)
+
+
+def incident_history(db_path: str, incident_id: int) -> list[alert_incidents.IncidentEvent]:
+    """:func:`collectors.alerts.incidents.history`, read now."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return alert_incidents.history(conn, incident_id)
+
+
+def incident_messages(db_path: str, incident_id: int) -> list[alert_incidents.Notification]:
+    """:func:`collectors.alerts.incidents.notifications`, read now."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return alert_incidents.notifications(conn, incident_id)
+
+
+def incident_recovery_plan(db_path: str, incident: alert_incidents.Incident, now: datetime) -> BulkPlan:
+    """:func:`collectors.alerts.recovery.recovery_plan`: what redelivering the incident's failed events would send."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return recovery_plan(conn, incident, now)

@@ -6,6 +6,11 @@ Starts three processes and supervises them:
 2. the scheduled collector (``moego-monitor schedule --every 1m``) writing the demo archive,
 3. the Streamlit dashboard on http://localhost:8501.
 
+Alerts: the demo writes an alerts configuration beside its archive whose one channel is a tiny
+built-in sink (a generic JSON webhook, ``json://127.0.0.1:PORT/notify``) run by this supervisor:
+each notification the collector sends is printed here, so the failing webhook's incident shows up
+on the console within the first pass, as well as on the dashboard's Incidents page.
+
 Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are stopped too and the demo
 exits non-zero, saying which one and why in one line. The demo writes its own archive
 (``data/demo.db`` by default) so it never mixes sandbox data into a real archive.
@@ -13,18 +18,22 @@ exits non-zero, saying which one and why in one line. The demo writes its own ar
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
-__all__ = ["DemoOptions", "DemoError", "run_demo", "demo_environment"]
+__all__ = ["DemoOptions", "DemoError", "run_demo", "demo_environment", "NotificationSink", "demo_alerts_config"]
 
 SANDBOX_API_KEY = "moego-sandbox-demo-key"
 
@@ -47,6 +56,55 @@ class DemoOptions:
     open_browser: bool = False
     body_shape: str = "mixed"  # the sandbox's --body-shape (sandbox.shapes)
     extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class NotificationSink:
+    """A loopback HTTP endpoint that takes Apprise's JSON notifications and hands each title to ``echo``."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.received: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = min(int(self.headers.get("Content-Length") or 0), 64 * 1024)
+                try:
+                    message = json.loads(self.rfile.read(length))
+                    title = " ".join(str(message.get("title", "")).split())[:200]
+                except (ValueError, AttributeError):
+                    message, title = {}, "(unreadable notification)"
+                sink.received.append(message)
+                echo(f"  [alerts] {title}")
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/notify"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="demo-sink", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def demo_alerts_config(dashboard_port: int) -> str:
+    """The demo's alerts configuration: every built-in rule, notifying the sink named by ``MOEGO_DEMO_SINK_URL``."""
+    return f"""# Written by 'moego-monitor demo': every built-in rule notifies the demo's console sink.
+[alerts]
+remind_every = "30m"
+dashboard_url = "http://localhost:{dashboard_port}"
+
+[[alerts.channels]]
+name = "demo-console"
+url = "env:MOEGO_DEMO_SINK_URL"
+"""
 
 
 def _port_free(port: int) -> bool:
@@ -125,7 +183,12 @@ def run_demo(options: DemoOptions, *, echo=print) -> int:
         if not _port_free(port):
             raise DemoError(f"port {port} for the {name} is in use: stop what runs there or pass another --{name}-port")
     Path(options.db_path).parent.mkdir(parents=True, exist_ok=True)
+    sink = NotificationSink(echo)
+    config_path = Path(options.db_path).with_name(Path(options.db_path).stem + "-alerts.toml")
+    config_path.write_text(demo_alerts_config(options.dashboard_port), encoding="utf-8")
     env = demo_environment(options)
+    env.update(MOEGO_MONITOR_CONFIG=str(config_path.resolve()), MOEGO_DEMO_SINK_URL=sink.url)
+    sink.start()
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -147,6 +210,7 @@ def run_demo(options: DemoOptions, *, echo=print) -> int:
         echo(f"  MoeGo Webhook Monitor demo is up: open http://localhost:{options.dashboard_port}")
         echo(f"  sandbox API http://127.0.0.1:{options.sandbox_port}  key {SANDBOX_API_KEY}")
         echo(f"  archive {options.db_path}, collected every {options.every}.  Ctrl-C stops all three.")
+        echo(f"  alerts  {config_path}: notifications are printed here as [alerts] lines")
         echo("")
         while not stopping:
             for name, proc in procs.items():
@@ -157,5 +221,6 @@ def run_demo(options: DemoOptions, *, echo=print) -> int:
         return 0
     finally:
         _stop(procs)
+        sink.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -365,10 +365,59 @@ CREATE TABLE IF NOT EXISTS saved_views (
     saved_by    TEXT NOT NULL
 );
 """,
-    # 6: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
+    # 6: alerts and incidents (collectors/alerts/): one row per incident, its history, its notification outbox.
+    """
+CREATE TABLE IF NOT EXISTS incidents (
+    id                INTEGER PRIMARY KEY,
+    rule              TEXT NOT NULL,           -- the rule kind: success_rate, consecutive_failures, ...
+    webhook_id        TEXT NOT NULL,           -- '' for a rule about the whole archive (collector_stale)
+    endpoint          TEXT NOT NULL,           -- the webhook's endpoint as host+path when it opened
+    state             TEXT NOT NULL,           -- open | acknowledged | snoozed | resolved
+    summary           TEXT NOT NULL,           -- one line: what the rule saw at the latest pass it fired
+    opened_at         TEXT NOT NULL,
+    last_seen_at      TEXT NOT NULL,           -- the latest pass at which the condition held
+    failures_since    TEXT,                    -- start of the failing deliveries it is about (delivery rules)
+    snoozed_until     TEXT,
+    last_reminded_at  TEXT,                    -- when the latest opening or reminder message was queued
+    resolved_at       TEXT,
+    resolved_by       TEXT,                    -- who resolved it: 'auto' when the condition cleared
+    holding           INTEGER NOT NULL DEFAULT 0, -- resolved by a person while the condition still held
+    channels          TEXT NOT NULL DEFAULT '[]'  -- JSON list of the channel names it notifies
+);
+-- One unresolved incident per rule and webhook.
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_active ON incidents (rule, webhook_id) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS incidents_by_opened ON incidents (opened_at);
+
+CREATE TABLE IF NOT EXISTS incident_events (
+    id           INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    at           TEXT NOT NULL,
+    action       TEXT NOT NULL,                -- opened | acknowledged | snoozed | unsnoozed | resolved | notified | notify_failed | redelivered
+    actor        TEXT NOT NULL,                -- 'moego-monitor' for the rules engine, else who did it
+    note         TEXT
+);
+CREATE INDEX IF NOT EXISTS incident_events_by_incident ON incident_events (incident_id, at);
+
+CREATE TABLE IF NOT EXISTS incident_notifications (
+    id               INTEGER PRIMARY KEY,
+    incident_id      INTEGER NOT NULL REFERENCES incidents (id),
+    channel          TEXT NOT NULL,            -- the channel's name in the config file (never its URL)
+    kind             TEXT NOT NULL,            -- opened | reminder | resolved
+    title            TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    queued_at        TEXT NOT NULL,
+    status           TEXT NOT NULL,            -- pending | sending | sent | failed | abandoned
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at  TEXT,
+    error            TEXT                      -- one line, the channel's URL never included
+);
+CREATE INDEX IF NOT EXISTS incident_notifications_unsent ON incident_notifications (status) WHERE status IN ('pending', 'failed');
+CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifications (incident_id);
+""",
+    # 7: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
     # archived before keep their text until the compaction moves it, and read the same meanwhile.
     "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
-    # 7: every older row compacted, batch by batch (resumable), then VACUUM.
+    # 8: every older row compacted, batch by batch (resumable), then VACUUM.
     Batched(compaction.compact),
 ]
 

@@ -14,6 +14,7 @@ import click
 from .. import __version__
 from ..archive import DEMO_DB_PATH
 from ..config import ConfigError, load_settings
+from .alerts import alerts_group
 from .collector import collect_command, schedule_command, status_command
 from .export import export_command
 from .support import CONTEXT_SETTINGS
@@ -72,3 +73,4 @@ cli.add_command(collect_command)
 cli.add_command(schedule_command)
 cli.add_command(status_command)
 cli.add_command(export_command)
+cli.add_command(alerts_group)

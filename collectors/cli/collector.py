@@ -151,6 +151,8 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: str | None, d
         bars.close()
     for one in result.webhooks:
         click.echo(one.summary_line())
+    if result.alerts is not None and result.alerts.worth_telling:
+        click.echo(result.alerts.line, err=not result.alerts.ok)
     if result.outcome == "interrupted":
         raise click.ClickException(
             f"collect interrupted: {result.error or 'the next run resumes where this one stopped'}")
@@ -168,13 +170,18 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: str | None, d
               help="Time between passes (e.g. 5m, 10m, 1h).")
 @click.option("--jitter", is_flag=False, flag_value="auto", default=None, metavar="[DURATION]",
               help="Start each pass up to DURATION late, spreading load (alone: a tenth of --every, at most 5m).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics listen on (0.0.0.0 exposes them to the network).")
 @one_line_errors
 def schedule_command(settings: Settings, chunk: timedelta, overlap: str | None, deadline: str | None,
-                     budget: str | None, every: timedelta, jitter: str | None) -> None:
+                     budget: str | None, every: timedelta, jitter: str | None, metrics_port: int | None,
+                     metrics_host: str) -> None:
     """Collect now and then every --every, until Ctrl-C or SIGTERM (ends between pages, exit 0)."""
     settings = _with_sync_flags(settings, overlap, deadline, budget)
     settings.require_api_key()  # fail at once, not on every pass
     spread = _jitter(jitter, every)
+    stop_metrics = _start_metrics(settings, metrics_port, metrics_host)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
     saved = schedule_log.level, schedule_log.propagate
@@ -190,10 +197,26 @@ def schedule_command(settings: Settings, chunk: timedelta, overlap: str | None, 
             run_schedule(settings, every=every, jitter=spread, chunk=chunk, stop=stop)
     finally:
         worker.stop(timeout_s=2.0)  # a job in progress is resumed by the next worker (its audit rows say what was sent)
+        stop_metrics()
         schedule_log.removeHandler(handler)
         schedule_log.setLevel(saved[0])
         schedule_log.propagate = saved[1]
     click.echo("moego-monitor schedule stopped; the archive is consistent and the next run resumes", err=True)
+
+
+def _start_metrics(settings: Settings, port: int | None, host: str) -> Callable[[], None]:
+    """Serve the Prometheus metrics (collectors.alerts.metrics) when asked; returns how to stop them."""
+    if port is None:
+        return lambda: None
+    from ..alerts.metrics import serve_metrics
+
+    try:
+        stop = serve_metrics(settings.db_path, port, host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): "
+                                   "choose another --metrics-port") from None
+    click.echo(f"metrics at http://{host}:{port}/metrics", err=True)
+    return stop
 
 
 def _jitter(value: str | None, every: timedelta) -> timedelta | None:

@@ -37,10 +37,11 @@ def settings_options(func: Callable[..., Any] | None = None, *, moego: bool = Tr
     def decorate(inner: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(inner)
         def wrapper(*args: Any, api_key: str | None = None, base_url: str | None = None, db_path: str | None = None,
-                    timeout_s: float | None = None, secret_headers: tuple[str, ...] = (), **kwargs: Any) -> Any:
+                    timeout_s: float | None = None, secret_headers: tuple[str, ...] = (), config_path: str | None = None,
+                    **kwargs: Any) -> Any:
             try:
                 settings = load_settings(api_key=api_key, base_url=base_url, db_path=db_path, timeout_s=timeout_s,
-                                         secret_headers=secret_headers)
+                                         secret_headers=secret_headers, config_path=config_path)
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
             return inner(*args, settings=settings, **kwargs)
@@ -51,6 +52,9 @@ def settings_options(func: Callable[..., Any] | None = None, *, moego: bool = Tr
         if moego:
             command = click.option("--timeout", "timeout_s", type=float,
                                    help="Seconds to wait for MoeGo [env MOEGO_TIMEOUT; default 30].")(command)
+        command = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                               help="Alerts configuration (TOML) [env MOEGO_MONITOR_CONFIG; default moego-monitor.toml "
+                                    "beside the archive].")(command)
         command = click.option("--db", "db_path", type=click.Path(dir_okay=False),
                                help="Archive file [env MOEGO_MONITOR_DB; default data/moego-monitor.db].")(command)
         if moego:

@@ -56,9 +56,12 @@ def test_collect_prints_one_line_per_webhook_and_exits_0(small_sandbox, tmp_path
     result = invoke("collect", *sandbox_args(small_sandbox, tmp_path / "a.db"))
 
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = [line for line in result.output.splitlines() if not line.startswith("alerts: ")]
     listed = listed_ids(small_sandbox)
     assert len(lines) == 5  # every webhook, the inactive one too
+    # The rules ran after the pass: the sandbox's inactive webhook is an incident, said in one line.
+    (alerts,) = [line for line in result.output.splitlines() if line.startswith("alerts: ")]
+    assert " opened, 0 resolved" in alerts
     for webhook_id, ids in listed.items():
         (line,) = [line for line in lines if line.startswith(webhook_id + " ")]
         assert f": {len(ids):,} new, 0 updated, " in line and line.endswith(" → now")

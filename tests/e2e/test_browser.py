@@ -4,7 +4,8 @@ The demo stack (sandbox, scheduled collector, dashboard) runs as one subprocess 
 `make demo` starts it; Playwright drives Debian's /usr/bin/chromium. The tests redeliver a failed
 entry (and see a failure shown as one), download the CSV and open it, run a bulk redelivery whose
 summary must equal its audit, check that a row's detail opens inside the viewport at 1440x900 and
-390x844, and record every request the browser makes: none may leave the machine. Screenshots go to
+390x844, acknowledge an incident the demo's rules opened, and record every request the browser makes: none
+may leave the machine. Screenshots go to
 test-artifacts/. Without chromium the tests skip locally and fail under CI.
 """
 
@@ -403,6 +404,42 @@ def test_nothing_is_fetched_from_outside(demo, browser, outside_requests):
     page.context.close()
     # Every page of this module, the ones above included: the dashboard works with no network at all.
     assert outside_requests == []
+
+
+def _open_incident(db: Path) -> int | None:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT id FROM incidents WHERE state = 'open' ORDER BY opened_at DESC, id DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def test_acknowledge_an_incident_with_ones_name(demo, browser, outside_requests):
+    from playwright.sync_api import expect
+
+    url, db = demo.url, demo.db
+    deadline = time.monotonic() + 120  # the demo's rules run after its first collector pass
+    while (incident_id := _open_incident(db)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert incident_id is not None, "the demo's rules opened no incident within 2 minutes"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = open_page(browser, outside_requests, 1400, 1000)
+    page.goto(f"{url}/incidents")
+    expect(page.get_by_role("heading", name="Incidents")).to_be_visible(timeout=30_000)
+    # The banner says something is open, on this page as on every other.
+    expect(page.locator(".st-key-incident_banner")).to_contain_text("unresolved", timeout=15_000)
+
+    name = page.locator(".st-key-incident_actor input")
+    name.fill("Playwright Pat")
+    name.press("Enter")
+    page.locator(f".st-key-ack_{incident_id}").get_by_role("button").click()
+    expect(page.get_by_text(f"Incident #{incident_id} is acknowledged (Playwright Pat).")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "e2e-incident-acknowledged.png"), full_page=True)
+    page.context.close()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        state = conn.execute("SELECT state FROM incidents WHERE id = ?", (incident_id,)).fetchone()[0]
+        last = conn.execute("SELECT action, actor FROM incident_events WHERE incident_id = ? ORDER BY id DESC LIMIT 1",
+                            (incident_id,)).fetchone()
+    assert state == "acknowledged"
+    assert last == ("acknowledged", "Playwright Pat")
 
 
 # -- the console for a team: a login proxy in front, two roles; and links that must stay text ---------------
