@@ -27,7 +27,7 @@ from collectors.bulk import BulkPlan, batch_counts, plan_bulk
 from . import coverage, queries, stats
 
 __all__ = [
-    "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
+    "CACHE_TTL_S", "clear", "tiles", "search_window", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "filter_options",
     "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
     "bulk_plan", "bulk_batch_counts", "csv_bytes",
@@ -41,7 +41,7 @@ _cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 
 def clear() -> None:
     """Forget every cached read (after the dashboard itself changed the archive)."""
-    for function in (tiles, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
+    for function in (tiles, search_window, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
                      delivery_page, delivery, event_attempts, redeliveries_of, filter_options, webhooks,
                      collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
         function.clear()
@@ -55,6 +55,13 @@ def tiles(db_path: str, filters: Filters, window: Window, now: datetime) -> quer
     """:func:`dashboard.queries.tiles`."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return queries.tiles(conn, filters, window, now)
+
+
+@_cached
+def search_window(db_path: str, filters: Filters, window: Window) -> queries.SearchWindow:
+    """:func:`dashboard.queries.search_window`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return queries.search_window(conn, filters, window)
 
 
 @_cached

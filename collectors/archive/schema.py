@@ -10,6 +10,8 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
+- ``delivery_hourly_status`` and ``delivery_spans`` (:mod:`collectors.archive.rollups`): failures per
+  exact response status per hour, and the rowid range of each webhook's hour, kept by the writer too.
 - ``deliveries_fts`` is an FTS5 index over request body (with payloads MoeGo sent as base64 decoded),
   response body and error; contentless (no text is stored twice) and fed by the writer a page at a
   time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.request import pathname2url
 
+from .rollups import migrate_add_rollups
 from .search_index import migrate_to_writer_index
 
 __all__ = [
@@ -312,6 +315,8 @@ CREATE INDEX IF NOT EXISTS test_events_by_time ON test_events (requested_at);
 -- Marks the file as a moego-monitor archive (see connect(): someone else's database is never touched).
 PRAGMA application_id = 1299138415;
 """,
+    # 5: failures per exact status per hour, and each hour's rowid span (collectors.archive.rollups).
+    migrate_add_rollups,
 ]
 
 #: The schema version this code writes and reads.

@@ -8,7 +8,8 @@ the sync position that says it was read are committed together or not at all.
   rewritten (its ``last_seen_at`` is), so a second sync of the same window reports 0 new and 0
   updated. Secret-like header values are redacted before they are written.
 - :func:`save_webhooks` keeps one configuration snapshot per webhook, without its secret token.
-- The ``delivery_hourly`` rollup is recomputed for every (webhook, hour) a saved page touched.
+- The ``delivery_hourly`` rollup (and :mod:`collectors.archive.rollups`) is recomputed for every
+  (webhook, hour) a saved page touched.
 - The full-text index is fed the page's new and changed rows (:mod:`collectors.archive.search_index`).
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from . import search_index
+from . import rollups, search_index
 from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, redact_headers, secret_fingerprint
@@ -49,6 +50,8 @@ _CONTENT_COLUMNS = (
     "request_format", "response_format", "status_class", "error_class",
 )
 _ALL_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_at", "last_seen_at")
+#: Every column of a ``deliveries`` row, in the order :func:`delivery_row` and the writer use.
+ALL_COLUMNS = _ALL_COLUMNS
 
 
 def _body_text(body: bytes) -> tuple[str, int]:
@@ -198,10 +201,12 @@ GROUP BY event_type, success, status_class, error_class
 
 def refresh_hourly(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
     """Recompute the ``delivery_hourly`` rows of each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows."""
-    for webhook_id, hour in sorted(set(keys)):
+    keys = sorted(set(keys))
+    for webhook_id, hour in keys:
         conn.execute("DELETE FROM delivery_hourly WHERE webhook_id = ? AND hour = ?", (webhook_id, hour))
         # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
         conn.execute(_REFRESH_HOUR, (hour, webhook_id, hour, hour + ";"))
+    rollups.refresh(conn, keys)
 
 
 def save_webhooks(conn: sqlite3.Connection, webhooks: Iterable[Webhook], *, seen_at: datetime) -> int:

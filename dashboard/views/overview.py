@@ -5,13 +5,21 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, reads, ui
-from collectors.archive.filters import ceil_minute
-from dashboard.filters import to_query_params
+from collectors.archive import search_plan
+from collectors.archive.filters import Window, ceil_minute
+from dashboard.filters import choose_bucket, to_query_params
 from dashboard.queries import Tiles
 
 ctx = ui.context()
 st.title("Overview")
 st.caption(ui.window_caption(ctx))
+
+
+def _figures_window(run: ui.Context) -> Window:
+    """The window the figures cover: the run's, or for a very common search word its latest part (said on the page)."""
+    if not run.filters.search:
+        return run.window
+    return reads.search_window(run.db_path, run.filters, run.window).window
 
 
 def _count_delta(current: int, previous: int) -> str:
@@ -37,7 +45,7 @@ def _rate_delta(current: float | None, previous: float | None) -> str | None:
 def live_tiles() -> None:
     """The headline tiles; reruns on their own every minute to stay live."""
     live = ctx.fresh()
-    window = live.window
+    window = _figures_window(live)
     # At-risk is a state of now, whatever the window: anchor it at the current minute.
     tiles: Tiles = reads.tiles(live.db_path, live.filters, window, ceil_minute(live.now))
     cur, prev = tiles.current, tiles.previous
@@ -78,9 +86,17 @@ def live_tiles() -> None:
         )
 
 
+window, bucket = ctx.window, ctx.bucket
+if ctx.filters.search:
+    scoped = reads.search_window(ctx.db_path, ctx.filters, window)
+    if scoped.capped:
+        window, bucket = scoped.window, choose_bucket(scoped.window)
+        st.info(f"The search matches more than {search_plan.COUNT_CAP:,} deliveries in this window: the figures "
+                f"cover the latest of them, delivered from {ui.fmt_time(window.since, ctx.tz)} on.",
+                icon=":material/filter_alt:")
+
 live_tiles()
 
-window, bucket = ctx.window, ctx.bucket
 series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
 left, right = st.columns(2)
 left.plotly_chart(charts.volume_figure(series, bucket), key="chart_volume")
@@ -109,7 +125,7 @@ st.subheader("Webhook health")
 if ctx.filters.outcome != "all" or ctx.filters.status_classes or ctx.filters.search:
     st.caption("Health counts every delivery of the filtered webhooks and event types in this window: "
                "the outcome, status and search filters do not apply to it.")
-health = reads.webhook_health(ctx.db_path, ctx.filters, window)
+health = reads.webhook_health(ctx.db_path, ctx.filters, ctx.window)
 if health.empty:
     st.info("No webhooks in the archive yet.")
 else:
