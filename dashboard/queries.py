@@ -89,24 +89,25 @@ class SearchWindow:
     """The part of a window a search's figures cover: the whole ``window`` unless ``capped``.
 
     ``capped``: the window holds more than :data:`~collectors.archive.search_plan.COUNT_CAP` matches,
-    and ``window`` is its later part, from (the minute of) the earliest of the latest that many on.
+    and ``window`` is its later part (the last whole hours) holding more than that many.
     """
 
     window: Window
     capped: bool
 
 
-def search_window(conn: sqlite3.Connection, filters: Filters, window: Window) -> SearchWindow:
+def search_window(conn: sqlite3.Connection, filters: Filters, window: Window, *,
+                  cap: int = search_plan.COUNT_CAP) -> SearchWindow:
     """Where the Overview's figures look for a search view: all of ``window`` when it holds at most
-    :data:`~collectors.archive.search_plan.COUNT_CAP` matches, else the later part holding the latest of them,
-    so that every figure reads about that many rows however common the word is."""
+    :data:`~collectors.archive.search_plan.COUNT_CAP` matches, else a later part holding more than that
+    (:func:`collectors.archive.search_plan.scope`), so every figure reads about that many rows however
+    common the word is."""
     if not filters.search:
         return SearchWindow(window, False)
-    found = search_plan.scope(conn, filters, window.since_text, window.until_text)
+    found = search_plan.scope(conn, filters, window.since_text, window.until_text, cap=cap)
     if not found.capped:
         return SearchWindow(window, False)
-    since = parse_timestamp(found.since).replace(second=0, microsecond=0)
-    return SearchWindow(Window(max(since, window.since), window.until), True)
+    return SearchWindow(Window(max(parse_timestamp(found.since), window.since), window.until), True)
 
 
 def failures_by(conn: sqlite3.Connection, filters: Filters, window: Window, dim: str) -> pd.DataFrame:

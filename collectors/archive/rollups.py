@@ -5,7 +5,7 @@
   of a window (and raw failed rows only for the window's two ragged edges), so its cost follows the
   hours, not the rows.
 - ``delivery_spans``: per UTC hour and webhook, the lowest and highest ``deliveries`` rowid delivered in
-  it. A window's rowid range is one small read (:func:`rowid_bounds_sql`), which bounds a full-text
+  it. A window's rowid ranges are one small read (:func:`rowid_ranges_sql`), which bound a full-text
   search to the rows of the window (:mod:`collectors.archive.search_plan`) without scanning them.
 
 Both hold exactly what a ``GROUP BY`` over the raw rows says (``tests/collectors/conftest.py``
@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable
 
-__all__ = ["DDL", "refresh", "migrate_add_rollups", "rowid_bounds_sql", "STATUS_FROM_RAW", "SPANS_FROM_RAW"]
+__all__ = ["DDL", "refresh", "migrate_add_rollups", "rowid_ranges_sql", "STATUS_FROM_RAW", "SPANS_FROM_RAW"]
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS delivery_hourly_status (
@@ -83,14 +83,21 @@ def migrate_add_rollups(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT INTO delivery_spans {SPANS_FROM_RAW}")
 
 
-def rowid_bounds_sql(webhooks: tuple[str, ...] = ()) -> tuple[str, str]:
-    """SQL expressions for the lowest and highest rowid of the rows delivered in ``[since, until)``, or wider.
+def rowid_ranges_sql(webhooks: tuple[str, ...] = ()) -> str:
+    """A SELECT of ``(lo, hi)`` rowid ranges that together hold every row delivered in ``[since, until)``.
 
-    Each takes the parameters ``(since, until)`` (archive timestamps or prefixes of one); with
-    ``webhooks``, those ids follow. Both are NULL when no row was delivered in those hours.
+    Parameters: ``(since, until, *webhooks)`` (archive timestamps or prefixes of one; the hours holding
+    them are included whole). One range per webhook (the collector reads a webhook's history in its own
+    pages, so each webhook's rows of a period sit together), or, when those overlap (webhooks collected
+    side by side), the one range around them all. No row: no range.
     """
     where = "hour >= substr(?, 1, 13) AND hour <= substr(?, 1, 13)"
     if webhooks:
         where += f" AND webhook_id IN ({', '.join('?' for _ in webhooks)})"
-    return (f"(SELECT MIN(rowid_min) FROM delivery_spans WHERE {where})",
-            f"(SELECT MAX(rowid_max) FROM delivery_spans WHERE {where})")
+    return (
+        "WITH per_hook AS (SELECT MIN(rowid_min) AS lo, MAX(rowid_max) AS hi FROM delivery_spans "
+        f"WHERE {where} GROUP BY webhook_id), "
+        "whole AS (SELECT MIN(lo) AS lo, MAX(hi) AS hi, SUM(hi - lo + 1) AS spread FROM per_hook) "
+        "SELECT lo, hi FROM whole WHERE lo IS NOT NULL AND hi - lo + 1 <= spread "
+        "UNION ALL SELECT per_hook.lo, per_hook.hi FROM per_hook, whole WHERE whole.hi - whole.lo + 1 > whole.spread"
+    )

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .filters import Filters
-from .rollups import rowid_bounds_sql
+from .rollups import rowid_ranges_sql
 
-__all__ = ["Clause", "SearchPlan", "fts_query", "fts_rowid_range", "deliveries_where", "hourly_where",
+__all__ = ["Clause", "SearchPlan", "fts_query", "fts_candidates", "deliveries_where", "hourly_where",
            "rollup_can_answer"]
 
 #: How a search reads FTS5: the window's matches first, or a test of each row a scan reaches.
@@ -97,19 +97,23 @@ def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "
     return _join(parts)
 
 
-def fts_rowid_range(since: str, until: str, webhooks: tuple[str, ...] = (), *, column: str = "rowid") -> Clause:
-    """``column >= lo AND column <= hi``: the rowids of the rows delivered in ``[since, until)`` (by the
-    given webhooks), or a wider range, from ``delivery_spans`` (never a scan of the window)."""
-    lo, hi = rowid_bounds_sql(webhooks)
-    bound = (since, until, *webhooks)
-    return Clause(f"{column} >= {lo} AND {column} <= {hi}", bound + bound)
+def fts_candidates(text: str, since: str, until: str, webhooks: tuple[str, ...] = ()) -> Clause:
+    """A SELECT of ``f.rowid``: the rowids FTS5 matches for ``text`` inside the rowid ranges of the rows
+    delivered in ``[since, until)`` (by ``webhooks``), read from ``delivery_spans`` (never a scan of the
+    window); FTS5 seeks inside its doclists to each range. May hold rows outside the window (and a rowid
+    twice): callers check the rows themselves."""
+    return Clause(
+        f"SELECT f.rowid FROM ({rowid_ranges_sql(webhooks)}) AS s CROSS JOIN deliveries_fts AS f "
+        "WHERE f.deliveries_fts MATCH ? AND f.rowid >= s.lo AND f.rowid <= s.hi",
+        (since, until, *webhooks, fts_query(text)),
+    )
 
 
 def _search(text: str, table: str, since: str, until: str, webhooks: tuple[str, ...], plan: SearchPlan) -> Clause:
     """The search box's clause: an exact delivery id or event id (index seeks), or words through FTS5.
 
-    ``candidates``: the matching rowids are read from FTS5 inside the window's rowid range (from
-    ``delivery_spans``; FTS5 seeks inside its doclists to that range), then the rows looked up: the
+    ``candidates``: the matching rowids are read from FTS5 inside the window's rowid ranges
+    (:func:`fts_candidates`), then the rows looked up: the
     cost follows the matches in that range, so this is the plan for few matches, aggregates and exports.
     ``membership``: each row the outer scan reaches is tested against FTS5 (one doclist seek per row),
     so a time-ordered walk with a ``LIMIT`` stops after a page: the plan for a word most rows hold
@@ -120,9 +124,8 @@ def _search(text: str, table: str, since: str, until: str, webhooks: tuple[str, 
         fts = Clause(f"EXISTS (SELECT 1 FROM deliveries_fts WHERE deliveries_fts MATCH ? "
                      f"AND deliveries_fts.rowid = {table}.rowid)", (fts_query(text),))
     else:
-        bounds = fts_rowid_range(since, until, webhooks)
-        fts = Clause(f"{table}.rowid IN (SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH ? AND {bounds.sql})",
-                     (fts_query(text), *bounds.params))
+        candidates = fts_candidates(text, since, until, webhooks)
+        fts = Clause(f"{table}.rowid IN ({candidates.sql})", candidates.params)
     return Clause(f"{table}.id = ? OR {table}.event_id = ? OR {fts.sql}", (text, text, *fts.params))
 
 
