@@ -10,7 +10,7 @@ A search matches words through the contentless FTS5 index ``deliveries_fts`` (ro
   that match.
 
 :func:`choose_plan` probes how many matches the ranges hold, up to a limit that grows with them
-(the square root of 500 times their rows, where both plans cost about the same), and takes
+(the square root of 200 times their rows: about where both plans cost the same), and takes
 *candidates* below it, *membership* above: a rare word costs its few matches, a word most rows hold
 costs a page's worth of rows. Counts stop at :data:`COUNT_CAP` matches (shown as "10,000+"):
 :func:`count` reads matches from FTS5 and stops there; :func:`scope` finds, for a search with more
@@ -40,7 +40,7 @@ _PROBE_MIN, _PROBE_MAX = 2_000, 200_000
 def _probe_limit(conn: sqlite3.Connection, filters: Filters, since: str, until: str) -> int:
     rows = conn.execute(f"SELECT SUM(hi - lo + 1) FROM ({rowid_ranges_sql(filters.webhooks)})",
                         (since, until, *filters.webhooks)).fetchone()[0]
-    return max(_PROBE_MIN, min(_PROBE_MAX, int(math.sqrt(500 * (rows or 0)))))
+    return max(_PROBE_MIN, min(_PROBE_MAX, int(math.sqrt(200 * (rows or 0)))))
 
 
 def choose_plan(conn: sqlite3.Connection, filters: Filters, since: str, until: str) -> SearchPlan:
@@ -63,9 +63,11 @@ def count(conn: sqlite3.Connection, filters: Filters, since: str, until: str, *,
     rest = deliveries_where(filters.with_changes(search=""), since, until, alias="d")
     candidates = fts_candidates(text, since, until, filters.webhooks)
     # DISTINCT: ranges of two webhooks may overlap; rows the exact id / event id part matches are counted apart.
+    # A correlated lookup per match, so the matches stream and LIMIT stops them (a join would let SQLite
+    # build a Bloom filter over the whole window first).
     matched = conn.execute(
-        f"SELECT COUNT(*) FROM (SELECT DISTINCT d.rowid FROM ({candidates.sql}) AS m CROSS JOIN deliveries AS d "
-        f"ON d.rowid = m.rowid WHERE ({rest.sql}) AND d.id <> ? AND d.event_id <> ? LIMIT ?)",
+        f"SELECT COUNT(*) FROM (SELECT DISTINCT m.rowid FROM ({candidates.sql}) AS m WHERE EXISTS (SELECT 1 FROM "
+        f"deliveries AS d WHERE d.rowid = m.rowid AND ({rest.sql}) AND d.id <> ? AND d.event_id <> ?) LIMIT ?)",
         (*candidates.params, *rest.params, text, text, cap + 1),
     ).fetchone()[0]
     plain = deliveries_where(filters.with_changes(search=""), since, until)

@@ -144,3 +144,38 @@ def test_a_search_too_common_to_count_is_scoped_to_the_latest_matches(many: Path
 
 def test_status_rollup_and_spans_follow_the_raw_rows(many: Path) -> None:
     assert_archive_consistent(many)
+
+
+def test_failures_by_status_come_from_the_status_rollup(many: Path) -> None:
+    """Inflate one whole hour of the status rollup: the breakdown follows it (it does not read raw rows there)."""
+    conn = archive.connect(many, readonly=True)
+    before = queries.failures_by_status(conn, Filters(), WINDOW)
+    raw = conn.execute("SELECT response_status, COUNT(*) FROM deliveries WHERE success = 0 AND delivered_at >= ? "
+                       "AND delivered_at < ? GROUP BY 1", (WINDOW.since_text, WINDOW.until_text)).fetchall()
+    assert dict(zip(before["response_status"], before["failures"])) == dict(raw) and raw
+    conn.close()
+    db = archive.connect(many)
+    hour = (NOW - timedelta(hours=5)).strftime("%Y-%m-%dT%H")
+    with archive.transaction(db):
+        db.execute("UPDATE delivery_hourly_status SET failures = failures + 1000 WHERE hour = ?", (hour,))
+    after = queries.failures_by_status(db, Filters(), WINDOW)
+    with archive.transaction(db):
+        db.execute("UPDATE delivery_hourly_status SET failures = failures - 1000 WHERE hour = ?", (hour,))
+    db.close()
+    assert int(after["failures"].sum()) == int(before["failures"].sum()) + 2000  # ALPHA's and BETA's rows
+    assert queries.failures_by_status(archive.connect(many, readonly=True), Filters(outcome="success"), WINDOW).empty
+
+
+def test_a_schema_two_archive_gains_the_rollups_filled_from_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    _write(path, 0, 700)
+    db = archive.connect(path)
+    db.execute("DROP TABLE delivery_hourly_status")
+    db.execute("DROP TABLE delivery_spans")
+    db.execute("PRAGMA user_version = 2")
+    archive.ensure_db_shape(db)
+    assert archive.schema_version(db) == archive.SCHEMA_VERSION
+    assert db.execute("SELECT SUM(failures) FROM delivery_hourly_status").fetchone()[0] == 100
+    assert queries.count_deliveries(db, Filters(search="zebra"), WINDOW) == queries.Count(1, True)
+    db.close()
+    assert_archive_consistent(path)
