@@ -22,6 +22,16 @@ def _figures_window(run: ui.Context) -> Window:
     return reads.search_window(run.db_path, run.filters, run.window).window
 
 
+def _breakdown(column, frame, dim: str, title: str, key: str) -> None:
+    """Failures per value of ``dim`` as a table with a bar in each row, the largest first."""
+    column.dataframe(
+        frame, key=key, hide_index=True, column_order=[dim, "failures"],
+        column_config={dim: st.column_config.TextColumn(title),
+                       "failures": st.column_config.ProgressColumn("Failures", format="%d", min_value=0,
+                                                                   max_value=int(frame["failures"].max()))},
+    )
+
+
 def _count_delta(current: int, previous: int) -> str:
     """``+12``/``-3``; ``"0"`` (Streamlit's zero: grey, no arrow) when unchanged."""
     return f"{current - previous:+,}" if current != previous else "0"
@@ -98,25 +108,23 @@ if ctx.filters.search:
 live_tiles()
 
 series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
-left, right = st.columns(2)
-left.plotly_chart(charts.volume_figure(series, bucket), key="chart_volume")
-right.plotly_chart(charts.success_rate_figure(series, bucket), key="chart_success_rate")
-left, right = st.columns(2)
-left.plotly_chart(charts.latency_figure(series, bucket), key="chart_latency")
+st.plotly_chart(charts.trends_figure(series, bucket), key="chart_trends")
+
+
 by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")
 if by_class.empty:
-    right.success("No failed deliveries in this view.", icon=":material/check_circle:")
+    st.success("No failed deliveries in this view.", icon=":material/check_circle:")
 else:
-    right.plotly_chart(charts.failures_figure(by_class, "error_class", "Failures by error class"), key="chart_error_class")
-
-if not by_class.empty:
-    cols = st.columns(3)
-    cols[0].plotly_chart(charts.status_figure(reads.failures_by_status(ctx.db_path, ctx.filters, window)),
-                         key="chart_status")
-    cols[1].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"),
-                                                "event_type", "Failures by event type"), key="chart_event_type")
-    cols[2].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id"),
-                                                "webhook_id", "Failures by webhook"), key="chart_webhook")
+    st.subheader("Failures")
+    cols = st.columns(4)
+    _breakdown(cols[0], by_class, "error_class", "Error class", "failures_error_class")
+    by_status = reads.failures_by_status(ctx.db_path, ctx.filters, window)
+    by_status = by_status.assign(status=by_status["response_status"].map(lambda s: str(s) if s else "no response"))
+    _breakdown(cols[1], by_status, "status", "Response status", "failures_status")
+    _breakdown(cols[2], reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"), "event_type", "Event type",
+               "failures_event_type")
+    _breakdown(cols[3], reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id"), "webhook_id", "Webhook",
+               "failures_webhook")
     failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
     st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
                  query_params=failed_view)
