@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from collectors import archive
-from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql, writer
+from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql, rollups, writer
 from collectors.models import WebhookDelivery
 
 #: A word in one synthetic row out of RARE_EVERY, and a word in every row (for the search benchmarks).
@@ -113,6 +113,9 @@ def build_archive_bulk(path: Path, *, rows: int, webhooks: int = 10, days: int =
             SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
                 COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
             FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6""")
+        for table, select in (("delivery_hourly_status", rollups.STATUS_FROM_RAW), ("delivery_spans", rollups.SPANS_FROM_RAW)):
+            db.execute(f"DELETE FROM {table}")
+            db.execute(f"INSERT INTO {table} {select}")
         # The synthetic request bodies carry no base64 payload: index_text() is the body as logged.
         db.execute("INSERT INTO deliveries_fts (rowid, request_body, response_body, error) "
                    "SELECT rowid, request_body, response_body, error FROM deliveries")
