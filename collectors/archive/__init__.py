@@ -3,12 +3,15 @@
 Layers of the package (each imports only those above it)::
 
     search_index  the full-text index: what it holds (bodies with base64 payloads decoded); fed by the writer
+    rollups    failures per exact status per hour, and each webhook-hour's rowid span (schema 3)
     schema     the tables, migrations, connections and the rules that classify a delivery
+    rollup_delta  folds a page's new rows into the rollups
     coverage   interval arithmetic over what the collector has read
     writer     saves pages of deliveries and webhooks, with the hourly rollup and redaction
     runs       the collector's run log and its one-writer lock
     status     the read model of what is archived, pending, missing and at risk
     filters    what a reader selects (filters and window), where: their SQL
+    search_plan   how a search reads: its matches first, or the time index with a test per row; capped counts
     export     the streaming CSV export
     audit      who asked for a test event from the console
 
