@@ -179,3 +179,24 @@ def test_a_schema_two_archive_gains_the_rollups_filled_from_its_rows(tmp_path: P
     assert queries.count_deliveries(db, Filters(search="zebra"), WINDOW) == queries.Count(1, True)
     db.close()
     assert_archive_consistent(path)
+
+
+def test_the_overview_of_a_search_matching_over_10000_says_which_hours_its_figures_cover(run_app, tmp_path: Path) -> None:
+    from tests.dashboard.test_app import metrics, no_exception
+
+    path = tmp_path / "common.db"
+    _write(path, 0, 13_000)  # every entry says "parcel": 650 an hour over the 20 hours before NOW
+    query = {"range": "custom", "since": "2026-11-19T12:00:00Z", "until": "2026-11-20T12:00:00Z", "q": "parcel"}
+    at = run_app(path, query=query)
+    no_exception(at)
+    note = [i.value for i in at.info if "more than 10,000" in i.value]
+    # The last 8 whole hours hold about 5,200 matches, the last 16 about 10,400: the figures cover those 16.
+    assert note and "delivered from 2026-11-19 20:00:00 UTC on" in note[0], [i.value for i in at.info]
+    db = sqlite3.connect(path)
+    expected = db.execute("SELECT COUNT(*) FROM deliveries WHERE delivered_at >= '2026-11-19T20' "
+                          "AND delivered_at < '2026-11-20T12'").fetchone()[0]
+    db.close()
+    assert expected > 10_000 and metrics(at)["Deliveries"][0] == f"{expected:,}"
+    at.switch_page("views/deliveries.py").run()
+    no_exception(at)
+    assert metrics(at)["Deliveries in view"][0] == "10,000+"
