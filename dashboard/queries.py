@@ -321,7 +321,9 @@ def delivery_page(conn: sqlite3.Connection, filters: Filters, window: Window, *,
 
     Columns: :data:`LIST_COLUMNS`, ``delivered_at`` as an aware UTC timestamp, ``success`` as bool,
     ``error`` cut to 300 characters. Reads at most ``limit + 1`` rows of an index range; with
-    several webhooks selected, at most ``limit + 1`` per webhook (one index range each, merged).
+    several webhooks selected, at most ``limit + 1`` per webhook (one index range each, merged). A search
+    reads its few matches, or walks the time index testing each row until the page is full, whichever
+    :func:`collectors.archive.search_plan.choose_plan` finds cheaper.
     """
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be 1..1000")
