@@ -42,14 +42,20 @@ def overview_url(base: str, end: datetime, *, search: str = "", days: int = 30) 
     return url + (f"&q={search}" if search else "")
 
 
+#: The floor: a Streamlit page with a title and one metric (what any page costs the browser).
+MINIMAL_APP = 'import streamlit as st\nst.title("Overview")\nst.metric("Deliveries", "1")\n'
+MINIMAL_READY = """() => document.querySelector('[data-testid="stMetric"]') !== null
+  && !document.querySelector('[data-testid="stStatusWidget"]')"""
+
+
 @contextlib.contextmanager
-def running_dashboard(db: Path) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on loopback over ``db``; yields its base URL."""
+def running_dashboard(db: Path, script: Path | None = None) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` (or ``script``) on loopback over ``db``; yields its base URL."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
     env["MOEGO_MONITOR_DB"] = str(db)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", str(script or REPO / "dashboard" / "app.py"), "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
@@ -81,7 +87,8 @@ _READY = """([charts, tables]) => {
 }"""
 
 
-def load_times(url: str, *, loads: int = 3, charts: int = 1, tables: int = 5, timeout_s: float = 180) -> list[float]:
+def load_times(url: str, *, loads: int = 3, charts: int = 1, tables: int = 5, timeout_s: float = 180,
+               ready: str | None = None) -> list[float]:
     """Seconds for each of ``loads`` loads of ``url``, each in a fresh browser page (a new Streamlit session);
     the first is cold when the dashboard was just started."""
     from playwright.sync_api import sync_playwright
@@ -94,7 +101,10 @@ def load_times(url: str, *, loads: int = 3, charts: int = 1, tables: int = 5, ti
                 page = browser.new_page(viewport={"width": 1600, "height": 1200})
                 started = time.perf_counter()
                 page.goto(url)
-                page.wait_for_function(_READY, arg=[charts, tables], timeout=timeout_s * 1000, polling=50)
+                if ready:
+                    page.wait_for_function(ready, timeout=timeout_s * 1000, polling=50)
+                else:
+                    page.wait_for_function(_READY, arg=[charts, tables], timeout=timeout_s * 1000, polling=50)
                 times.append(time.perf_counter() - started)
                 page.close()
         finally:
