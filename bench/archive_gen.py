@@ -74,7 +74,7 @@ def build_archive(path: Path, *, rows: int, webhooks: int = 10, days: int = 30, 
 
 
 #: Bump when the synthetic rows or the bulk build change, so cached archives are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 

@@ -3,7 +3,7 @@
 Layers of the package (each imports only those above it)::
 
     search_index  the full-text index: what it holds (bodies with base64 payloads decoded); fed by the writer
-    rollups    failures per exact status per hour, and each webhook-hour's rowid span (schema 3)
+    rollups    failures per exact status per hour, and each webhook-hour's rowid span (schema 5)
     schema     the tables, migrations, connections and the rules that classify a delivery
     rollup_delta  folds a page's new rows into the rollups
     coverage   interval arithmetic over what the collector has read

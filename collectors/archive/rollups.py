@@ -1,4 +1,4 @@
-"""Two small tables the writer keeps next to ``delivery_hourly`` (schema 3), so reads stay flat.
+"""Two small tables the writer keeps next to ``delivery_hourly`` (schema 5), so reads stay flat.
 
 - ``delivery_hourly_status``: failed deliveries per UTC hour, webhook, event type, status class and exact
   HTTP response status (0 = no response). "Failures by response status" reads it for the whole hours
@@ -75,12 +75,13 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
 
 
 def migrate_add_rollups(conn: sqlite3.Connection) -> None:
-    """Schema 2 -> 3: create both tables and fill them from the archived rows (one pass over the time index
+    """Schema 4 -> 5: create both tables and fill them from the archived rows (one pass over the time index
     for the spans, the failed rows only for the status rollup)."""
     for statement in DDL:
         conn.execute(statement)
-    conn.execute(f"INSERT INTO delivery_hourly_status {STATUS_FROM_RAW}")
-    conn.execute(f"INSERT INTO delivery_spans {SPANS_FROM_RAW}")
+    for table, select in (("delivery_hourly_status", STATUS_FROM_RAW), ("delivery_spans", SPANS_FROM_RAW)):
+        conn.execute(f"DELETE FROM {table}")  # whatever a table of the same name held, it is filled afresh
+        conn.execute(f"INSERT INTO {table} {select}")
 
 
 def rowid_ranges_sql(webhooks: tuple[str, ...] = ()) -> str:
