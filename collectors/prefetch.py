@@ -58,7 +58,10 @@ class Prefetched(Generic[T]):
         finally:
             close = getattr(source, "close", None)
             if close is not None:
-                close()
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - cleanup after the consumer left; nobody is there to tell
+                    pass
 
     def __iter__(self) -> "Prefetched[T]":
         return self
