@@ -1,13 +1,17 @@
-"""``python -m bench [--rows N]``: the product's way against a baseline, side by side, as ratios.
+"""``python -m bench [--quick] [--only NAME]``: every row of issue #9's table, and earlier issues' rows, as ratios.
 
-Machines here are shared and noisy, so nothing is judged by absolute time: each pair runs
-alternately several times in one process and the ratio of the medians is reported.
+Machines here are shared and noisy, so nothing is judged by one absolute time: each row is a median
+of alternating runs, against a baseline measured in the same run (see :mod:`bench.core`). Large
+synthetic archives (1 M and 5 M rows over 30 days; 20 k and 100 k with ``--quick``) are built once
+and kept in ``bench/.cache/`` (ignored by git), so a rerun starts at once.
+
+The table is :data:`ROWS`, a plain list of row functions (``Bench -> list[Row]``): a module adds its
+rows by appending its own functions there. Rows of earlier issues, as lines:
 
 - overview: the dashboard's 30-day hourly aggregate (rollup for whole hours + raw edges) vs the
   same aggregate computed from the raw rows;
 - page: the deliveries table's deepest page by keyset vs the same page by LIMIT/OFFSET;
 - export: peak Python memory of the streaming CSV export vs pandas read_sql + to_csv;
-- write: saving pages through the archive writer (redaction, rollup, FTS) vs a bare INSERT;
 - body shapes: the writer and the search index with base64 payloads vs the same payloads as objects;
 - checks: saving pages with the collector's contract checks (``collectors.validate`` and the
   archived-owner lookup) vs saving the same pages unchecked;
@@ -39,8 +43,10 @@ import pandas as pd
 from collectors import archive
 from collectors.archive import writer
 
-from .archive_gen import build_archive, synthetic_deliveries
+from .archive_gen import synthetic_deliveries
+from . import chromium, reads, writes
 from .bodies import bench_body_shapes
+from .core import Bench, Row, load
 from .storage import bench_storage
 
 
@@ -127,41 +133,6 @@ class _Null(io.RawIOBase):
 
     def write(self, data) -> int:
         return len(data)
-
-
-def bench_write(workdir: Path, repeat: int) -> str:
-    pages = list(synthetic_deliveries(5000, webhooks=2, days=1, end=pd.Timestamp("2026-11-01", tz="UTC").to_pydatetime()))
-    chunks = [pages[i : i + 500] for i in range(0, len(pages), 500)]
-    rows = [writer.delivery_row(d, seen_at=d.delivered_at) for d in pages]
-    columns = list(rows[0])
-
-    def product() -> None:
-        path = workdir / "write.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        db = archive.connect(path)
-        archive.ensure_db_shape(db)
-        for chunk in chunks:
-            with archive.transaction(db):
-                writer.save_deliveries(db, chunk, seen_at=chunk[0].delivered_at)
-        db.close()
-
-    def baseline() -> None:
-        path = workdir / "bare.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"CREATE TABLE d ({', '.join(columns)})")
-        for i in range(0, len(rows), 500):
-            conn.execute("BEGIN")
-            conn.executemany(f"INSERT INTO d VALUES ({', '.join('?' for _ in columns)})",
-                             [[r[c] for c in columns] for r in rows[i : i + 500]])
-            conn.execute("COMMIT")
-        conn.close()
-
-    p, b = side_by_side(product, baseline, repeat)
-    return f"archive writer: {p / b:6.1f}x the time of a bare INSERT (redaction, upsert check, rollup, FTS)"
 
 
 def _backfill_with_readers(path: Path, pages: list[list], readers: int) -> tuple[int, int, int]:
@@ -318,35 +289,80 @@ def bench_read(repeat: int) -> str:
             "peak memory of httpx's plain response.json()")
 
 
+def _lines(lines: list[str]) -> list[Row]:
+    return [Row(line.strip(), "-", "-", "-", "-") for line in lines]
+
+
+def earlier_rows(bench: Bench) -> list[Row]:
+    """Rollup vs raw rows, keyset vs OFFSET and export memory on the small archive; body shapes."""
+    path, end = bench.archive(bench.small_rows)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        lines = [bench_overview(conn, end, bench.repeat), bench_page(conn, end, bench.repeat), bench_export(conn, end)]
+    finally:
+        conn.close()
+    return _lines(lines + bench_body_shapes(bench.workdir, bench.repeat, side_by_side))
+
+
+def checks_rows(bench: Bench) -> list[Row]:
+    """The collector's contract checks on the write path (#11)."""
+    return _lines([bench_checks(bench.workdir, bench.repeat)])
+
+
+def read_rows(bench: Bench) -> list[Row]:
+    """The client's bounded read of a page (#11)."""
+    return _lines([bench_read(bench.repeat)])
+
+
+def wal_rows(bench: Bench) -> list[Row]:
+    """The WAL under readers during a backfill, bound vs unbound (#11)."""
+    return _lines([bench_wal(bench.workdir, bench.wal_rows)])
+
+
+def storage_rows(bench: Bench) -> list[Row]:
+    """Storage per entry vs gzip'd JSON lines, the upgrade's time, the export vs ``sqlite3 -csv`` (#9 part A)."""
+    return _lines(bench_storage(1 if bench.quick else 3, repeat=bench.repeat if bench.quick else 3))
+
+
+#: The table, in order. Each function returns its rows; add a module's rows by adding its functions.
+ROWS: list[Callable[[Bench], list[Row]]] = [
+    *reads.ROWS,
+    *writes.ROWS,
+    *chromium.ROWS,
+    earlier_rows,
+    checks_rows,
+    read_rows,
+    wal_rows,
+    storage_rows,
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=300_000, help="deliveries in the synthetic archive")
+    parser.add_argument("--quick", action="store_true", help="small archives (20 k / 100 k rows), demo-volume backfill")
+    parser.add_argument("--only", action="append", default=[], help="run only rows whose function name contains this")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--wal-rows", type=int, default=400_000, help="deliveries written in the WAL benchmark")
-    parser.add_argument("--only", choices=("wal",), help="run one benchmark only")
-    parser.add_argument("--storage-days", type=int, default=3,
-                        help="days of full-volume history for the storage and export rows (bench.storage)")
+    parser.add_argument("--wal-rows", type=int, default=None, help="deliveries written in the WAL benchmark")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="moego-bench-") as tmp:
-        workdir = Path(tmp)
-        if args.only == "wal":
-            print(bench_wal(workdir, args.wal_rows), flush=True)
-            return
-        started = time.perf_counter()
-        end = build_archive(workdir / "bench.db", rows=args.rows)
-        print(f"built a {args.rows:,}-row archive over 30 days in {time.perf_counter() - started:.0f}s")
-        conn = sqlite3.connect(f"file:{workdir / 'bench.db'}?mode=ro", uri=True)
-        for line in (bench_overview(conn, end, args.repeat), bench_page(conn, end, args.repeat), bench_export(conn, end)):
-            print(line, flush=True)
-        conn.close()
-        print(bench_write(workdir, args.repeat), flush=True)
-        for line in bench_body_shapes(workdir, args.repeat, side_by_side):
-            print(line, flush=True)
-        print(bench_checks(workdir, args.repeat), flush=True)
-        print(bench_wal(workdir, args.wal_rows), flush=True)
-    print(bench_read(args.repeat), flush=True)
-    for line in bench_storage(args.storage_days, repeat=3):
-        print(line, flush=True)
+        bench = Bench(quick=args.quick, workdir=Path(tmp), repeat=args.repeat)
+        if args.quick:
+            bench.small_rows, bench.large_rows = 20_000, 100_000
+        bench.wal_rows = args.wal_rows or (50_000 if args.quick else 400_000)
+        print(f"load {load()} (1/5/15 min) on {os.cpu_count()} CPUs")
+        print("| what | measured | baseline | ratio | target | met |")
+        print("|---|---|---|---|---|---|")
+        for row_fn in ROWS:
+            if args.only and not any(name in row_fn.__name__ for name in args.only):
+                continue
+            started = time.perf_counter()
+            try:
+                rows = row_fn(bench)
+            except Exception as exc:  # a row that cannot run says so and the table goes on
+                rows = [Row(row_fn.__name__, f"failed: {exc}", "-", "-", "-", False)]
+            for row in rows:
+                print(row.line(), flush=True)
+            print(f"  ({row_fn.__name__}: {time.perf_counter() - started:.0f} s, load {load()})", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,13 @@
-"""Build a synthetic archive through the product's own writer, so rollups and FTS are as in production."""
+"""Synthetic archives for the benchmark: through the product's own writer, or in bulk, cached on disk.
+
+:func:`build_archive` writes through :func:`collectors.archive.writer.save_deliveries` (rollups and the
+search index as in production, 500 rows a transaction). :func:`build_archive_bulk` writes the same rows
+(each made by :func:`collectors.archive.writer.delivery_row`) with one ``executemany`` per batch and
+builds the indexes, rollups and full-text index afterwards in SQL, which is what the writer would have
+produced (the synthetic bodies have no base64 payload, so the index holds them as logged;
+``tests/test_bench_archive.py`` checks the two builds agree). :func:`cached_archive` keeps bulk archives
+under ``bench/.cache/`` (ignored by git) so a rerun of ``make bench`` reuses them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from collectors import archive
-from collectors.archive import writer
+from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql, rollups, writer
 from collectors.models import WebhookDelivery
+
+#: A word in one synthetic row out of RARE_EVERY, and a word in every row (for the search benchmarks).
+RARE_WORD, RARE_EVERY, COMMON_WORD = "flea", 100_000, "bath"
 
 EVENT_TYPES = ("APPOINTMENT_CREATED", "APPOINTMENT_UPDATED", "CUSTOMER_UPDATED", "PET_UPDATED", "PET_CREATED")
 
@@ -21,10 +33,12 @@ def synthetic_deliveries(count: int, *, webhooks: int, days: int, end: datetime,
     start = end - timedelta(days=days)
     for i in range(count):
         ok = rng.random() > 0.04
+        # One row in RARE_EVERY mentions RARE_WORD (a "rare word" search); every row mentions COMMON_WORD.
+        note = f"Rex needs a {RARE_WORD} {COMMON_WORD}" if i % RARE_EVERY == RARE_EVERY // 2 else f"Rex needs a {COMMON_WORD}"
         status = 200 if ok else rng.choice((500, 502, 503, 404, 0))
         event_id = f"evt-{i:09d}"
         body = json.dumps({"id": event_id, "type": EVENT_TYPES[i % 5], "companyId": "cmp_1",
-                           "payload": {"customerId": str(rng.randrange(10**8)), "note": "Rex needs a bath"}})
+                           "payload": {"customerId": str(rng.randrange(10**8)), "note": note}})
         yield WebhookDelivery(
             id=f"dlv-{i:09d}", webhook_id=f"whk_{i % webhooks}", event_type=EVENT_TYPES[i % 5], event_id=event_id,
             request_url="https://partner.example/hooks", delivered_to="203.0.113.7:443",
@@ -57,3 +71,77 @@ def build_archive(path: Path, *, rows: int, webhooks: int = 10, days: int = 30, 
     db.execute("ANALYZE")
     db.close()
     return end
+
+
+#: Bump when the synthetic rows or the bulk build change, so cached archives are rebuilt.
+GENERATOR_VERSION = 2
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+
+
+def build_archive_bulk(path: Path, *, rows: int, webhooks: int = 10, days: int = 30, end: datetime | None = None,
+                       batch: int = 20_000) -> datetime:
+    """The archive :func:`build_archive` writes, built in bulk: rows first, then indexes, rollup and FTS."""
+    end = end or datetime(2026, 11, 1, tzinfo=timezone.utc)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = archive.connect(path)
+    archive.ensure_db_shape(db)
+    db.execute("PRAGMA synchronous=OFF")  # a benchmark's archive: rebuilt if a crash left it half written
+    db.execute("PRAGMA cache_size=-262144")
+    indexes = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _ in indexes:
+        db.execute(f"DROP INDEX {name}")
+    columns = writer.ALL_COLUMNS
+    insert = f"INSERT INTO deliveries ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    page: list[tuple] = []
+    for delivery in synthetic_deliveries(rows, webhooks=webhooks, days=days, end=end):
+        row = writer.delivery_row(delivery, seen_at=end)
+        page.append(tuple(row[c] for c in columns))
+        if len(page) == batch:
+            with archive.transaction(db):
+                db.executemany(insert, page)
+            page = []
+    with archive.transaction(db):
+        db.executemany(insert, page)
+        for _, sql in indexes:
+            db.execute(sql)
+        db.execute(f"""
+            INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
+                deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)})
+            SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
+                COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
+            FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6""")
+        for table, select in (("delivery_hourly_status", rollups.STATUS_FROM_RAW), ("delivery_spans", rollups.SPANS_FROM_RAW)):
+            db.execute(f"DELETE FROM {table}")
+            db.execute(f"INSERT INTO {table} {select}")
+        # The synthetic request bodies carry no base64 payload: index_text() is the body as logged.
+        db.execute("INSERT INTO deliveries_fts (rowid, request_body, response_body, error) "
+                   "SELECT rowid, request_body, response_body, error FROM deliveries")
+    db.execute("ANALYZE")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return end
+
+
+def cached_archive(rows: int, *, webhooks: int = 10, days: int = 30, log=print) -> tuple[Path, datetime]:
+    """A bulk-built archive of ``rows`` rows under :data:`CACHE_DIR`, built once and then reused.
+
+    A cached archive is brought to the current schema (:func:`collectors.archive.ensure_db_shape`) on use,
+    so a schema change migrates it rather than rebuilding it.
+    """
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path = CACHE_DIR / f"archive-v{GENERATOR_VERSION}-{rows}-{webhooks}w-{days}d.db"
+    end = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    if not path.exists():
+        partial = path.with_suffix(".building")
+        log(f"building a {rows:,}-row archive in {CACHE_DIR} (once; later runs reuse it) ...")
+        build_archive_bulk(partial, rows=rows, webhooks=webhooks, days=days, end=end)
+        partial.rename(path)
+    db = archive.connect(path)
+    try:
+        archive.ensure_db_shape(db, on_migrate=lambda v: log(f"migrated the cached {rows:,}-row archive to schema {v}"))
+    finally:
+        db.close()
+    return path, end

@@ -101,7 +101,9 @@ def format_timestamp(value: datetime) -> str:
     """
     if value.tzinfo is None:
         raise ValueError("naive datetime: times inside moego-monitor are aware UTC datetimes")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = value.astimezone(timezone.utc)
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), in a third of the time (the writer formats every row).
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
 
 
 def parse_bytes(value: Any, *, name: str = "bytes") -> bytes:

@@ -61,6 +61,7 @@ from .config import Settings
 from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
 from .overlap import reread_span
 from .redaction import scrub_secrets
+from .prefetch import prefetch
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -284,10 +285,11 @@ class _Sync:
 
     def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
         """Read one chunk from ``page_token`` (or its first page), committing page by page."""
-        pages = self.client.iter_delivery_pages(
+        # The next page is fetched and parsed while this one is saved (collectors.prefetch).
+        pages = prefetch(self.client.iter_delivery_pages(
             self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
             page_token=page_token,
-        )
+        ))
         guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
         try:
             while True:
@@ -318,9 +320,7 @@ class _Sync:
                     self.covered_until = max(self.covered_until, chunk.end)
                 self._report()
         finally:
-            close = getattr(pages, "close", None)  # a generator: release its HTTP response at once
-            if close is not None:
-                close()
+            pages.close()  # stop reading ahead; the reader thread closes the generator
 
     def _check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():

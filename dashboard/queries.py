@@ -15,24 +15,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import pandas as pd
 
-from collectors.archive import codec
+from collectors.archive import codec, search_plan
 from collectors.archive.filters import Filters, Window
 from collectors.archive.names import webhook_labels
-from collectors.archive.where import deliveries_where, rollup_can_answer
-from collectors.models import EVENT_TYPES, format_timestamp
+from collectors.archive.where import deliveries_where, hourly_where, rollup_can_answer
+from collectors.models import EVENT_TYPES, format_timestamp, parse_timestamp
 from collectors.redelivery import Candidate
 
 from .coverage import AtRisk, at_risk
-from .stats import Summary, aggregate, summarize, summary
+from .stats import Summary, aggregate, rollup_split, summarize, summary
 
 __all__ = [
-    "Tiles", "tiles", "archive_since", "redelivery_count", "failures_by", "failures_by_status",
+    "Tiles", "tiles", "archive_since", "redelivery_count", "SearchWindow", "search_window", "failures_by",
+    "failures_by_status",
     "HEALTH_COLUMNS", "health_state", "webhook_health",
     "Count", "count_deliveries", "Cursor", "Page", "LIST_COLUMNS", "delivery_page",
     "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts", "failed_candidates",
@@ -100,6 +102,32 @@ def tiles(conn: sqlite3.Connection, filters: Filters, window: Window, now: datet
     )
 
 
+@dataclass(frozen=True)
+class SearchWindow:
+    """The part of a window a search's figures cover: the whole ``window`` unless ``capped``.
+
+    ``capped``: the window holds more than :data:`~collectors.archive.search_plan.COUNT_CAP` matches,
+    and ``window`` is its later part (the last whole hours) holding more than that many.
+    """
+
+    window: Window
+    capped: bool
+
+
+def search_window(conn: sqlite3.Connection, filters: Filters, window: Window, *,
+                  cap: int = search_plan.COUNT_CAP) -> SearchWindow:
+    """Where the Overview's figures look for a search view: all of ``window`` when it holds at most
+    :data:`~collectors.archive.search_plan.COUNT_CAP` matches, else a later part holding more than that
+    (:func:`collectors.archive.search_plan.scope`), so every figure reads about that many rows however
+    common the word is."""
+    if not filters.search:
+        return SearchWindow(window, False)
+    found = search_plan.scope(conn, filters, window.since_text, window.until_text, cap=cap)
+    if not found.capped:
+        return SearchWindow(window, False)
+    return SearchWindow(Window(max(parse_timestamp(found.since), window.since), window.until), True)
+
+
 def failures_by(conn: sqlite3.Connection, filters: Filters, window: Window, dim: str) -> pd.DataFrame:
     """Failed deliveries per value of ``dim`` (``error_class``, ``status_class``, ``event_type`` or ``webhook_id``).
 
@@ -119,15 +147,29 @@ def failures_by(conn: sqlite3.Connection, filters: Filters, window: Window, dim:
 def failures_by_status(conn: sqlite3.Connection, filters: Filters, window: Window) -> pd.DataFrame:
     """Failed deliveries per exact HTTP response status (0 = no response), most first.
 
-    Columns ``response_status`` (int), ``status_class``, ``failures``. Reads the failed rows of the
-    window (the rollup keeps classes, not codes).
+    Columns ``response_status`` (int), ``status_class``, ``failures``. Whole hours come from the
+    ``delivery_hourly_status`` rollup, the window's partial edge hours (and a search view) from the
+    failed raw rows, so the cost follows the window's hours, not its rows.
     """
-    where = deliveries_where(filters, window.since_text, window.until_text)
-    rows = conn.execute(
-        f"SELECT response_status, status_class, COUNT(*) FROM deliveries WHERE {where.sql} AND success = 0 "
-        "GROUP BY response_status, status_class ORDER BY COUNT(*) DESC, response_status",
-        where.params,
-    ).fetchall()
+    counts: Counter[tuple[int, str]] = Counter()
+    if filters.outcome != "success":
+        status_filters = filters.with_changes(outcome="all")
+        if rollup_can_answer(filters):
+            split = rollup_split(window)
+            raw_spans = list(split.edges)
+            if split.hour_from:
+                where = hourly_where(status_filters, split.hour_from, split.hour_to)
+                counts.update({(s, c): n for s, c, n in conn.execute(
+                    f"SELECT response_status, status_class, SUM(failures) FROM delivery_hourly_status "
+                    f"WHERE {where.sql} GROUP BY 1, 2", where.params)})
+        else:
+            raw_spans = [(window.since_text, window.until_text)]
+        for since, until in raw_spans:
+            where = deliveries_where(status_filters, since, until)
+            counts.update({(s, c): n for s, c, n in conn.execute(
+                f"SELECT response_status, status_class, COUNT(*) FROM deliveries WHERE {where.sql} AND success = 0 "
+                "GROUP BY 1, 2", where.params)})
+    rows = sorted(((s, c, n) for (s, c), n in counts.items() if n), key=lambda r: (-r[2], r[0], r[1]))
     return pd.DataFrame.from_records(rows, columns=["response_status", "status_class", "failures"]).astype(
         {"response_status": "int64", "failures": "int64"}
     )
@@ -257,15 +299,14 @@ class Count:
         return f"{self.value:,}" if self.exact else f"{self.value:,}+"
 
 
-def count_deliveries(conn: sqlite3.Connection, filters: Filters, window: Window, *, cap: int = 100_000) -> Count:
-    """The number of deliveries the view holds: exact from the rollup, or a COUNT that stops at ``cap`` for a search."""
+def count_deliveries(conn: sqlite3.Connection, filters: Filters, window: Window, *,
+                     cap: int = search_plan.COUNT_CAP) -> Count:
+    """The number of deliveries the view holds: exact from the rollup, or, for a search, counted up to ``cap``
+    (reading at most ``cap + 1`` matches, however many the window holds)."""
     if rollup_can_answer(filters):
         return Count(summary(conn, filters, window).deliveries, True)
-    where = deliveries_where(filters, window.since_text, window.until_text)
-    n = conn.execute(
-        f"SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE {where.sql} LIMIT ?)", (*where.params, cap + 1)
-    ).fetchone()[0]
-    return Count(min(n, cap), n <= cap)
+    n, exact = search_plan.count(conn, filters, window.since_text, window.until_text, cap=cap)
+    return Count(n, exact)
 
 
 @dataclass(frozen=True)
@@ -298,7 +339,9 @@ def delivery_page(conn: sqlite3.Connection, filters: Filters, window: Window, *,
 
     Columns: :data:`LIST_COLUMNS`, ``delivered_at`` as an aware UTC timestamp, ``success`` as bool,
     ``error`` cut to 300 characters. Reads at most ``limit + 1`` rows of an index range; with
-    several webhooks selected, at most ``limit + 1`` per webhook (one index range each, merged).
+    several webhooks selected, at most ``limit + 1`` per webhook (one index range each, merged). A search
+    reads its few matches, or walks the time index testing each row until the page is full, whichever
+    :func:`collectors.archive.search_plan.choose_plan` finds cheaper.
     """
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be 1..1000")
@@ -309,8 +352,10 @@ def delivery_page(conn: sqlite3.Connection, filters: Filters, window: Window, *,
     )
     ordering = f" ORDER BY delivered_at {direction}, id {direction} LIMIT ?"
 
+    plan = search_plan.choose_plan(conn, filters, window.since_text, window.until_text)
+
     def arm(part: Filters) -> tuple[str, list[object]]:
-        where = deliveries_where(part, window.since_text, window.until_text)
+        where = deliveries_where(part, window.since_text, window.until_text, search=plan)
         sql = f"SELECT {columns} FROM deliveries WHERE {where.sql}"
         params: list[object] = list(where.params)
         if after is not None:

@@ -31,7 +31,7 @@ from . import coverage, queries, stats
 from . import tail as live_tail
 
 __all__ = [
-    "CACHE_TTL_S", "clear", "tiles", "time_series", "failures_by", "failures_by_status", "webhook_health",
+    "CACHE_TTL_S", "clear", "tiles", "search_window", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts",
     "filter_options",
     "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
@@ -49,7 +49,7 @@ _cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=READING, max_entries=128)
 
 def clear() -> None:
     """Forget every cached read (after the dashboard itself changed the archive)."""
-    for function in (tiles, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
+    for function in (tiles, search_window, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
                      delivery_page, delivery, event_attempts, redeliveries_of, redelivered_attempts, filter_options,
                      saved_views, webhooks, collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
         function.clear()
@@ -63,6 +63,13 @@ def tiles(db_path: str, filters: Filters, window: Window, now: datetime) -> quer
     """:func:`dashboard.queries.tiles`."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return queries.tiles(conn, filters, window, now)
+
+
+@_cached
+def search_window(db_path: str, filters: Filters, window: Window) -> queries.SearchWindow:
+    """:func:`dashboard.queries.search_window`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return queries.search_window(conn, filters, window)
 
 
 @_cached

@@ -37,6 +37,8 @@ __all__ = [
     "summarize",
     "time_series",
     "bucket_starts",
+    "RollupSplit",
+    "rollup_split",
 ]
 
 #: Dimensions both ``deliveries`` and ``delivery_hourly`` can group by.
@@ -154,6 +156,30 @@ def _ceil_hour(moment: datetime) -> datetime:
 
 def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class RollupSplit:
+    """A window as the rollups read it: whole UTC hours ``[hour_from, hour_to)`` (``YYYY-MM-DDTHH``; empty
+    when ``hour_from == hour_to``) and the raw ``[since, until)`` ragged edges around them (archive text)."""
+
+    hour_from: str
+    hour_to: str
+    edges: tuple[tuple[str, str], ...]
+
+
+def rollup_split(window: Window) -> RollupSplit:
+    """The whole hours inside ``window`` and its at most two partial-hour edges."""
+    since, until = window.since.astimezone(timezone.utc), window.until.astimezone(timezone.utc)
+    inner_from, inner_to = _ceil_hour(since), _floor_hour(until)
+    if inner_from >= inner_to:
+        return RollupSplit("", "", ((window.since_text, window.until_text),))
+    edges = []
+    if since < inner_from:
+        edges.append((format_timestamp(since), format_timestamp(inner_from)))
+    if inner_to < until:
+        edges.append((format_timestamp(inner_to), format_timestamp(until)))
+    return RollupSplit(inner_from.strftime("%Y-%m-%dT%H"), inner_to.strftime("%Y-%m-%dT%H"), tuple(edges))
 
 
 def aggregate(conn: sqlite3.Connection, filters: Filters, window: Window, *, grain: Grain | None = None,

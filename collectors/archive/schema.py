@@ -12,6 +12,8 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
+- ``delivery_hourly_status`` and ``delivery_spans`` (:mod:`collectors.archive.rollups`): failures per
+  exact response status per hour, and the rowid range of each webhook's hour, kept by the writer too.
 - ``deliveries_fts`` is an FTS5 index over request body (with payloads MoeGo sent as base64 decoded),
   response body and error; contentless (no text is stored twice) and fed by the writer a page at a
   time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
@@ -45,6 +47,7 @@ from typing import Callable, Iterator
 from urllib.request import pathname2url
 
 from . import codec, compaction
+from .rollups import migrate_add_rollups
 from .search_index import migrate_to_writer_index
 
 __all__ = [
@@ -414,10 +417,12 @@ CREATE TABLE IF NOT EXISTS incident_notifications (
 CREATE INDEX IF NOT EXISTS incident_notifications_unsent ON incident_notifications (status) WHERE status IN ('pending', 'failed');
 CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifications (incident_id);
 """,
-    # 7: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
+    # 7: failures per exact status per hour, and each hour's rowid span (collectors.archive.rollups).
+    migrate_add_rollups,
+    # 8: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
     # archived before keep their text until the compaction moves it, and read the same meanwhile.
     "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
-    # 8: every older row compacted, batch by batch (resumable), then VACUUM.
+    # 9: every older row compacted, batch by batch (resumable), then VACUUM.
     Batched(compaction.compact),
 ]
 

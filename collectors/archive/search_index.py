@@ -30,7 +30,7 @@ from typing import Any
 from ..bodies import index_text
 from . import codec
 
-__all__ = ["FTS_DDL", "indexed_values", "index_saved", "unindex", "reindex_all", "migrate_to_writer_index"]
+__all__ = ["FTS_DDL", "indexed_values", "rowids_of", "index_saved", "unindex", "reindex_all", "migrate_to_writer_index"]
 
 #: The index's definition (schema version 2 on).
 FTS_DDL = "CREATE VIRTUAL TABLE deliveries_fts USING fts5(request_body, response_body, error, content='')"
@@ -51,7 +51,8 @@ def indexed_values(row: Mapping[str, Any]) -> tuple[str, str, str]:
     )
 
 
-def _rowids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+def rowids_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """The ``deliveries`` rowid of each of ``ids`` that is archived."""
     found: dict[str, int] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
@@ -64,14 +65,18 @@ def index_saved(
     conn: sqlite3.Connection,
     inserted: Sequence[Mapping[str, Any]],
     updated: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]] = (),
+    *,
+    rowids: Mapping[str, int] | None = None,
 ) -> None:
     """Index a page the writer just saved, in its transaction: ``inserted`` rows (as written) and
     ``updated`` pairs ``(old row, new row)``, re-indexed only when a body or the error changed.
+    ``rowids`` (id -> rowid of those rows) saves looking them up when the caller already has them.
     """
     changed = [(old, new) for old, new in updated if any(old[c] != new[c] for c in _INDEXED_COLUMNS)]
     if not inserted and not changed:
         return
-    rowids = _rowids(conn, [r["id"] for r in inserted] + [new["id"] for _, new in changed])
+    if rowids is None:
+        rowids = rowids_of(conn, [r["id"] for r in inserted] + [new["id"] for _, new in changed])
     conn.executemany(_DELETE, [(rowids[new["id"]], *indexed_values(old)) for old, new in changed])
     conn.executemany(_INSERT, [(rowids[r["id"]], *indexed_values(r)) for r in [*inserted, *(n for _, n in changed)]])
 

@@ -6,17 +6,24 @@ and never the whole table. Only parameters carry user input; column names come f
 The search box matches, in one clause: a delivery id exactly, an event id exactly, or words in the
 request body (payloads MoeGo sent as base64 included, decoded), response body or error through the
 ``deliveries_fts`` FTS5 index (:mod:`collectors.archive.search_index`), read only over the
-rowids of the window's rows (see :func:`_search`), so a search costs what the window holds. Words are
+rowid range of the window's hours (``delivery_spans``, see :func:`_search`), so a search costs what
+the window holds, or, for a page of a common word, only what the page needs. Words are
 quoted as FTS5 phrases, so whatever a user types is searched for, never parsed as FTS5 syntax.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .filters import Filters
+from .rollups import rowid_ranges_sql
 
-__all__ = ["Clause", "fts_query", "deliveries_where", "hourly_where", "rollup_can_answer"]
+__all__ = ["Clause", "SearchPlan", "fts_query", "fts_candidates", "deliveries_where", "hourly_where",
+           "rollup_can_answer"]
+
+#: How a search reads FTS5: the window's matches first, or a test of each row a scan reaches.
+SearchPlan = Literal["candidates", "membership"]
 
 
 @dataclass(frozen=True)
@@ -72,13 +79,15 @@ def _join(parts: list[Clause]) -> Clause:
     return Clause(sql, params)
 
 
-def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "", time_ordered: bool = False) -> Clause:
+def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "", time_ordered: bool = False,
+                     search: SearchPlan = "candidates") -> Clause:
     """The rows of ``deliveries`` (optionally aliased) in ``[since, until)`` that ``filters`` select.
 
     ``since`` and ``until`` are archive timestamps (fixed-width RFC 3339 UTC, or a prefix of one
     such as an hour ``2026-11-01T13``: text order is time order). ``time_ordered=True`` is for a
     scan in ``delivered_at`` order: with several webhooks selected it keeps SQLite on the time
     index (streaming in order) instead of collecting each webhook's rows and sorting them all.
+    ``search`` chooses how the search box's words are matched (see :func:`_search`).
     """
     prefix = f"{alias}." if alias else ""
     parts = [Clause(f"{prefix}delivered_at >= ? AND {prefix}delivered_at < ?", (since, until))]
@@ -87,27 +96,40 @@ def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "
         parts.append(Clause(f"{prefix}response_status IN ({', '.join('?' for _ in filters.status_codes)})",
                             filters.status_codes))
     if filters.search:
-        parts.append(_search(filters.search, prefix, since, until))
+        parts.append(_search(filters.search, alias or "deliveries", since, until, filters.webhooks, search))
     return _join(parts)
 
 
-def _search(text: str, prefix: str, since: str, until: str) -> Clause:
+def fts_candidates(text: str, since: str, until: str, webhooks: tuple[str, ...] = ()) -> Clause:
+    """A SELECT of ``f.rowid``: the rowids FTS5 matches for ``text`` inside the rowid ranges of the rows
+    delivered in ``[since, until)`` (by ``webhooks``), read from ``delivery_spans`` (never a scan of the
+    window); FTS5 seeks inside its doclists to each range. May hold rows outside the window (and a rowid
+    twice): callers check the rows themselves."""
+    return Clause(
+        f"SELECT f.rowid FROM ({rowid_ranges_sql(webhooks)}) AS s CROSS JOIN deliveries_fts AS f "
+        "WHERE f.deliveries_fts MATCH ? AND f.rowid >= s.lo AND f.rowid <= s.hi",
+        (since, until, *webhooks, fts_query(text)),
+    )
+
+
+def _search(text: str, table: str, since: str, until: str, webhooks: tuple[str, ...], plan: SearchPlan) -> Clause:
     """The search box's clause: an exact delivery id or event id (index seeks), or words through FTS5.
 
-    The FTS5 match is bounded to the rowids of the rows delivered in ``[since, until)`` (their
-    lowest and highest, read from the ``delivered_at`` index): FTS5 seeks inside its doclists to
-    that rowid range, so a common word costs what the window holds, not what the archive holds.
-    Rows are archived roughly in time order, so that range stays close to the window; when it is
-    not (an old hole filled late), the range only widens and the result stays exact, since the
-    row's own ``delivered_at`` is checked too.
+    ``candidates``: the matching rowids are read from FTS5 inside the window's rowid ranges
+    (:func:`fts_candidates`), then the rows looked up: the
+    cost follows the matches in that range, so this is the plan for few matches, aggregates and exports.
+    ``membership``: each row the outer scan reaches is tested against FTS5 (one doclist seek per row),
+    so a time-ordered walk with a ``LIMIT`` stops after a page: the plan for a word most rows hold
+    (:mod:`collectors.archive.search_plan` chooses). Either way the row's own ``delivered_at`` and
+    filters are checked too, so a wider rowid range never changes a result.
     """
-    bound = "(SELECT {}(rowid) FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?)"
-    return Clause(
-        f"{prefix}id = ? OR {prefix}event_id = ? OR {prefix}rowid IN "
-        "(SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH ? "
-        f"AND rowid >= {bound.format('min')} AND rowid <= {bound.format('max')})",
-        (text, text, fts_query(text), since, until, since, until),
-    )
+    if plan == "membership":
+        fts = Clause(f"EXISTS (SELECT 1 FROM deliveries_fts WHERE deliveries_fts MATCH ? "
+                     f"AND deliveries_fts.rowid = {table}.rowid)", (fts_query(text),))
+    else:
+        candidates = fts_candidates(text, since, until, webhooks)
+        fts = Clause(f"{table}.rowid IN ({candidates.sql})", candidates.params)
+    return Clause(f"{table}.id = ? OR {table}.event_id = ? OR {fts.sql}", (text, text, *fts.params))
 
 
 def rollup_can_answer(filters: Filters) -> bool:

@@ -8,7 +8,8 @@ the sync position that says it was read are committed together or not at all.
   rewritten (its ``last_seen_at`` is), so a second sync of the same window reports 0 new and 0
   updated. Secret-like header values are redacted before they are written.
 - :func:`save_webhooks` keeps one configuration snapshot per webhook, without its secret token.
-- The ``delivery_hourly`` rollup is recomputed for every (webhook, hour) a saved page touched.
+- The rollups (``delivery_hourly`` and :mod:`collectors.archive.rollups`) gain the page's new rows
+  (:mod:`collectors.archive.rollup_delta`); a (webhook, hour) where a row changed is recomputed.
 - The full-text index is fed the page's new and changed rows (:mod:`collectors.archive.search_index`).
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from . import codec, search_index
+from . import codec, rollup_delta, rollups, search_index
 from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, secret_fingerprint
@@ -49,6 +50,8 @@ _CONTENT_COLUMNS = (
     "request_format", "response_format", "status_class", "error_class",
 )
 _ALL_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_at", "last_seen_at")
+#: Every column of a ``deliveries`` row, in the order :func:`delivery_row` and the writer use.
+ALL_COLUMNS = _ALL_COLUMNS
 
 
 def _body_text(body: bytes) -> tuple[str, int]:
@@ -59,8 +62,11 @@ def _body_text(body: bytes) -> tuple[str, int]:
         return base64.b64encode(body).decode("ascii"), 1
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def delivery_row(delivery: WebhookDelivery, *, seen_at: datetime, secret_headers: Iterable[str] = ()) -> dict:
@@ -69,11 +75,15 @@ def delivery_row(delivery: WebhookDelivery, *, seen_at: datetime, secret_headers
     Plain text in every column; :func:`save_deliveries` stores the :data:`codec.PAYLOAD_FIELDS` of it
     compressed (:func:`collectors.archive.codec.stored_row`).
     """
+    return _row(delivery, format_timestamp(seen_at), secret_headers)
+
+
+def _row(delivery: WebhookDelivery, seen: str, secret_headers: Iterable[str]) -> dict:
+    """:func:`delivery_row` with ``seen_at`` already formatted (the writer formats it once a page)."""
     if delivery.delivered_at is None:
         raise ValueError(f"delivery {delivery.id} has no deliveredAt")
     request_body, request_b64 = _body_text(delivery.request_body)
     response_body, response_b64 = _body_text(delivery.response_body)
-    seen = format_timestamp(seen_at)
     return {
         "id": delivery.id,
         "webhook_id": delivery.webhook_id,
@@ -152,10 +162,9 @@ def save_deliveries(
         raise RuntimeError("save_deliveries must run inside archive.transaction()")
     secret_headers = tuple(secret_headers)
     custom = _custom_header_names(conn, {d.webhook_id for d in deliveries})
-    rows = {
-        d.id: delivery_row(d, seen_at=seen_at, secret_headers=secret_headers + custom.get(d.webhook_id, ()))
-        for d in deliveries
-    }
+    seen = format_timestamp(seen_at)
+    secrets = {hook: secret_headers + names for hook, names in custom.items()}
+    rows = {d.id: _row(d, seen, secrets.get(d.webhook_id, secret_headers)) for d in deliveries}
     if not rows:
         return SaveResult()
     coder = codec.for_writing(conn, {d.webhook_id for d in deliveries})
@@ -165,20 +174,18 @@ def save_deliveries(
         chunk = ids[start : start + 500]
         for found in conn.execute(_SELECT_EXISTING + f"({', '.join('?' for _ in chunk)})", chunk):
             existing[found[0]] = found
-    touched: set[tuple[str, str]] = set()
-    inserts: list[list[object]] = []
+    touched: set[tuple[str, str]] = set()  # (webhook, hour) keys recomputed from the raw rows
+    inserts: list[tuple] = []
     updates: list[list[object]] = []
-    indexed_new: list[dict] = []  # for the full-text index (collectors.archive.search_index)
+    indexed_new: list[dict] = []  # for the full-text index (collectors.archive.search_index) and the rollups
     indexed_changes: list[tuple[dict, dict]] = []
     unchanged: list[tuple[str, str]] = []
-    seen = format_timestamp(seen_at)
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
             stored = codec.stored_row(coder, row)
             inserts.append([stored[c] for c in _STORED_COLUMNS])
             indexed_new.append(row)
-            touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
             continue
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
         old_content = _old_content(coder, old)
@@ -193,10 +200,12 @@ def save_deliveries(
     conn.executemany(_INSERT, inserts)
     conn.executemany(_UPDATE, updates)
     conn.executemany("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", unchanged)
-    search_index.index_saved(conn, indexed_new, indexed_changes)
-    new, updated = len(inserts), len(updates)
+    rowids = search_index.rowids_of(conn, [r["id"] for r in indexed_new] + [new["id"] for _, new in indexed_changes])
+    search_index.index_saved(conn, indexed_new, indexed_changes, rowids=rowids)
+    # New rows are added to the rollups; hours where a row changed are recomputed from the raw rows.
+    rollup_delta.add_inserted(conn, indexed_new, rowids, skip=touched)
     refresh_hourly(conn, touched)
-    return SaveResult(new=new, updated=updated)
+    return SaveResult(new=len(inserts), updated=len(updates))
 
 
 def archived_under(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
@@ -224,10 +233,12 @@ GROUP BY event_type, success, status_class, error_class
 
 def refresh_hourly(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
     """Recompute the ``delivery_hourly`` rows of each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows."""
-    for webhook_id, hour in sorted(set(keys)):
+    keys = sorted(set(keys))
+    for webhook_id, hour in keys:
         conn.execute("DELETE FROM delivery_hourly WHERE webhook_id = ? AND hour = ?", (webhook_id, hour))
         # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
         conn.execute(_REFRESH_HOUR, (hour, webhook_id, hour, hour + ";"))
+    rollups.refresh(conn, keys)
 
 
 def save_webhooks(conn: sqlite3.Connection, webhooks: Iterable[Webhook], *, seen_at: datetime) -> int:

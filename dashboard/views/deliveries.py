@@ -29,7 +29,7 @@ st.caption(ui.window_caption(ctx))
 count: Count = reads.count_deliveries(ctx.db_path, ctx.filters, window)
 top = st.columns([1, 1, 2], vertical_alignment="bottom")
 top[0].metric("Deliveries in view", str(count),
-              help="Exact from the hourly rollup; with a search, counted up to 100,000.")
+              help="Exact from the hourly rollup; with a search, counted up to 10,000 (shown as 10,000+ beyond).")
 if count.exact and count.value <= DOWNLOAD_ROW_LIMIT:
     top[1].download_button(
         "Download CSV", key="export_csv", icon=":material/download:", mime="text/csv", on_click="ignore",

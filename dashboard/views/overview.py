@@ -5,14 +5,32 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, reads, ui
-from collectors.archive.filters import ceil_minute
-from dashboard.filters import to_query_params
+from collectors.archive import search_plan
+from collectors.archive.filters import Window, ceil_minute
+from dashboard.filters import choose_bucket, to_query_params
 from dashboard.meaning import comparable, failures_meaningless, no_comparison_text, rate_meaningless
 from dashboard.queries import Tiles
 
 ctx = ui.context()
 st.title("Overview")
 st.caption(ui.window_caption(ctx))
+
+
+def _figures_window(run: ui.Context) -> Window:
+    """The window the figures cover: the run's, or for a very common search word its latest part (said on the page)."""
+    if not run.filters.search:
+        return run.window
+    return reads.search_window(run.db_path, run.filters, run.window).window
+
+
+def _breakdown(column, frame, dim: str, title: str, key: str) -> None:
+    """Failures per value of ``dim`` as a table with a bar in each row, the largest first."""
+    column.dataframe(
+        frame, key=key, hide_index=True, column_order=[dim, "failures"],
+        column_config={dim: st.column_config.TextColumn(title),
+                       "failures": st.column_config.ProgressColumn("Failures", format="%d", min_value=0,
+                                                                   max_value=int(frame["failures"].max()))},
+    )
 
 
 def _count_delta(current: int, previous: int) -> str:
@@ -38,7 +56,7 @@ def _rate_delta(current: float | None, previous: float | None) -> str | None:
 def live_tiles() -> None:
     """The headline tiles; reruns on their own every minute to stay live."""
     live = ctx.fresh()
-    window = live.window
+    window = _figures_window(live)
     # At-risk is a state of now, whatever the window: anchor it at the current minute.
     tiles: Tiles = reads.tiles(live.db_path, live.filters, window, ceil_minute(live.now))
     cur, prev = tiles.current, tiles.previous
@@ -109,35 +127,40 @@ def live_tiles() -> None:
         )
 
 
+window, bucket = ctx.window, ctx.bucket
+if ctx.filters.search:
+    scoped = reads.search_window(ctx.db_path, ctx.filters, window)
+    if scoped.capped:
+        window, bucket = scoped.window, choose_bucket(scoped.window)
+        st.info(f"The search matches more than {search_plan.COUNT_CAP:,} deliveries in this window: the figures "
+                f"cover the latest of them, delivered from {ui.fmt_time(window.since, ctx.tz)} on.",
+                icon=":material/filter_alt:")
+
 live_tiles()
 
-window, bucket = ctx.window, ctx.bucket
 series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
-left, right = st.columns(2)
-left.plotly_chart(charts.volume_figure(series, bucket), key="chart_volume")
 no_rate = rate_meaningless(ctx.filters)
 if no_rate:
-    right.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
-               icon=":material/info:")
-else:
-    right.plotly_chart(charts.success_rate_figure(series, bucket), key="chart_success_rate")
-left, right = st.columns(2)
-left.plotly_chart(charts.latency_figure(series, bucket), key="chart_latency")
+    st.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
+            icon=":material/info:")
+st.plotly_chart(charts.trends_figure(series, bucket, with_rate=not no_rate), key="chart_trends")
+
+
 by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")
 if by_class.empty:
-    right.success("No failed deliveries in this view.", icon=":material/check_circle:")
+    st.success("No failed deliveries in this view.", icon=":material/check_circle:")
 else:
-    right.plotly_chart(charts.failures_figure(by_class, "error_class", "Failures by error class"), key="chart_error_class")
-
-if not by_class.empty:
-    cols = st.columns(3)
-    cols[0].plotly_chart(charts.status_figure(reads.failures_by_status(ctx.db_path, ctx.filters, window)),
-                         key="chart_status")
-    cols[1].plotly_chart(charts.failures_figure(reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"),
-                                                "event_type", "Failures by event type"), key="chart_event_type")
+    st.subheader("Failures")
+    cols = st.columns(4)
+    _breakdown(cols[0], by_class, "error_class", "Error class", "failures_error_class")
+    by_status = reads.failures_by_status(ctx.db_path, ctx.filters, window)
+    by_status = by_status.assign(status=by_status["response_status"].map(lambda s: str(s) if s else "no response"))
+    _breakdown(cols[1], by_status, "status", "Response status", "failures_status")
+    _breakdown(cols[2], reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"), "event_type", "Event type",
+               "failures_event_type")
     by_hook = reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id")
-    cols[2].plotly_chart(charts.failures_figure(by_hook.assign(webhook_id=by_hook["webhook_id"].map(ctx.labeled)),
-                                                "webhook_id", "Failures by webhook"), key="chart_webhook")
+    _breakdown(cols[3], by_hook.assign(webhook_id=by_hook["webhook_id"].map(ctx.labeled)), "webhook_id", "Webhook",
+               "failures_webhook")
     failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
     st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
                  query_params=failed_view)
@@ -146,7 +169,7 @@ st.subheader("Webhook health")
 if ctx.filters.outcome != "all" or ctx.filters.status_classes or ctx.filters.search:
     st.caption("Health counts every delivery of the filtered webhooks and event types in this window: "
                "the outcome, status and search filters do not apply to it.")
-health = reads.webhook_health(ctx.db_path, ctx.filters, window)
+health = reads.webhook_health(ctx.db_path, ctx.filters, ctx.window)
 if health.empty:
     st.info("No webhooks in the archive yet.")
 else:

@@ -79,8 +79,8 @@ def test_stop_during_a_pass_ends_it_between_pages_as_interrupted(fake, tmp_path)
     def handler(request: httpx.Request) -> httpx.Response:
         response = fake.handle(request)
         calls.append(request.url.path)
-        if calls.count("/v1/webhook/deliveries:list") == 4:
-            stop.set()  # Ctrl-C arrives while the fourth page is in flight
+        if calls.count("/v1/webhook/deliveries:list") == 7:
+            stop.set()  # Ctrl-C arrives while the seventh page is in flight
         return response
 
     http = make_http_client(BASE_URL, KEY, transport=httpx.MockTransport(handler))
@@ -88,11 +88,13 @@ def test_stop_during_a_pass_ends_it_between_pages_as_interrupted(fake, tmp_path)
         run_schedule(settings, every=timedelta(minutes=10), chunk=timedelta(days=15), stop=stop, client=client)
 
     assert [r[1:3] for r in finished_runs(settings)] == [("schedule", "interrupted")]
-    # The four pages fetched were committed whole: the short slice at the retention edge (twice: once
-    # in the edge pass, once more as the full sync's overlap), then two pages of ten.
+    # Pages are read ahead of the writer (collectors.prefetch, at most 2 waiting and 1 in flight), so when
+    # the seventh request is in flight at least four pages were taken: each page taken was committed whole
+    # (the short slice at the retention edge, twice: in the edge pass and as the full sync's overlap, then
+    # pages of ten), the pages fetched ahead were not, and the run counts exactly what was committed.
     ((archived,),) = db_rows(settings.db_path, "SELECT COUNT(*) FROM deliveries")
-    assert db_rows(settings.db_path, "SELECT pages, new_rows FROM collector_runs") == [(4, archived)]
-    assert archived >= 20
+    ((pages, new_rows),) = db_rows(settings.db_path, "SELECT pages, new_rows FROM collector_runs")
+    assert 4 <= pages <= 6 and new_rows == archived and archived >= 20
     assert db_rows(settings.db_path, "SELECT COUNT(*) FROM sync_state WHERE page_token IS NOT NULL") == [(1,)]
 
 

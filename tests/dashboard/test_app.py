@@ -94,7 +94,13 @@ def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
     assert shown["At risk of expiry (48 h)"][1] == "108 h not archived"
     assert int(shown["At risk of expiry (48 h)"][0]) > 0
     assert shown["Latency p99"][0].endswith(" s")
-    assert len(at.get("plotly_chart")) == 7
+    assert len(at.get("plotly_chart")) == 1  # volume, success rate and latency: one figure, three rows
+    by_hook = table_with(at, "webhook_id", "failures", without=("state",))
+    assert dict(zip(by_hook["webhook_id"], by_hook["failures"])) == {  # labelled by endpoint, the id beside it
+        f"receiver.example/{ALPHA} ({ALPHA})": 6, f"receiver.example/{BETA} ({BETA})": 8}
+    by_status = table_with(at, "status", "failures")
+    assert by_status["failures"].sum() == 14 and "no response" in set(by_status["status"])
+    assert table_with(at, "error_class", "failures")["failures"].sum() == 14
     health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
     assert health.loc[BETA, "state"] == "failing" and health.loc[ALPHA, "state"] == "degraded"
     assert health.loc[GAMMA, "state"] == "inactive" and health.loc[BETA, "consecutive_failures"] == 8

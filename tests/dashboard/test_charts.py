@@ -79,3 +79,12 @@ def test_empty_inputs_draw_empty_figures() -> None:
     fig = charts.coverage_figure({}, pd.DataFrame(columns=["webhook_id", "start", "end", "hours", "expires_at", "expired", "kind"]),
                                  NOW - timedelta(days=1), NOW, BERLIN)
     assert len(fig.data) == 0
+
+
+def test_trends_put_volume_rate_and_latency_on_one_time_axis(conn) -> None:
+    series = time_series(conn, Filters(), Filters().window(NOW), "hour", ZoneInfo("UTC"))
+    fig = charts.trends_figure(series, "hour")
+    names = [t.name for t in fig.data]
+    assert names == ["succeeded", "failed", "success rate", "p50", "p95", "p99"]
+    assert [t.yaxis for t in fig.data] == ["y", "y", "y2", "y3", "y3", "y3"]
+    assert list(fig.data[0].y) == list(series["successes"]) and fig.layout.barmode == "stack"

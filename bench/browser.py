@@ -1,0 +1,122 @@
+"""The Overview in a real Chromium (Playwright, ``/usr/bin/chromium``): cold (nothing cached) and warm
+(every query cached), on a cached synthetic archive, with where a warm load's time goes.
+
+A load is timed from ``page.goto`` until the Overview is drawn: its chart plotted, its tables (the
+failure breakdowns and webhook health) painted, and Streamlit's "running" widget gone. The window is a fixed custom range
+(30 days, not aligned on hours) given in the URL, so a second load hits every cached query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+__all__ = ["overview_url", "running_dashboard", "load_times"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def overview_url(base: str, end: datetime, *, search: str = "", days: int = 30) -> str:
+    """The Overview of the ``days`` before ``end`` (minus 17 minutes, so both edges are ragged)."""
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    since, until = end - timedelta(days=days, minutes=17), end - timedelta(minutes=17)
+    url = f"{base}/?range=custom&since={since.strftime(fmt)}&until={until.strftime(fmt)}"
+    return url + (f"&q={search}" if search else "")
+
+
+#: The floor: a Streamlit page with a title and one metric (what any page costs the browser).
+MINIMAL_APP = 'import streamlit as st\nst.title("Overview")\nst.metric("Deliveries", "1")\n'
+MINIMAL_READY = """() => document.querySelector('[data-testid="stMetric"]') !== null
+  && !document.querySelector('[data-testid="stStatusWidget"]')"""
+
+
+@contextlib.contextmanager
+def running_dashboard(db: Path, script: Path | None = None) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` (or ``script``) on loopback over ``db``; yields its base URL."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+    env["MOEGO_MONITOR_DB"] = str(db)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script or REPO / "dashboard" / "app.py"), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/_stcore/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the dashboard did not start")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_READY = """([charts, tables]) => {
+  const drawn = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length;
+  const grids = document.querySelectorAll('[data-testid="stDataFrame"] canvas').length;
+  const running = document.querySelector('[data-testid="stStatusWidget"]');
+  return drawn >= charts && grids >= tables && !running;
+}"""
+
+
+def load_times(url: str, *, loads: int = 3, charts: int = 1, tables: int = 5, timeout_s: float = 180,
+               ready: str | None = None) -> list[float]:
+    """Seconds for each of ``loads`` loads of ``url``, each in a fresh browser page (a new Streamlit session);
+    the first is cold when the dashboard was just started."""
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for _ in range(loads):
+                page = browser.new_page(viewport={"width": 1600, "height": 1200})
+                started = time.perf_counter()
+                page.goto(url)
+                if ready:
+                    page.wait_for_function(ready, timeout=timeout_s * 1000, polling=50)
+                else:
+                    page.wait_for_function(_READY, arg=[charts, tables], timeout=timeout_s * 1000, polling=50)
+                times.append(time.perf_counter() - started)
+                page.close()
+        finally:
+            browser.close()
+    return times
+
+
+if __name__ == "__main__":
+    from .archive_gen import cached_archive
+
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    path, end = cached_archive(rows)
+    with running_dashboard(path) as base:
+        for search in ("", *sys.argv[2:]):
+            print(f"{rows:,} rows, search {search!r}:", [f"{t:.2f}" for t in load_times(overview_url(base, end, search=search))])

@@ -1,0 +1,50 @@
+"""Rows for the Overview in Chromium: cold (the dashboard just started) and warm (every query cached),
+on the small and the large archive, with and without a common search word (see :mod:`bench.browser`), and
+a Streamlit page holding one metric as the floor any page costs the browser on this machine now."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from .archive_gen import COMMON_WORD
+from .browser import CHROMIUM, MINIMAL_APP, MINIMAL_READY, load_times, overview_url, running_dashboard
+from .core import Bench, Row
+
+__all__ = ["ROWS"]
+
+
+def overview_in_chromium(bench: Bench) -> list[Row]:
+    if not CHROMIUM.exists():
+        return [Row("Overview in Chromium", "skipped: no /usr/bin/chromium", "-", "-", "< 2.5 s / < 1 s")]
+    figures: dict[tuple[int, str], tuple[float, float]] = {}
+    for rows in (bench.small_rows, bench.large_rows):
+        path, end = bench.archive(rows)
+        for search in ("", COMMON_WORD):
+            with running_dashboard(Path(path)) as base:
+                times = load_times(overview_url(base, end, search=search), loads=4)
+            figures[rows, search] = times[0], statistics.median(times[1:])
+    script = bench.workdir / "minimal_app.py"
+    script.write_text(MINIMAL_APP)
+    with running_dashboard(Path(path), script=script) as base:
+        floor = load_times(base + "/", loads=4, ready=MINIMAL_READY)
+    floor_cold, floor_warm = floor[0], statistics.median(floor[1:])
+    out = [Row("a Streamlit page with one metric, in Chromium (the floor)", f"cold {floor_cold:.2f} s, warm {floor_warm:.2f} s",
+               "-", "-", "-")]
+    for search in ("", COMMON_WORD):
+        (cold_s, warm_s), (cold_l, warm_l) = figures[bench.small_rows, search], figures[bench.large_rows, search]
+        what = f"Overview in Chromium, {bench.large_rows:,} rows" + (f", search {search!r}" if search else "")
+        if search:
+            out.append(Row(what + ": cold", f"{cold_l:.2f} s", f"{cold_s:.2f} s at {bench.small_rows:,}",
+                           f"{cold_l / cold_s:.2f}x", "< 2 s", cold_l < 2))
+        else:
+            out.append(Row(what + ": cold", f"{cold_l:.2f} s", f"{cold_s:.2f} s at {bench.small_rows:,}",
+                           f"{cold_l / cold_s:.2f}x", "< 2.5 s", cold_l < 2.5))
+            out.append(Row(what + ": warm", f"{warm_l:.2f} s", f"{warm_s:.2f} s at {bench.small_rows:,}",
+                           f"{warm_l / warm_s:.2f}x", "< 1 s", warm_l < 1))
+            out.append(Row(what + ": warm, against the floor", f"{warm_l:.2f} s", f"{floor_warm:.2f} s (one metric)",
+                           f"{warm_l / floor_warm:.2f}x", "-", None))
+    return out
+
+
+ROWS = [overview_in_chromium]

@@ -1,0 +1,163 @@
+"""Rows for writing the archive: the writer against a bare ``executemany``, and a whole backfill from the sandbox.
+
+- writer: pages of 500 deliveries saved through :func:`collectors.archive.writer.save_deliveries` (row
+  conversion, redaction, upsert check, rollups, search index) into a new archive, against the same rows
+  already converted, inserted with one ``executemany`` per page into a new archive of the same shape
+  (same indexes; nothing else fed); and against the same with the conversion
+  (:func:`collectors.archive.writer.delivery_row`) timed too. Ratio: the baseline's time / the
+  writer's (1.0 = as fast).
+- backfill: ``python -m sandbox --volume full`` (``demo`` with ``--quick``) on a free loopback port, then
+  ``moego-monitor collect`` into a new archive: wall time, and entries per CPU-second of the collector
+  process (its user + system time), against the sandbox's own CPU over the same collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from collectors import archive
+from collectors.archive import writer
+
+from .archive_gen import synthetic_deliveries
+from .core import Bench, Row, side_by_side
+
+__all__ = ["ROWS"]
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "bench-sandbox-key"
+
+
+def _fresh(path: Path) -> sqlite3.Connection:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = archive.connect(path)
+    archive.ensure_db_shape(db)
+    return db
+
+
+def writer_vs_executemany(bench: Bench) -> list[Row]:
+    count = 10_000 if bench.quick else 50_000
+    deliveries = list(synthetic_deliveries(count, webhooks=10, days=1, end=datetime(2026, 11, 1, tzinfo=timezone.utc)))
+    pages = [deliveries[i: i + 500] for i in range(0, count, 500)]
+    columns = writer.ALL_COLUMNS
+    tuples = [[tuple(r[c] for c in columns) for r in (writer.delivery_row(d, seen_at=d.delivered_at) for d in page)]
+              for page in pages]
+    insert = f"INSERT INTO deliveries ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+    def product() -> None:
+        db = _fresh(bench.workdir / "writer.db")
+        for page in pages:
+            with archive.transaction(db):
+                writer.save_deliveries(db, page, seen_at=page[0].delivered_at)
+        db.close()
+
+    def baseline() -> None:
+        db = _fresh(bench.workdir / "bare.db")
+        for rows in tuples:
+            with archive.transaction(db):
+                db.executemany(insert, rows)
+        db.close()
+
+    def converting() -> None:
+        db = _fresh(bench.workdir / "bare.db")
+        for page in pages:
+            with archive.transaction(db):
+                db.executemany(insert, [tuple(r[c] for c in columns)
+                                        for r in (writer.delivery_row(d, seen_at=d.delivered_at) for d in page)])
+        db.close()
+
+    repeat = max(2, bench.repeat // 2)
+    p, b = side_by_side(product, baseline, repeat)
+    p2, c = side_by_side(product, converting, repeat)
+    return [
+        Row(f"archive writer vs bare executemany of ready rows, same indexes ({count:,} rows)", f"{count / p:,.0f} rows/s",
+            f"{count / b:,.0f} rows/s", f"{b / p:.2f}x", ">= 0.5x", b / p >= 0.5),
+        Row("archive writer vs delivery_row() + bare executemany, same indexes", f"{count / p2:,.0f} rows/s",
+            f"{count / c:,.0f} rows/s", f"{c / p2:.2f}x", ">= 0.5x", c / p2 >= 0.5),
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def _sandbox(volume: str):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--port", str(port), "--rate", "0", "--quiet", "--seed", "7",
+         "--volume", volume, "--api-key", API_KEY],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/_sandbox/health", timeout=5).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the sandbox did not start")
+            time.sleep(0.2)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def backfill(bench: Bench, extra: tuple[str, ...] = ()) -> list[Row]:
+    volume = "demo" if bench.quick else "full"
+    db = bench.workdir / f"backfill-{volume}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    with _sandbox(volume) as (base, sandbox_pid):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+        env.update(MOEGO_API_KEY=API_KEY, MOEGO_BASE_URL=base, PYTHONPATH=str(REPO))
+        sandbox_before = _cpu_of(sandbox_pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "collectors", "collect", "--db", str(db), *extra],
+                              cwd=REPO, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sandbox_cpu = _cpu_of(sandbox_pid) - sandbox_before
+    if done.returncode != 0:
+        raise RuntimeError(f"collect failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    with archive.open_archive(db, readonly=True) as conn:
+        entries = conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+    label = f"{volume} backfill from the sandbox ({entries:,} entries{', ' + ' '.join(extra) if extra else ''})"
+    return [
+        Row(f"{label}: collector CPU", f"{entries / cpu:,.0f} entries/CPU-s",
+            f"sandbox {entries / sandbox_cpu:,.0f} entries/CPU-s" if sandbox_cpu else "-",
+            f"{cpu / sandbox_cpu:.2f}x the sandbox's CPU" if sandbox_cpu else "-", ">= 20,000 entries/CPU-s",
+            entries / cpu >= 20_000),
+        Row(f"{label}: wall", f"{wall:,.0f} s ({entries / wall:,.0f} entries/s)", "-", "-",
+            "< 180 s quiet (full volume)", wall < 180 if volume == "full" else None),
+    ]
+
+
+ROWS = [writer_vs_executemany, backfill]

@@ -1,0 +1,104 @@
+"""Two small tables the writer keeps next to ``delivery_hourly`` (schema 5), so reads stay flat.
+
+- ``delivery_hourly_status``: failed deliveries per UTC hour, webhook, event type, status class and exact
+  HTTP response status (0 = no response). "Failures by response status" reads it for the whole hours
+  of a window (and raw failed rows only for the window's two ragged edges), so its cost follows the
+  hours, not the rows.
+- ``delivery_spans``: per UTC hour and webhook, the lowest and highest ``deliveries`` rowid delivered in
+  it. A window's rowid ranges are one small read (:func:`rowid_ranges_sql`), which bound a full-text
+  search to the rows of the window (:mod:`collectors.archive.search_plan`) without scanning them.
+
+Both hold exactly what a ``GROUP BY`` over the raw rows says (``tests/collectors/conftest.py``
+``assert_archive_consistent`` compares them): the writer recomputes the (webhook, hour) keys a saved
+page touched, in the page's transaction (:func:`refresh`), like it does ``delivery_hourly``. A span
+only ever needs to contain its hour's rowids: a wider one costs time, never a result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable
+
+__all__ = ["DDL", "refresh", "migrate_add_rollups", "rowid_ranges_sql", "STATUS_FROM_RAW", "SPANS_FROM_RAW"]
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS delivery_hourly_status (
+    hour             TEXT NOT NULL,            -- 'YYYY-MM-DDTHH', UTC
+    webhook_id       TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    status_class     TEXT NOT NULL,
+    response_status  INTEGER NOT NULL,         -- 0 = no response
+    failures         INTEGER NOT NULL,
+    PRIMARY KEY (hour, webhook_id, event_type, status_class, response_status)
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS delivery_spans (
+    hour       TEXT NOT NULL,                  -- 'YYYY-MM-DDTHH', UTC
+    webhook_id TEXT NOT NULL,
+    rowid_min  INTEGER NOT NULL,
+    rowid_max  INTEGER NOT NULL,
+    PRIMARY KEY (hour, webhook_id)
+) WITHOUT ROWID""",
+)
+
+#: The status rollup as a GROUP BY over raw rows (what the table must equal), in its key order.
+STATUS_FROM_RAW = """
+    SELECT substr(delivered_at, 1, 13), webhook_id, event_type, status_class, response_status, COUNT(*)
+    FROM deliveries WHERE success = 0 GROUP BY 1, 2, 3, 4, 5
+"""
+#: The spans as a GROUP BY over raw rows.
+SPANS_FROM_RAW = """
+    SELECT substr(delivered_at, 1, 13), webhook_id, MIN(rowid), MAX(rowid) FROM deliveries GROUP BY 1, 2
+"""
+
+_REFRESH_STATUS = """
+INSERT INTO delivery_hourly_status (hour, webhook_id, event_type, status_class, response_status, failures)
+SELECT ?, webhook_id, event_type, status_class, response_status, COUNT(*)
+FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_at >= ? AND delivered_at < ?
+GROUP BY event_type, status_class, response_status
+"""
+_REFRESH_SPAN = """
+INSERT INTO delivery_spans (hour, webhook_id, rowid_min, rowid_max)
+SELECT ?, ?, MIN(rowid), MAX(rowid) FROM deliveries WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?
+HAVING COUNT(*) > 0
+"""
+
+
+def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
+    """Recompute both tables for each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows. In a transaction."""
+    for webhook_id, hour in sorted(set(keys)):
+        # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
+        end = hour + ";"
+        conn.execute("DELETE FROM delivery_hourly_status WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
+        conn.execute(_REFRESH_STATUS, (hour, webhook_id, hour, end))
+        conn.execute("DELETE FROM delivery_spans WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
+        conn.execute(_REFRESH_SPAN, (hour, webhook_id, webhook_id, hour, end))
+
+
+def migrate_add_rollups(conn: sqlite3.Connection) -> None:
+    """Schema 4 -> 5: create both tables and fill them from the archived rows (one pass over the time index
+    for the spans, the failed rows only for the status rollup)."""
+    for statement in DDL:
+        conn.execute(statement)
+    for table, select in (("delivery_hourly_status", STATUS_FROM_RAW), ("delivery_spans", SPANS_FROM_RAW)):
+        conn.execute(f"DELETE FROM {table}")  # whatever a table of the same name held, it is filled afresh
+        conn.execute(f"INSERT INTO {table} {select}")
+
+
+def rowid_ranges_sql(webhooks: tuple[str, ...] = ()) -> str:
+    """A SELECT of ``(lo, hi)`` rowid ranges that together hold every row delivered in ``[since, until)``.
+
+    Parameters: ``(since, until, *webhooks)`` (archive timestamps or prefixes of one; the hours holding
+    them are included whole). One range per webhook (the collector reads a webhook's history in its own
+    pages, so each webhook's rows of a period sit together), or, when those overlap (webhooks collected
+    side by side), the one range around them all. No row: no range.
+    """
+    where = "hour >= substr(?, 1, 13) AND hour <= substr(?, 1, 13)"
+    if webhooks:
+        where += f" AND webhook_id IN ({', '.join('?' for _ in webhooks)})"
+    return (
+        "WITH per_hook AS (SELECT MIN(rowid_min) AS lo, MAX(rowid_max) AS hi FROM delivery_spans "
+        f"WHERE {where} GROUP BY webhook_id), "
+        "whole AS (SELECT MIN(lo) AS lo, MAX(hi) AS hi, SUM(hi - lo + 1) AS spread FROM per_hook) "
+        "SELECT lo, hi FROM whole WHERE lo IS NOT NULL AND hi - lo + 1 <= spread "
+        "UNION ALL SELECT per_hook.lo, per_hook.hi FROM per_hook, whole WHERE whole.hi - whole.lo + 1 > whole.spread"
+    )
