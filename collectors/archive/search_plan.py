@@ -57,9 +57,16 @@ def count(conn: sqlite3.Connection, filters: Filters, since: str, until: str, *,
     """How many rows of ``[since, until)`` the search view holds, stopping after ``cap``: ``(n, exact)``.
 
     FTS5 drives: at most ``cap + 1`` matching rows of the view are read (plus the matches in range that
-    the window or the filters leave out), and the exact delivery id / event id seeks.
+    the window or the filters leave out), and the exact delivery id / event id seeks. Without a search (a
+    view the rollup cannot count, such as exact statuses) the window's index range is read, ``cap + 1`` rows
+    at the most.
     """
     text = filters.search
+    if not text:
+        where = deliveries_where(filters, since, until)
+        n = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE {where.sql} LIMIT ?)",
+                         (*where.params, cap + 1)).fetchone()[0]
+        return min(n, cap), n <= cap
     rest = deliveries_where(filters.with_changes(search=""), since, until, alias="d")
     candidates = fts_candidates(text, since, until, filters.webhooks)
     # DISTINCT: ranges of two webhooks may overlap; rows the exact id / event id part matches are counted apart.
