@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
-import httpx
+from .core import free_port, serving
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,12 +24,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync"]
 
 __all__ = ["overview_url", "running_dashboard", "load_times"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def overview_url(base: str, end: datetime, *, search: str = "", days: int = 30) -> str:
@@ -51,32 +43,15 @@ MINIMAL_READY = """() => document.querySelector('[data-testid="stMetric"]') !== 
 @contextlib.contextmanager
 def running_dashboard(db: Path, script: Path | None = None) -> Iterator[str]:
     """``streamlit run dashboard/app.py`` (or ``script``) on loopback over ``db``; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
     env["MOEGO_MONITOR_DB"] = str(db)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script or REPO / "dashboard" / "app.py"), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the dashboard did not start")
-            time.sleep(0.3)
+    command = [sys.executable, "-m", "streamlit", "run", str(script or REPO / "dashboard" / "app.py"),
+               "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--browser.gatherUsageStats", "false"]
+    with serving(command, port, "/_stcore/health", what="the dashboard", timeout_s=60, cwd=REPO, env=env,
+                 poll_s=0.3) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 _READY = """([charts, tables]) => {

@@ -7,13 +7,18 @@ the smaller archive, the sandbox's own CPU...). Absolute times are printed too, 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+import httpx
 
 from .archive_gen import cached_archive
 
@@ -85,3 +90,40 @@ def side_by_side(product: Callable[[], object], baseline: Callable[[], object], 
 def load() -> str:
     """The 1/5/15-minute load averages, for the record."""
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list[str], port: int, health_path: str, *, what: str, timeout_s: float, cwd: Path,
+            env: dict[str, str] | None = None, poll_s: float = 0.2) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``command`` (a server on loopback ``port``) until ``health_path`` answers 200; yields (base URL, process).
+
+    Raises ``RuntimeError`` naming ``what`` when it exits or does not answer within ``timeout_s``; the
+    process is stopped when the block ends (terminated, killed after 15 s).
+    """
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}{health_path}", timeout=5).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(poll_s)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -16,21 +16,20 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
-import httpx
 
 from collectors import archive
 from collectors.archive import writer
 
 from .archive_gen import synthetic_deliveries
-from .core import Bench, Row, side_by_side
+from .core import Bench, Row, free_port, serving, side_by_side
 
 __all__ = ["ROWS"]
 
@@ -88,12 +87,6 @@ def writer_vs_executemany(bench: Bench) -> list[Row]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cpu_of(pid: int) -> float:
     """User + system CPU seconds of a running process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -101,31 +94,12 @@ def _cpu_of(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def _sandbox(volume: str):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port), "--rate", "0", "--quiet", "--seed", "7",
-         "--volume", volume, "--api-key", API_KEY],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/_sandbox/health", timeout=5).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the sandbox did not start")
-            time.sleep(0.2)
+def _sandbox(volume: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    command = [sys.executable, "-m", "sandbox", "--port", str(port), "--rate", "0", "--quiet", "--seed", "7",
+               "--volume", volume, "--api-key", API_KEY]
+    with serving(command, port, "/_sandbox/health", what="the sandbox", timeout_s=300, cwd=REPO) as (base, proc):
         yield base, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def backfill(bench: Bench, extra: tuple[str, ...] = ()) -> list[Row]:
