@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from collectors import archive
-from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql, rollups, writer
+from collectors.archive import HISTOGRAM_COLUMNS, compaction, histogram_sql, rollups, writer
 from collectors.models import WebhookDelivery
 
 #: A word in one synthetic row out of RARE_EVERY, and a word in every row (for the search benchmarks).
@@ -93,12 +93,16 @@ def build_archive_bulk(path: Path, *, rows: int, webhooks: int = 10, days: int =
     ).fetchall()
     for name, _ in indexes:
         db.execute(f"DROP INDEX {name}")
-    columns = writer.ALL_COLUMNS
-    insert = f"INSERT INTO deliveries ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    # The payload fields stay in their text columns (as an archive before the payload column: it reads the
+    # same); the seen times are stored as the writer stores them (collectors.archive.compaction.SEEN_DDL).
+    columns = writer.ALL_COLUMNS[:-2]
+    names = (*writer.TEXT_COLUMNS, "seen_us")
+    insert = f"INSERT INTO deliveries ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    seen = ("", "", compaction.seen_us(end))
     page: list[tuple] = []
     for delivery in synthetic_deliveries(rows, webhooks=webhooks, days=days, end=end):
         row = writer.delivery_row(delivery, seen_at=end)
-        page.append(tuple(row[c] for c in columns))
+        page.append((*(row[c] for c in columns), *seen))
         if len(page) == batch:
             with archive.transaction(db):
                 db.executemany(insert, page)

@@ -52,7 +52,7 @@ def writer_vs_executemany(bench: Bench) -> list[Row]:
     columns = writer.ALL_COLUMNS
     tuples = [[tuple(r[c] for c in columns) for r in (writer.delivery_row(d, seen_at=d.delivered_at) for d in page)]
               for page in pages]
-    insert = f"INSERT INTO deliveries ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    insert = f"INSERT INTO deliveries ({', '.join(writer.TEXT_COLUMNS)}) VALUES ({', '.join('?' for _ in columns)})"
 
     def product() -> None:
         db = _fresh(bench.workdir / "writer.db")

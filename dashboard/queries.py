@@ -409,10 +409,7 @@ def delivery(conn: sqlite3.Connection, delivery_id: str) -> dict[str, Any] | Non
     row = cursor.fetchone()
     if row is None:
         return None
-    record = dict(zip([d[0] for d in cursor.description], row))
-    payload = record.pop("payload", None)
-    texts = [record[name] for name in codec.PAYLOAD_FIELDS]
-    record.update(zip(codec.PAYLOAD_FIELDS, codec.fields(codec.Codec(conn) if payload else None, payload, texts)))
+    record = codec.readable(conn, dict(zip([d[0] for d in cursor.description], row)))
     record["request_headers"] = _headers(record["request_headers"])
     record["response_headers"] = _headers(record["response_headers"])
     record["success"] = bool(record["success"])

@@ -17,13 +17,26 @@ before the payload column keep their text there until :func:`collectors.archive.
 for a reader (:func:`fields`): **a non-empty text column wins; otherwise the payload's field**. So an
 archive half way through its compaction reads exactly as before and as after.
 
+What a payload repeats from its row is not stored twice (schema 12 on): before compression, the row's
+:data:`KEY_COLUMNS` (delivery id, event id, webhook id, event type, and the delivery time as epoch
+milliseconds, MoeGo's ``X-Moe-Timestamp``) are replaced wherever they occur by one byte each
+(0xF8..0xFC), and a base64 string of UTF-8 text inside quotes (a payload MoeGo sent as base64) by
+``0xFD <its text> 0xFE`` when encoding that text again gives the same string. No byte 0xF8..0xFF ever
+occurs in UTF-8 text, so :meth:`Codec.decode` restores the exact bytes given the same keys (a payload
+without such bytes, written before, decodes unchanged). Hence a row's key columns are never changed
+without encoding its payload again (the writer does, on an update).
+
 Header sets in a payload are stored in the export's JSON form (``json.dumps(..., ensure_ascii=False,
 sort_keys=True)``), redacted (:func:`canonical_headers`), so the CSV export copies them as they are.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import calendar
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +48,7 @@ from ..redaction import redact_headers
 
 __all__ = [
     "PAYLOAD_FIELDS",
+    "KEY_COLUMNS",
     "CODEC_DDL",
     "TRAIN_AT",
     "Codec",
@@ -44,6 +58,8 @@ __all__ = [
     "canonical_headers_text",
     "fields",
     "train",
+    "HIDDEN_COLUMNS",
+    "readable",
 ]
 
 #: The fields a payload holds, in its order.
@@ -51,6 +67,8 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
     "request_url", "delivered_to", "request_headers", "request_body", "response_headers", "response_body",
     "request_format", "response_format",
 )
+#: The row's columns a payload may refer to instead of repeating them (:meth:`Codec.encode`), in its order.
+KEY_COLUMNS: tuple[str, ...] = ("id", "event_id", "webhook_id", "event_type", "delivered_at")
 #: Schema 3's table of dictionaries.
 CODEC_DDL = """
 CREATE TABLE IF NOT EXISTS codec_dicts (
@@ -99,6 +117,69 @@ def _compressor(dictionary: zstd.ZstdCompressionDict | None) -> zstd.ZstdCompres
     return zstd.ZstdCompressor(dict_data=dictionary, compression_params=params)
 
 
+_KEY_BYTES = tuple(bytes((0xF8 + i,)) for i in range(len(KEY_COLUMNS)))
+_TOKENS = re.compile(rb"[\xf8-\xfe]")
+_B64_IN_QUOTES = re.compile(rb'"([A-Za-z0-9+/]{16,}={0,2})"')
+_B64_EXPANDED = re.compile(rb"\xfd([^\xfe]*)\xfe")
+
+
+def _epoch_ms(stamp: str) -> str:
+    """``2026-10-31T23:17:54.998749Z`` as epoch milliseconds (``1793488674998``); ``""`` for any other text."""
+    if len(stamp) != 27 or stamp[10] != "T" or stamp[26] != "Z":
+        return ""
+    try:
+        seconds = calendar.timegm((int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]),
+                                   int(stamp[14:16]), int(stamp[17:19])))
+        return str(seconds * 1000 + int(stamp[20:23]))
+    except ValueError:
+        return ""
+
+
+def _key_bytes(keys: Sequence[str]) -> list[tuple[bytes, bytes]]:
+    """``(key text, its byte)`` pairs in replacement order (longest first; empty keys left out)."""
+    if not keys:
+        return []
+    texts = [*keys[:4], _epoch_ms(keys[4])]
+    pairs = [(t.encode("utf-8"), b) for t, b in zip(texts, _KEY_BYTES) if t]
+    pairs.sort(key=lambda p: (-len(p[0]), p[1]))
+    return pairs
+
+
+def _expand_b64(match: re.Match[bytes]) -> bytes:
+    text = match.group(1)
+    try:
+        raw = base64.b64decode(text, validate=True)
+        raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    if base64.b64encode(raw) != text:
+        return match.group(0)
+    return b'"\xfd' + raw + b'\xfe"'
+
+
+def _keyed(data: bytes, keys: Sequence[str]) -> bytes:
+    """``data`` (packed text) with base64 strings expanded and the row's keys replaced (module docstring)."""
+    if b'"' in data:
+        data = _B64_IN_QUOTES.sub(_expand_b64, data)
+    for text, byte in _key_bytes(keys):
+        data = data.replace(text, byte)
+    return data
+
+
+def _unkeyed(data: bytes, keys: Sequence[str]) -> bytes:
+    """The inverse of :func:`_keyed` for the same ``keys``."""
+    if not _TOKENS.search(data):
+        return data
+    pairs = _key_bytes(keys)
+    if not pairs and re.search(rb"[\xf8-\xfc]", data):
+        raise ValueError("this payload refers to its row's keys: decode it with them")
+    for text, byte in reversed(pairs):
+        data = data.replace(byte, text)
+    if b"\xfd" in data:
+        data = _B64_EXPANDED.sub(lambda m: base64.b64encode(m.group(1)), data)
+    return data
+
+
 def pack(values: Sequence[str]) -> bytes:
     """The UTF-8 texts of ``values`` separated by the byte 0xFF, which UTF-8 text never holds."""
     return b"\xff".join(v.encode("utf-8") for v in values)
@@ -143,9 +224,10 @@ class Codec:
         self.dict_id = max(self._stored, default=_NO_DICT)
         self._encoder = _compressor(_dictionary(self._stored[self.dict_id]) if self.dict_id else None)
 
-    def encode(self, values: Sequence[str]) -> bytes:
-        """A payload BLOB for the :data:`PAYLOAD_FIELDS` ``values``, with the newest dictionary."""
-        return bytes((self.dict_id,)) + self._encoder.compress(pack(values))
+    def encode(self, values: Sequence[str], keys: Sequence[str] = ()) -> bytes:
+        """A payload BLOB for the :data:`PAYLOAD_FIELDS` ``values`` of the row whose :data:`KEY_COLUMNS` are
+        ``keys``, with the newest dictionary."""
+        return bytes((self.dict_id,)) + self._encoder.compress(_keyed(pack(values), keys))
 
     def _decoder(self, dict_id: int) -> zstd.ZstdDecompressor:
         decoder = self._decoders.get(dict_id)
@@ -160,34 +242,34 @@ class Codec:
             self._decoders[dict_id] = decoder
         return decoder
 
-    def decode(self, blob: bytes) -> list[str]:
-        """The :data:`PAYLOAD_FIELDS` values of a payload BLOB."""
-        return unpack(self._decoder(blob[0]).decompress(blob[1:]))
-
-    def decode_many(self, blobs: Sequence[bytes]) -> list[list[str]]:
-        """:meth:`decode` of each blob."""
-        decode = self.decode
-        return [decode(b) for b in blobs]
+    def decode(self, blob: bytes, keys: Sequence[str] = ()) -> list[str]:
+        """The :data:`PAYLOAD_FIELDS` values of a payload BLOB of the row whose :data:`KEY_COLUMNS` are ``keys``
+        (``ValueError`` when the payload refers to keys and none are given)."""
+        return unpack(_unkeyed(self._decoder(blob[0]).decompress(blob[1:]), keys))
 
 
-def fields(codec: Codec | None, payload: bytes | None, texts: Sequence[str]) -> tuple[str, ...]:
+def fields(codec: Codec | None, payload: bytes | None, texts: Sequence[str],
+           keys: Sequence[str] = ()) -> tuple[str, ...]:
     """A row's :data:`PAYLOAD_FIELDS` from its ``payload`` and its text columns (same order): a non-empty
-    text column wins, otherwise the payload's value (``""`` without a payload)."""
+    text column wins, otherwise the payload's value (``""`` without a payload). ``keys``: the row's
+    :data:`KEY_COLUMNS`."""
     if payload is None:
         return tuple(t or "" for t in texts)
     assert codec is not None, "a row with a payload needs a Codec"
-    decoded = codec.decode(payload)
+    decoded = codec.decode(payload, keys)
     return tuple(t if t else d for t, d in zip(texts, decoded))
 
 
 _TEXTS = ", ".join(PAYLOAD_FIELDS)
+_KEYS = ", ".join(KEY_COLUMNS)
 _HEADERS_AT = tuple(PAYLOAD_FIELDS.index(f) for f in ("request_headers", "response_headers"))
 
 
-def stored_values(codec: Codec | None, payload: bytes | None, texts: Sequence[str]) -> list[str]:
+def stored_values(codec: Codec | None, payload: bytes | None, texts: Sequence[str],
+                  keys: Sequence[str] = ()) -> list[str]:
     """:func:`fields` as a payload stores them: header text from a text column (written before the payload column,
     as compact JSON) in the canonical form (:func:`canonical_headers_text`)."""
-    values = list(fields(codec, payload, texts))
+    values = list(fields(codec, payload, texts, keys))
     for i in _HEADERS_AT:
         if texts[i]:
             values[i] = canonical_headers_text(values[i])
@@ -212,9 +294,10 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
     hooks = sorted(hooks)
     share = max(1, TRAIN_SAMPLES // max(1, len(hooks)))
     rows = [row for hook in hooks for row in conn.execute(
-        f"SELECT payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
+        f"SELECT {_KEYS}, payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
         (hook, share))]
-    samples = [pack(stored_values(codec, r[0], r[1:])) for r in rows]
+    width = len(KEY_COLUMNS)
+    samples = [_keyed(pack(stored_values(codec, r[width], r[width + 1:], r[:width])), r[:width]) for r in rows]
     if not samples:
         return None
     try:
@@ -249,9 +332,9 @@ def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Co
         if train(conn) is None:
             return codec
         fresh = Codec(conn)
-        rows = conn.execute("SELECT rowid, payload FROM deliveries WHERE substr(payload, 1, 1) = x'00'").fetchall()
+        rows = conn.execute(f"SELECT rowid, payload, {_KEYS} FROM deliveries WHERE substr(payload, 1, 1) = x'00'").fetchall()
         conn.executemany("UPDATE deliveries SET payload = ? WHERE rowid = ?",
-                         [(fresh.encode(codec.decode(blob)), rowid) for rowid, blob in rows])
+                         [(fresh.encode(codec.decode(blob, keys), keys), rowid) for rowid, blob, *keys in rows])
         return fresh
     known = set(json.loads(conn.execute("SELECT webhooks FROM codec_dicts WHERE id = ?", (codec.dict_id,)).fetchone()[0]))
     for hook in set(webhook_ids) - known:
@@ -265,15 +348,34 @@ def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Co
 def stored_row(codec: Codec, row: Mapping[str, object]) -> dict[str, object]:
     """``row`` (the writer's plain row) as written from schema 4 on: its payload fields emptied, ``payload`` set."""
     out = dict(row)
-    out["payload"] = codec.encode([str(row[f]) for f in PAYLOAD_FIELDS])
+    out["payload"] = codec.encode([str(row[f]) for f in PAYLOAD_FIELDS], [str(row[k]) for k in KEY_COLUMNS])
     for name in PAYLOAD_FIELDS:
         out[name] = ""
     return out
 
 
+#: Columns of ``deliveries`` that hold a stored form readers never see (``SELECT *`` returns them): the payload and
+#: the seen times' two forms (``first_seen_at`` and ``last_seen_at`` are generated from them, schema 11 on).
+HIDDEN_COLUMNS: tuple[str, ...] = ("payload", "first_seen_text", "last_seen_text", "seen_us", "last_seen_us")
+
+
+def readable(conn: sqlite3.Connection, record: dict[str, object]) -> dict[str, object]:
+    """A ``SELECT *`` row of ``deliveries`` (as a dict) as a reader sees it: the payload's fields in their
+    columns, :data:`HIDDEN_COLUMNS` left out. Changes and returns ``record``."""
+    payload = record.get("payload")
+    texts = [record[name] for name in PAYLOAD_FIELDS]
+    keys = [str(record[k]) for k in KEY_COLUMNS]
+    record.update(zip(PAYLOAD_FIELDS, fields(Codec(conn) if payload else None, payload, texts, keys)))  # type: ignore[arg-type]
+    for name in HIDDEN_COLUMNS:
+        record.pop(name, None)
+    return record
+
+
 def payload_of(conn: sqlite3.Connection, delivery_id: str) -> dict[str, str] | None:
     """The :data:`PAYLOAD_FIELDS` of one archived delivery as plain text, or ``None`` when there is none."""
-    row = conn.execute(f"SELECT payload, {_TEXTS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    row = conn.execute(f"SELECT payload, {_TEXTS}, {_KEYS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
     if row is None:
         return None
-    return dict(zip(PAYLOAD_FIELDS, fields(Codec(conn) if row[0] is not None else None, row[0], row[1:])))
+    width = len(PAYLOAD_FIELDS)
+    return dict(zip(PAYLOAD_FIELDS, fields(Codec(conn) if row[0] is not None else None, row[0], row[1:width + 1],
+                                           row[width + 1:])))

@@ -140,9 +140,10 @@ _SUFFIX = ("(CASE WHEN request_body_base64 THEN 'base64' ELSE 'utf-8' END) || ',
 _PAYLOAD_CELLS = tuple(codec.PAYLOAD_FIELDS.index(name) for name in (
     "request_url", "delivered_to", "request_headers", "response_headers", "request_body", "response_body"))
 _HEADER_CELLS = (2, 3)
+_KEYS = len(codec.KEY_COLUMNS)
 _SELECT = (
-    f"SELECT {_PREFIX}, {_SUFFIX}, webhook_id, payload, {', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} "
-    "FROM deliveries"
+    f"SELECT {_PREFIX}, {_SUFFIX}, webhook_id, payload, {', '.join(codec.KEY_COLUMNS)}, "
+    f"{', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} FROM deliveries"
 )
 
 
@@ -176,17 +177,18 @@ class _PayloadCells:
         decode, cell, headers, names = self.coder.decode, _cell, self._headers, self.name_cells
         fast = not self.secret_lower
         lines = []
-        for prefix, suffix, webhook_id, blob, *texts in batch:
+        for prefix, suffix, webhook_id, blob, *rest in batch:
+            keys, texts = rest[:_KEYS], rest[_KEYS:]
             if blob is not None and fast and not any(texts):
                 # Written by this version: everything in the payload, headers redacted when written.
-                url, to, req_h, req_b, resp_h, resp_b, _, _ = decode(blob)
+                url, to, req_h, req_b, resp_h, resp_b, _, _ = decode(blob, keys)
                 # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
                 req_h = '"' + req_h.replace('"', '""') + '"' if req_h != "{}" else req_h
                 resp_h = '"' + resp_h.replace('"', '""') + '"' if resp_h != "{}" else resp_h
                 lines.append(f"{prefix},{cell(url)},{cell(to)},{req_h},{resp_h},{cell(req_b)},{cell(resp_b)},"
                              f"{suffix},{names.get(webhook_id, '')}\r\n")
                 continue
-            payload = decode(blob) if blob is not None else None
+            payload = decode(blob, keys) if blob is not None else None
             cells = []
             for n, (at, text) in enumerate(zip(_PAYLOAD_CELLS, texts)):
                 from_payload = not text and payload is not None

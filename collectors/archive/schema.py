@@ -18,6 +18,11 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
   response body and error; contentless (no text is stored twice) and fed by the writer a page at a
   time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
 
+A delivery's ``first_seen_at`` and ``last_seen_at`` are generated columns (schema 11 on): stored as
+microseconds since the epoch (``seen_us``; ``last_seen_us`` NULL when the same), rendered as the same text;
+rows archived before keep their text in ``first_seen_text`` / ``last_seen_text`` until the compaction
+moves it. Readers use the generated names and never see the difference.
+
 Times are stored as fixed-width RFC 3339 UTC text with microseconds (``2025-06-30T11:58:36.740351Z``,
 see :func:`collectors.models.format_timestamp`), so text order is time order and an hour is the
 13-character prefix. Secrets never enter: webhook secret tokens are reduced to a fingerprint and
@@ -424,17 +429,24 @@ CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifi
     "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
     # 9: every older row compacted, batch by batch (resumable), then VACUUM.
     Batched(compaction.compact),
+    # 10: the seen times as integers (the text columns keep older rows' until step 11 moves them), generated
+    # back as the same text under their old names; the state of the next step.
+    compaction.SEEN_DDL,
+    # 11: every row's payload keyed to its row and its seen times moved, batch by batch (resumable), the
+    # full-text index merged, then VACUUM.
+    Batched(compaction.compact_rows),
 ]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)
-#: The compaction (a Batched step) runs last, so that an archive it is working on has every table and
-#: column readers use. A migration added later goes before it (while unreleased) or must keep that true.
-COMPACTION_STEP = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
-assert COMPACTION_STEP == len(_MIGRATIONS) - 1, "the compaction must stay the last migration"
-#: The oldest schema version this code reads as well: an archive at this version is being compacted,
+#: The compactions (Batched steps) run last, so that an archive one is working on reads as before: from the
+#: first on, no step changes what readers see (names, values), only how rows are stored. A step added later
+#: goes after them only if it keeps that true (schema 11's seen times keep their names as generated columns).
+COMPACTION_STEP = len(_MIGRATIONS) - 1
+assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must stay the last migration"
+#: The oldest schema version this code reads as well: an archive from this version on is being compacted,
 #: and reads exactly the same meanwhile.
-READABLE_FROM = COMPACTION_STEP
+READABLE_FROM = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:

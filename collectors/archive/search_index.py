@@ -18,6 +18,10 @@ again: they are recomputed from the row. Hence (1) a row's body or error is neve
 :func:`unindex` first, and (3) a change to what :func:`indexed_values` returns needs a migration that
 calls :func:`reindex_all`.
 
+It keeps no per-row token counts (``columnsize=0``, from schema 12 for new archives): nothing ranks results
+(no ``bm25``, no ``xColumnSize``). Archives created before keep theirs (12 B per entry; dropping them
+would mean indexing every row again).
+
 Queries read only rowids from it (``SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH ?``).
 """
 
@@ -33,7 +37,8 @@ from . import codec
 __all__ = ["FTS_DDL", "indexed_values", "rowids_of", "index_saved", "unindex", "reindex_all", "migrate_to_writer_index"]
 
 #: The index's definition (schema version 2 on).
-FTS_DDL = "CREATE VIRTUAL TABLE deliveries_fts USING fts5(request_body, response_body, error, content='')"
+FTS_DDL = ("CREATE VIRTUAL TABLE deliveries_fts USING fts5(request_body, response_body, error, content='', "
+           "columnsize=0)")
 
 _INSERT = "INSERT INTO deliveries_fts (rowid, request_body, response_body, error) VALUES (?, ?, ?, ?)"
 _DELETE = ("INSERT INTO deliveries_fts (deliveries_fts, rowid, request_body, response_body, error) "
@@ -86,15 +91,15 @@ def _stored_rows(conn: sqlite3.Connection, where: str, params: Sequence[object] 
     (schema 4 on: :mod:`collectors.archive.codec`; before, from the text columns)."""
     has_payload = any(r[1] == "payload" for r in conn.execute("PRAGMA table_info(deliveries)"))
     payload = "payload" if has_payload else "NULL"
-    cursor = conn.execute(f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)}, {payload} FROM deliveries WHERE {where}",
-                          tuple(params))
+    cursor = conn.execute(f"SELECT rowid, {', '.join(_INDEXED_COLUMNS)}, {payload}, {', '.join(codec.KEY_COLUMNS)} "
+                          f"FROM deliveries WHERE {where}", tuple(params))
     coder = codec.Codec(conn) if has_payload else None
     at = (codec.PAYLOAD_FIELDS.index("request_body"), codec.PAYLOAD_FIELDS.index("response_body"))
     while batch := cursor.fetchmany(_CHUNK):
         out = []
-        for rowid, request_body, request_b64, response_body, error, blob in batch:
+        for rowid, request_body, request_b64, response_body, error, blob, *keys in batch:
             if blob is not None:
-                decoded = coder.decode(blob)  # type: ignore[union-attr]
+                decoded = coder.decode(blob, keys)  # type: ignore[union-attr]
                 request_body = request_body or decoded[at[0]]
                 response_body = response_body or decoded[at[1]]
             row = {"request_body": request_body, "request_body_base64": request_b64, "response_body": response_body,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from . import codec, rollup_delta, rollups, search_index
+from . import codec, compaction, rollup_delta, rollups, search_index
 from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, secret_fingerprint
@@ -125,25 +125,32 @@ def _custom_header_names(conn: sqlite3.Connection, webhook_ids: set[str]) -> dic
     return {webhook_id: tuple(json.loads(headers)) for webhook_id, headers in found}
 
 
-_STORED_COLUMNS = _ALL_COLUMNS + ("payload",)
+#: Every column of a ``deliveries`` row as stored in text form (as an archive before schema 11 held it: the seen
+#: times in ``first_seen_text`` and ``last_seen_text``), in :data:`ALL_COLUMNS`' order; it reads the same.
+TEXT_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_text", "last_seen_text")
+# The writer's form: payload fields compressed, seen times as integers (first_seen_text and last_seen_text
+# empty, last_seen_us NULL: the same as seen_us), see collectors.archive.compaction.SEEN_DDL.
+_STORED_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_text", "last_seen_text", "seen_us", "payload")
 _INSERT = f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in _STORED_COLUMNS)})"
 _UPDATE = (
-    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, payload = ?, last_seen_at = ? "
-    "WHERE id = ?"
+    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, payload = ?, last_seen_text = '', "
+    "last_seen_us = ? WHERE id = ?"
 )
 _SELECT_EXISTING = (
     f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)}, payload FROM deliveries WHERE id IN "
 )
 _PAYLOAD_AT = tuple(_CONTENT_COLUMNS.index(f) for f in codec.PAYLOAD_FIELDS)
 _HEADERS_AT = tuple(_CONTENT_COLUMNS.index(f) for f in ("request_headers", "response_headers"))
+_KEYS_AT = tuple(_CONTENT_COLUMNS.index(f) for f in codec.KEY_COLUMNS[1:])
 
 
 def _old_content(coder: codec.Codec, found: Sequence[object]) -> tuple[object, ...]:
     """An existing row's content columns as plain text (payload fields decoded; legacy header text canonical)."""
     content = list(found[3:-1])
     texts = [content[i] for i in _PAYLOAD_AT]
+    keys = [found[0], *(content[i] for i in _KEYS_AT)]
     legacy_headers = {i for i in _HEADERS_AT if content[i]}
-    for i, value in zip(_PAYLOAD_AT, codec.fields(coder, found[-1], texts)):  # type: ignore[arg-type]
+    for i, value in zip(_PAYLOAD_AT, codec.fields(coder, found[-1], texts, keys)):  # type: ignore[arg-type]
         content[i] = value
     for i in legacy_headers:
         content[i] = codec.canonical_headers_text(content[i])  # type: ignore[arg-type]
@@ -163,6 +170,7 @@ def save_deliveries(
     secret_headers = tuple(secret_headers)
     custom = _custom_header_names(conn, {d.webhook_id for d in deliveries})
     seen = format_timestamp(seen_at)
+    seen_us = compaction.seen_us(seen_at)
     secrets = {hook: secret_headers + names for hook, names in custom.items()}
     rows = {d.id: _row(d, seen, secrets.get(d.webhook_id, secret_headers)) for d in deliveries}
     if not rows:
@@ -184,22 +192,24 @@ def save_deliveries(
         old = existing.get(delivery_id)
         if old is None:
             stored = codec.stored_row(coder, row)
+            stored["first_seen_text"] = stored["last_seen_text"] = ""
+            stored["seen_us"] = seen_us
             inserts.append([stored[c] for c in _STORED_COLUMNS])
             indexed_new.append(row)
             continue
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
         old_content = _old_content(coder, old)
         if old_content == new_content:
-            unchanged.append((seen, delivery_id))
+            unchanged.append((seen_us, delivery_id))
             continue
         stored = codec.stored_row(coder, row)
-        updates.append([*(stored[c] for c in _CONTENT_COLUMNS), stored["payload"], seen, delivery_id])
+        updates.append([*(stored[c] for c in _CONTENT_COLUMNS), stored["payload"], seen_us, delivery_id])
         indexed_changes.append((dict(zip(_CONTENT_COLUMNS, old_content)), row))
         touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
         touched.add((old[2], hour_of(old[1])))
     conn.executemany(_INSERT, inserts)
     conn.executemany(_UPDATE, updates)
-    conn.executemany("UPDATE deliveries SET last_seen_at = ? WHERE id = ?", unchanged)
+    conn.executemany("UPDATE deliveries SET last_seen_text = '', last_seen_us = ? WHERE id = ?", unchanged)
     rowids = search_index.rowids_of(conn, [r["id"] for r in indexed_new] + [new["id"] for _, new in indexed_changes])
     search_index.index_saved(conn, indexed_new, indexed_changes, rowids=rowids)
     # New rows are added to the rollups; hours where a row changed are recomputed from the raw rows.
