@@ -17,7 +17,7 @@ before the payload column keep their text there until :func:`collectors.archive.
 for a reader (:func:`fields`): **a non-empty text column wins; otherwise the payload's field**. So an
 archive half way through its compaction reads exactly as before and as after.
 
-What a payload repeats from its row is not stored twice (schema 12 on): before compression, the row's
+What a payload repeats from its row is not stored twice (schema 11 on): before compression, the row's
 :data:`KEY_COLUMNS` (delivery id, event id, webhook id, event type, and the delivery time as epoch
 milliseconds, MoeGo's ``X-Moe-Timestamp``) are replaced wherever they occur by one byte each
 (0xF8..0xFC), and a base64 string of UTF-8 text inside quotes (a payload MoeGo sent as base64) by
@@ -355,7 +355,7 @@ def stored_row(codec: Codec, row: Mapping[str, object]) -> dict[str, object]:
 
 
 #: Columns of ``deliveries`` that hold a stored form readers never see (``SELECT *`` returns them): the payload and
-#: the seen times' two forms (``first_seen_at`` and ``last_seen_at`` are generated from them, schema 11 on).
+#: the seen times' two forms (``first_seen_at`` and ``last_seen_at`` are generated from them, schema 10 on).
 HIDDEN_COLUMNS: tuple[str, ...] = ("payload", "first_seen_text", "last_seen_text", "seen_us", "last_seen_us")
 
 

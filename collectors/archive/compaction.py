@@ -2,8 +2,8 @@
 
 Two Batched steps (:class:`collectors.archive.schema.Batched`), each rewriting rows a batch at a time:
 
-- :func:`compact` (schema 9 -> 10) compresses the payloads of rows archived before the ``payload`` column;
-- :func:`compact_rows` (schema 11 -> 12) keys each payload to its row (:mod:`collectors.archive.codec`:
+- :func:`compact` (schema 8 -> 9) compresses the payloads of rows archived before the ``payload`` column;
+- :func:`compact_rows` (schema 10 -> 11) keys each payload to its row (:mod:`collectors.archive.codec`:
   what it repeats from the row is stored once), with a dictionary trained on keyed payloads, moves the
   seen times from text to integers (:data:`SEEN_DDL`), then merges the full-text index into one segment.
 
@@ -188,7 +188,7 @@ def merge_search_index(conn: sqlite3.Connection, *, pages: int = MERGE_PAGES) ->
     return steps
 
 
-#: Seen times stored as integers (schema 11): ``first_seen_at`` / ``last_seen_at`` become generated columns
+#: Seen times stored as integers (schema 10): ``first_seen_at`` / ``last_seen_at`` become generated columns
 #: rendering them as the text they were (``2026-11-01T00:00:00.000000Z``); rows archived before keep their
 #: text in the renamed columns until :func:`compact_rows` moves it (a non-empty text column wins).
 _RENDER = "(strftime('%Y-%m-%dT%H:%M:%S', {us} / 1000000, 'unixepoch') || printf('.%06dZ', {us} % 1000000))"
@@ -240,7 +240,7 @@ def _us_of(text: str) -> int | None:
 
 def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True,
                  on_batch: Callable[[Progress], None] | None = None) -> int:
-    """Schema 11 -> 12: key every payload written before to its row (a new dictionary, trained on keyed
+    """Schema 10 -> 11: key every payload written before to its row (a new dictionary, trained on keyed
     payloads, once), move every text seen time into ``seen_us`` / ``last_seen_us``, then merge the full-text
     index. Returns how many rows were rewritten. Commits each batch; call outside a transaction.
 

@@ -18,7 +18,7 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
   response body and error; contentless (no text is stored twice) and fed by the writer a page at a
   time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
 
-A delivery's ``first_seen_at`` and ``last_seen_at`` are generated columns (schema 11 on): stored as
+A delivery's ``first_seen_at`` and ``last_seen_at`` are generated columns (schema 10 on): stored as
 microseconds since the epoch (``seen_us``; ``last_seen_us`` NULL when the same), rendered as the same text;
 rows archived before keep their text in ``first_seen_text`` / ``last_seen_text`` until the compaction
 moves it. Readers use the generated names and never see the difference.
@@ -441,7 +441,7 @@ CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifi
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: The compactions (Batched steps) run last, so that an archive one is working on reads as before: from the
 #: first on, no step changes what readers see (names, values), only how rows are stored. A step added later
-#: goes after them only if it keeps that true (schema 11's seen times keep their names as generated columns).
+#: goes after them only if it keeps that true (schema 10's seen times keep their names as generated columns).
 COMPACTION_STEP = len(_MIGRATIONS) - 1
 assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must stay the last migration"
 #: The oldest schema version this code reads as well: an archive from this version on is being compacted,

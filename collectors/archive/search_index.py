@@ -18,7 +18,7 @@ again: they are recomputed from the row. Hence (1) a row's body or error is neve
 :func:`unindex` first, and (3) a change to what :func:`indexed_values` returns needs a migration that
 calls :func:`reindex_all`.
 
-It keeps no per-row token counts (``columnsize=0``, from schema 12 for new archives): nothing ranks results
+It keeps no per-row token counts (``columnsize=0``, from schema 11 for new archives): nothing ranks results
 (no ``bm25``, no ``xColumnSize``). Archives created before keep theirs (12 B per entry; dropping them
 would mean indexing every row again).
 

@@ -125,7 +125,7 @@ def _custom_header_names(conn: sqlite3.Connection, webhook_ids: set[str]) -> dic
     return {webhook_id: tuple(json.loads(headers)) for webhook_id, headers in found}
 
 
-#: Every column of a ``deliveries`` row as stored in text form (as an archive before schema 11 held it: the seen
+#: Every column of a ``deliveries`` row as stored in text form (as an archive before schema 10 held it: the seen
 #: times in ``first_seen_text`` and ``last_seen_text``), in :data:`ALL_COLUMNS`' order; it reads the same.
 TEXT_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_text", "last_seen_text")
 # The writer's form: payload fields compressed, seen times as integers (first_seen_text and last_seen_text
