@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from collectors import archive
-from collectors.archive import codec, compaction
+from collectors.archive import codec, compaction, search_index
 from collectors.archive.writer import delivery_row
 from collectors.collect import collect
 from collectors.client import make_client
@@ -37,6 +37,7 @@ from tests.conftest import running_sandbox
 from tests.seed import ALPHA, BETA, GAMMA, delivery
 
 REPO = Path(__file__).resolve().parents[2]
+MAIN_FTS_DDL = "CREATE VIRTUAL TABLE deliveries_fts USING fts5(request_body, response_body, error, content='')"
 SCHEMA_9 = 9  # main's schema before this step: payloads without keys, seen times as text
 
 
@@ -69,6 +70,10 @@ def schema9_archive(path: Path) -> dict[str, bytes]:
     keys = ", ".join(codec.KEY_COLUMNS)
     rows = conn.execute(f"SELECT rowid, payload, {keys} FROM deliveries").fetchall()
     with archive.transaction(conn):
+        # Its full-text index as main's schema made it: with per-row sizes (the migration rebuilds it without).
+        conn.execute("DROP TABLE deliveries_fts")
+        conn.execute(MAIN_FTS_DDL)
+        search_index.reindex_all(conn)
         conn.executemany("UPDATE deliveries SET payload = ? WHERE rowid = ?",
                          [(coder.encode(coder.decode(blob, k)), rowid) for rowid, blob, *k in rows])
         # A later sighting of some rows: their last seen differs from their first.
@@ -78,6 +83,14 @@ def schema9_archive(path: Path) -> dict[str, bytes]:
     assert "first_seen_at" in {r[1] for r in conn.execute("PRAGMA table_info(deliveries)")}
     conn.close()
     return exports
+
+
+def fts_tables(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'deliveries_fts%'")}
+    finally:
+        conn.close()
 
 
 def _seen(path: Path) -> list[tuple]:
@@ -122,6 +135,7 @@ def test_an_archive_of_the_previous_schema_migrates_in_place_and_reads_as_before
     differs = conn.execute("SELECT COUNT(*) FROM deliveries WHERE last_seen_us IS NOT NULL").fetchone()[0]
     conn.close()
     assert left == 0
+    assert fts_tables(path) == {"deliveries_fts", "deliveries_fts_config", "deliveries_fts_data", "deliveries_fts_idx"}
     assert differs == sum(1 for _, first, last in before["seen"] if first != last) > 0
     assert size_after < size_before * 0.9, (size_after, size_before)
     assert _seen(path) == before["seen"]
@@ -156,6 +170,7 @@ def test_the_migration_killed_with_sigkill_loses_and_doubles_nothing_and_resumes
     assert archive.schema_version(conn) == archive.SCHEMA_VERSION - 1 and done >= 500 and pending > 0, (done, pending)
     assert compaction.note(conn) is not None
     conn.close()
+    assert "deliveries_fts_next" in fts_tables(path) and "deliveries_fts_docsize" in fts_tables(path)
     # Half done: readable, and it reads exactly as before.
     archive.check_readable(path)
     assert _seen(path) == before["seen"]
@@ -169,6 +184,7 @@ def test_the_migration_killed_with_sigkill_loses_and_doubles_nothing_and_resumes
     assert conn.execute("SELECT COUNT(*) FROM codec_dicts").fetchone()[0] == dicts
     assert compaction.note(conn) is None
     conn.close()
+    assert fts_tables(path) == {"deliveries_fts", "deliveries_fts_config", "deliveries_fts_data", "deliveries_fts_idx"}
     assert _seen(path) == before["seen"]
     assert_reads_as_before(path, before)
     assert_archive_consistent(path)
