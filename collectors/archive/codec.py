@@ -17,11 +17,12 @@ before the payload column keep their text there until :func:`collectors.archive.
 for a reader (:func:`fields`): **a non-empty text column wins; otherwise the payload's field**. So an
 archive half way through its compaction reads exactly as before and as after.
 
-What a payload repeats from its row is not stored twice (schema 11 on): before compression, the row's
-:data:`KEY_COLUMNS` (delivery id, event id, webhook id, event type, and the delivery time as epoch
-milliseconds, MoeGo's ``X-Moe-Timestamp``) are replaced wherever they occur by one byte each
-(0xF8..0xFC), and a base64 string of UTF-8 text inside quotes (a payload MoeGo sent as base64) by
-``0xFD <its text> 0xFE`` when encoding that text again gives the same string. No byte 0xF8..0xFF ever
+What a payload repeats from its row is not stored twice (schema 11 on): before compression, a base64
+string of UTF-8 text in one of the request body's payload fields (:data:`collectors.bodies.PAYLOAD_FIELDS`,
+sent as base64) is replaced by ``0xFD <its text> 0xFE`` when encoding that text again gives the same
+string, then the row's :data:`KEY_COLUMNS` (delivery id, event id, webhook id, event type, and the
+delivery time as epoch milliseconds, MoeGo's ``X-Moe-Timestamp``) wherever they occur by one byte each
+(0xF8..0xFC). No byte 0xF8..0xFF ever
 occurs in UTF-8 text, so :meth:`Codec.decode` restores the exact bytes given the same keys (a payload
 without such bytes, written before, decodes unchanged). Hence a row's key columns are never changed
 without encoding its payload again (the writer does, on an update).
@@ -44,7 +45,7 @@ from datetime import datetime, timezone
 
 import zstandard as zstd
 
-from ..redaction import redact_headers
+from ..redaction import DEFAULT_SECRET_HEADERS, REDACTED, redact_headers
 
 __all__ = [
     "PAYLOAD_FIELDS",
@@ -119,8 +120,13 @@ def _compressor(dictionary: zstd.ZstdCompressionDict | None) -> zstd.ZstdCompres
 
 _KEY_BYTES = tuple(bytes((0xF8 + i,)) for i in range(len(KEY_COLUMNS)))
 _TOKENS = re.compile(rb"[\xf8-\xfe]")
-_B64_IN_QUOTES = re.compile(rb'"([A-Za-z0-9+/]{16,}={0,2})"')
+# A base64 string (whole quads only: what encoding some text can give) in a body field MoeGo may send as base64
+# (collectors.bodies.PAYLOAD_FIELDS): the only strings expanded.
+_B64_IN_QUOTES = re.compile(rb'("(?:payload|healthCheck|appointment|onlineBooking|customer|pet)"\s*:\s*")'
+                            rb'((?:[A-Za-z0-9+/]{4}){4,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)"')
 _B64_EXPANDED = re.compile(rb"\xfd([^\xfe]*)\xfe")
+_days: dict[str, int] = {}
+_REQUEST_BODY = PAYLOAD_FIELDS.index("request_body")
 
 
 def _epoch_ms(stamp: str) -> str:
@@ -128,41 +134,59 @@ def _epoch_ms(stamp: str) -> str:
     if len(stamp) != 27 or stamp[10] != "T" or stamp[26] != "Z":
         return ""
     try:
-        seconds = calendar.timegm((int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]),
-                                   int(stamp[14:16]), int(stamp[17:19])))
+        day = _days.get(stamp[:10])
+        if day is None:
+            if len(_days) > 4096:
+                _days.clear()
+            day = _days[stamp[:10]] = calendar.timegm((int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), 0, 0, 0))
+        seconds = day + int(stamp[11:13]) * 3600 + int(stamp[14:16]) * 60 + int(stamp[17:19])
         return str(seconds * 1000 + int(stamp[20:23]))
     except ValueError:
         return ""
 
 
 def _key_bytes(keys: Sequence[str]) -> list[tuple[bytes, bytes]]:
-    """``(key text, its byte)`` pairs in replacement order (longest first; empty keys left out)."""
+    """``(key text, its byte)`` pairs in replacement order (:data:`KEY_COLUMNS`' order; empty keys left out).
+
+    Any order restores exactly: a key's byte occurs nowhere before its own replacement."""
     if not keys:
         return []
-    texts = [*keys[:4], _epoch_ms(keys[4])]
-    pairs = [(t.encode("utf-8"), b) for t, b in zip(texts, _KEY_BYTES) if t]
-    pairs.sort(key=lambda p: (-len(p[0]), p[1]))
-    return pairs
+    return [(t.encode("utf-8"), b) for t, b in zip((*keys[:4], _epoch_ms(keys[4])), _KEY_BYTES) if t]
 
 
 def _expand_b64(match: re.Match[bytes]) -> bytes:
-    text = match.group(1)
+    text = match.group(2)
     try:
-        raw = base64.b64decode(text, validate=True)
+        raw = binascii.a2b_base64(text, strict_mode=True)
         raw.decode("utf-8")
     except (binascii.Error, ValueError):
         return match.group(0)
-    if base64.b64encode(raw) != text:
+    if binascii.b2a_base64(raw, newline=False) != text:
         return match.group(0)
-    return b'"\xfd' + raw + b'\xfe"'
+    return match.group(1) + b"\xfd" + raw + b'\xfe"'
 
 
-def _keyed(data: bytes, keys: Sequence[str]) -> bytes:
-    """``data`` (packed text) with base64 strings expanded and the row's keys replaced (module docstring)."""
-    if b'"' in data:
-        data = _B64_IN_QUOTES.sub(_expand_b64, data)
-    for text, byte in _key_bytes(keys):
-        data = data.replace(text, byte)
+def _keyed(values: Sequence[str], keys: Sequence[str]) -> bytes:
+    """:func:`pack` of ``values`` with a base64 payload of the request body expanded and the row's keys
+    replaced (module docstring)."""
+    parts = [v.encode("utf-8") for v in values]
+    body = parts[_REQUEST_BODY]
+    if b'"' in body:
+        parts[_REQUEST_BODY] = _B64_IN_QUOTES.sub(_expand_b64, body)
+    data = b"\xff".join(parts)
+    if keys:
+        k0, k1, k2, k3, k4 = keys
+        if k0:
+            data = data.replace(k0.encode("utf-8"), b"\xf8")
+        if k1:
+            data = data.replace(k1.encode("utf-8"), b"\xf9")
+        if k2:
+            data = data.replace(k2.encode("utf-8"), b"\xfa")
+        if k3:
+            data = data.replace(k3.encode("utf-8"), b"\xfb")
+        ms = _epoch_ms(k4)
+        if ms:
+            data = data.replace(ms.encode(), b"\xfc")
     return data
 
 
@@ -176,7 +200,7 @@ def _unkeyed(data: bytes, keys: Sequence[str]) -> bytes:
     for text, byte in reversed(pairs):
         data = data.replace(byte, text)
     if b"\xfd" in data:
-        data = _B64_EXPANDED.sub(lambda m: base64.b64encode(m.group(1)), data)
+        data = _B64_EXPANDED.sub(lambda m: binascii.b2a_base64(m.group(1), newline=False), data)
     return data
 
 
@@ -190,10 +214,24 @@ def unpack(data: bytes) -> list[str]:
     return [part.decode("utf-8") for part in data.split(b"\xff")]
 
 
+_HEADERS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode  # json.dumps(..., ensure_ascii=False, sort_keys=True)
+
+
 def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequence[str] = ()) -> str:
-    """A header set as a payload stores it: redacted, JSON in the export's form."""
-    return json.dumps(redact_headers({str(k): [str(v) for v in vs] for k, vs in headers.items()}, extra_secret),
-                      ensure_ascii=False, sort_keys=True)
+    """A header set as a payload stores it: redacted, JSON in the export's form.
+
+    Exactly ``json.dumps(redact_headers({str(k): [str(v) ...]}, extra_secret), ensure_ascii=False, sort_keys=True)``
+    (:func:`collectors.redaction.redact_headers`), in one pass: the writer calls it twice per delivery."""
+    extra = {e.strip().lower() for e in extra_secret} if extra_secret else ()
+    out: dict[str, list[str]] = {}
+    for name, values in headers.items():
+        name = str(name)
+        lower = name.lower()
+        if lower in DEFAULT_SECRET_HEADERS or lower in extra:
+            out[name] = [REDACTED for _ in values] or [REDACTED]
+        else:
+            out[name] = [v if type(v) is str else str(v) for v in values]
+    return _HEADERS_JSON(out)
 
 
 def canonical_headers_text(text: str, extra_secret: Sequence[str] = ()) -> str:
@@ -227,7 +265,7 @@ class Codec:
     def encode(self, values: Sequence[str], keys: Sequence[str] = ()) -> bytes:
         """A payload BLOB for the :data:`PAYLOAD_FIELDS` ``values`` of the row whose :data:`KEY_COLUMNS` are
         ``keys``, with the newest dictionary."""
-        return bytes((self.dict_id,)) + self._encoder.compress(_keyed(pack(values), keys))
+        return bytes((self.dict_id,)) + self._encoder.compress(_keyed(values, keys))
 
     def _decoder(self, dict_id: int) -> zstd.ZstdDecompressor:
         decoder = self._decoders.get(dict_id)
@@ -297,7 +335,7 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
         f"SELECT {_KEYS}, payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
         (hook, share))]
     width = len(KEY_COLUMNS)
-    samples = [_keyed(pack(stored_values(codec, r[width], r[width + 1:], r[:width])), r[:width]) for r in rows]
+    samples = [_keyed(stored_values(codec, r[width], r[width + 1:], r[:width]), r[:width]) for r in rows]
     if not samples:
         return None
     try:
@@ -349,9 +387,11 @@ def stored_row(codec: Codec, row: Mapping[str, object]) -> dict[str, object]:
     """``row`` (the writer's plain row) as written from schema 4 on: its payload fields emptied, ``payload`` set."""
     out = dict(row)
     out["payload"] = codec.encode([str(row[f]) for f in PAYLOAD_FIELDS], [str(row[k]) for k in KEY_COLUMNS])
-    for name in PAYLOAD_FIELDS:
-        out[name] = ""
+    out.update(_EMPTY_FIELDS)
     return out
+
+
+_EMPTY_FIELDS = dict.fromkeys(PAYLOAD_FIELDS, "")
 
 
 #: Columns of ``deliveries`` that hold a stored form readers never see (``SELECT *`` returns them): the payload and

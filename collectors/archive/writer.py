@@ -19,6 +19,7 @@ import base64
 import json
 import sqlite3
 from dataclasses import dataclass
+from operator import itemgetter
 from datetime import datetime
 from typing import Iterable, Sequence
 
@@ -130,8 +131,13 @@ def _custom_header_names(conn: sqlite3.Connection, webhook_ids: set[str]) -> dic
 TEXT_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_text", "last_seen_text")
 # The writer's form: payload fields compressed, seen times as integers (first_seen_text and last_seen_text
 # empty, last_seen_us NULL: the same as seen_us), see collectors.archive.compaction.SEEN_DDL.
-_STORED_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_text", "last_seen_text", "seen_us", "payload")
+_PLAIN_COLUMNS = tuple(c for c in ("id",) + _CONTENT_COLUMNS if c not in codec.PAYLOAD_FIELDS)
+_STORED_COLUMNS = _PLAIN_COLUMNS + codec.PAYLOAD_FIELDS + ("first_seen_text", "last_seen_text", "seen_us", "payload")
 _INSERT = f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in _STORED_COLUMNS)})"
+_plain_of = itemgetter(*_PLAIN_COLUMNS)
+_payload_of = itemgetter(*codec.PAYLOAD_FIELDS)
+_keys_of = itemgetter(*codec.KEY_COLUMNS)
+_EMPTY_TEXTS = ("",) * (len(codec.PAYLOAD_FIELDS) + 2)  # the payload's text columns, first_seen_text, last_seen_text
 _UPDATE = (
     f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, payload = ?, last_seen_text = '', "
     "last_seen_us = ? WHERE id = ?"
@@ -191,10 +197,7 @@ def save_deliveries(
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
-            stored = codec.stored_row(coder, row)
-            stored["first_seen_text"] = stored["last_seen_text"] = ""
-            stored["seen_us"] = seen_us
-            inserts.append([stored[c] for c in _STORED_COLUMNS])
+            inserts.append((*_plain_of(row), *_EMPTY_TEXTS, seen_us, coder.encode(_payload_of(row), _keys_of(row))))
             indexed_new.append(row)
             continue
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)

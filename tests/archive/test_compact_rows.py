@@ -197,7 +197,7 @@ def test_a_payload_decodes_to_its_exact_bytes_whatever_its_row_repeats() -> None
     coder = codec.Codec(conn)
     rng = random.Random(11)
     words = ["dlv_1", "dlv_12", "evt", "whk_a", "APPOINTMENT_CREATED", "1793488674998", "1793488674998749",
-             "2026-10-31T23:17:54.998749Z", '"', "\\", "é", "✓", "\r\n", ",", "{}", "=", "/+", ""]
+             "2026-10-31T23:17:54.998749Z", '"payload": "', '{"pet":"', '"', "\\", "é", "✓", "\r\n", ",", "{}", "=", "/+", ""]
     blobs = [base64.b64encode(b"x" * n).decode() for n in (12, 13, 14)] + [
         base64.b64encode(bytes(range(200, 230))).decode(), base64.b64encode("naïve".encode() * 5).decode()]
     for _ in range(3_000):
@@ -263,3 +263,18 @@ def test_a_new_archive_collected_from_the_sandbox_reads_back_every_field_as_serv
         seen_texts.add(got["first_seen_at"])
     assert all(len(t) == 27 and t.endswith("Z") for t in seen_texts)
     conn.close()
+
+
+def test_canonical_headers_is_the_redacted_json_the_export_always_wrote() -> None:
+    from collectors.redaction import redact_headers
+
+    rng = random.Random(2)
+    names = ["Authorization", "authorization", "X-Moe-Signature-256", "X-Custom-Token", "Cookie", "Content-Type",
+             "x-api-key", "Set-Cookie", "X-Moe-Nonce", "Ünïcode", " Authorization"]
+    for _ in range(2_000):
+        headers = {rng.choice(names): [rng.choice(["v", "", "naïve ✓", 7, "[redacted]"]) for _ in range(rng.randrange(3))]
+                   for _ in range(rng.randrange(6))}
+        extra = rng.choice([(), ("x-custom-token",), (" X-CUSTOM-TOKEN ", "content-type")])
+        expected = json.dumps(redact_headers({str(k): [str(v) for v in vs] for k, vs in headers.items()}, extra),
+                              ensure_ascii=False, sort_keys=True)
+        assert codec.canonical_headers(headers, extra) == expected
