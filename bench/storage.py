@@ -12,7 +12,11 @@ written as schema 2's writer wrote it and cached under ``bench/.cache/``), in on
   encodings' two columns, which ``sqlite3`` prints as 0/1);
 - which index each dashboard query uses, from ``EXPLAIN QUERY PLAN`` (:mod:`bench.index_usage`).
 
-``python -m bench.storage [--days N]`` (default 3 days, about 245,000 entries).
+``python -m bench.storage [--days N]`` (default 3 days, about 245,000 entries). ``--main-archive FILE``: an
+archive at main's schema (upgraded or written by main's own code) measured beside a copy migrated in place by
+this version, per table and index, with the migration's time; ``--fresh-days N``: N days written afresh by
+this version's writer, as written and after the collector's post-backfill densify; ``--skip-upgrade`` leaves
+out the schema-2 rows.
 """
 
 from __future__ import annotations
