@@ -271,13 +271,15 @@ def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool =
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    fts_after = None if fts_at is None else int(fts_at[0])
     last_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
     after, done = 0, 0
     while True:
         _begin(conn)
         try:
             coder = codec.Codec(conn)
+            # Read inside the write lock: another process may be migrating the same archive.
+            fts_at = conn.execute("SELECT value FROM compaction_state WHERE name = 'fts_next'").fetchone()
+            fts_after = None if fts_at is None else int(fts_at[0])
             rows = conn.execute(
                 f"SELECT rowid, first_seen_text, last_seen_text, request_body_base64, error, payload, {_KEYS}, {_TEXTS} "
                 "FROM deliveries WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, batch)).fetchall()
@@ -318,17 +320,19 @@ def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool =
         after = rows[-1][0]
         if on_batch:
             on_batch(Progress(after, last_rowid))
-    if fts_after is not None:
-        _begin(conn)
-        try:
+    swapped = False
+    _begin(conn)
+    try:
+        if conn.execute("SELECT 1 FROM compaction_state WHERE name = 'fts_next'").fetchone():
             conn.execute("DROP TABLE deliveries_fts")
             conn.execute("ALTER TABLE deliveries_fts_next RENAME TO deliveries_fts")
             conn.execute("DELETE FROM compaction_state WHERE name = 'fts_next'")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            swapped = True
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     merge_search_index(conn)
-    if vacuum and (done or fts_after is not None):  # the old index's pages are free too
+    if vacuum and (done or swapped):  # the old index's pages are free too
         conn.execute("VACUUM")
     return done

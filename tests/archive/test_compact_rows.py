@@ -278,3 +278,28 @@ def test_canonical_headers_is_the_redacted_json_the_export_always_wrote() -> Non
         expected = json.dumps(redact_headers({str(k): [str(v) for v in vs] for k, vs in headers.items()}, extra),
                               ensure_ascii=False, sort_keys=True)
         assert codec.canonical_headers(headers, extra) == expected
+
+
+def test_two_migrations_of_the_same_archive_at_once_index_each_row_once(main_archive, tmp_path: Path) -> None:
+    """A collect and a redelivery's re-sync may both start the migration: they take turns batch by batch. Here the
+    second runs whole between two batches of the first, the worst interleaving; neither indexes a row twice."""
+    path = copy(main_archive[0], tmp_path / "t.db")
+    before = main_archive[1]
+    first, second = archive.connect(path), archive.connect(path)
+    archive.ensure_db_shape(first, until=archive.SCHEMA_VERSION - 1)
+    turns: list[int] = []
+
+    def between_batches(progress: compaction.Progress) -> None:
+        turns.append(progress.rowid)
+        if len(turns) == 1:
+            archive.ensure_db_shape(second)
+
+    compaction.compact_rows(first, batch=500, on_batch=between_batches)
+    archive.ensure_db_shape(first)
+    assert archive.schema_version(first) == archive.SCHEMA_VERSION and len(turns) > 2
+    hits = first.execute("SELECT rowid FROM deliveries_fts WHERE deliveries_fts MATCH '\"ok\"'").fetchall()
+    first.close(), second.close()
+    assert len(hits) == len(set(hits)) > 1_000
+    assert fts_tables(path) == {"deliveries_fts", "deliveries_fts_config", "deliveries_fts_data", "deliveries_fts_idx"}
+    assert _seen(path) == before["seen"]
+    assert_reads_as_before(path, before)
