@@ -22,9 +22,8 @@ string of UTF-8 text in one of the request body's payload fields (:data:`collect
 sent as base64) is replaced by ``0xFD <its text> 0xFE`` when encoding that text again gives the same
 string, then the row's :data:`KEY_COLUMNS` (delivery id, event id, webhook id, event type, and the
 delivery time as epoch milliseconds, MoeGo's ``X-Moe-Timestamp``) wherever they occur by one byte each
-(0xF8..0xFC). No byte 0xF8..0xFF ever
-occurs in UTF-8 text, so :meth:`Codec.decode` restores the exact bytes given the same keys (a payload
-without such bytes, written before, decodes unchanged). Hence a row's key columns are never changed
+(0xF8..0xFC). No byte 0xF8..0xFF ever occurs in UTF-8 text, so :meth:`Codec.decode` restores the exact
+bytes given the same keys (a payload without such bytes, written before, decodes unchanged). Hence a row's key columns are never changed
 without encoding its payload again (the writer does, on an update).
 
 Header sets in a payload are stored in the export's JSON form (``json.dumps(..., ensure_ascii=False,
@@ -285,6 +284,11 @@ class Codec:
         """The :data:`PAYLOAD_FIELDS` values of a payload BLOB of the row whose :data:`KEY_COLUMNS` are ``keys``
         (``ValueError`` when the payload refers to keys and none are given)."""
         return unpack(_unkeyed(self._decoder(blob[0]).decompress(blob[1:]), keys))
+
+    def decode_many(self, blobs: Sequence[bytes], keys: Sequence[Sequence[str]]) -> list[list[str]]:
+        """:meth:`decode` of each blob with the keys of its row (same order)."""
+        decode = self.decode
+        return [decode(b, k) for b, k in zip(blobs, keys, strict=True)]
 
 
 def fields(codec: Codec | None, payload: bytes | None, texts: Sequence[str],
