@@ -368,6 +368,9 @@ def test_an_entry_retried_6_hours_later_is_updated_by_the_next_pass(quiet_sandbo
     ((), {"MOEGO_BASE_URL": "http://host:99999"}, "Error: MoeGo base URL is not a valid URL"),
     ((), {"MOEGO_DEADLINE": "0s"}, "Error: the call deadline (--deadline, MOEGO_DEADLINE) must be between 1s and 1h"),
     (("--budget", "10d"), {}, "Error: the pass budget (--budget, MOEGO_PASS_BUDGET) must be between 1m and 1d"),
+    ((), {"MOEGO_CONCURRENCY": "0"}, "Error: the concurrency (--concurrency, MOEGO_CONCURRENCY) must be between 1 and 10, got 0"),
+    (("--concurrency", "11"), {}, "Error: the concurrency (--concurrency, MOEGO_CONCURRENCY) must be between 1 and 10, got 11"),
+    (("--concurrency", "four"), {}, "Error: the concurrency (--concurrency, MOEGO_CONCURRENCY) must be a whole number 1..10, got 'four'"),
 ])
 def test_bad_settings_are_one_line_without_traceback(tmp_path, args, env, expected):
     result = invoke("collect", "--api-key", KEY, "--db", str(tmp_path / "a.db"), *args, env=env)
