@@ -109,10 +109,15 @@ def unpack(data: bytes) -> list[str]:
     return [part.decode("utf-8") for part in data.split(b"\xff")]
 
 
+#: ``json.dumps(..., ensure_ascii=False, sort_keys=True)`` builds this encoder on every call; the writer calls it
+#: twice per row, so it is built once (the same text).
+_HEADER_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequence[str] = ()) -> str:
     """A header set as a payload stores it: redacted, JSON in the export's form."""
-    return json.dumps(redact_headers({str(k): [str(v) for v in vs] for k, vs in headers.items()}, extra_secret),
-                      ensure_ascii=False, sort_keys=True)
+    return _HEADER_JSON.encode(redact_headers({str(k): [str(v) for v in vs] for k, vs in headers.items()},
+                                              extra_secret))
 
 
 def canonical_headers_text(text: str, extra_secret: Sequence[str] = ()) -> str:
