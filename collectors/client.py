@@ -466,7 +466,9 @@ class MoeGoClient:
                     except GateClosedPastDeadline:
                         if attempt > 1 and answer is not None:
                             raise self._error(rpc, answer) from None  # say what MoeGo said
-                        raise self._late(rpc, where, by_budget) from None
+                        raise ResourceExhausted(
+                            "another call of this pass was told to wait past this call's deadline",
+                            code=8, code_name="RESOURCE_EXHAUSTED", http_status=429, rpc=rpc) from None
                 answered = False
                 try:
                     answer = self._exchange(rpc, method, path, body, params, end, by_budget)

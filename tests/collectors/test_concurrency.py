@@ -206,3 +206,23 @@ def test_a_pacer_refuses_to_wait_past_the_calls_deadline():
     with pytest.raises(GateClosedPastDeadline):
         pacer.acquire(end=clock.now + 10, sleep=clock.sleep)
     assert clock.now == 100.0  # it did not wait in vain
+
+
+def test_a_call_that_would_wait_past_its_deadline_for_the_gate_fails_at_once_in_one_line():
+    from collectors.client import MoeGoClient, ResourceExhausted, make_http_client
+
+    sent = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"webhooks": []})
+
+    with MoeGoClient(make_http_client("http://moego.test", "key", transport=httpx.MockTransport(answer)),
+                     deadline_s=1.0) as client:
+        client.pacer = Pacer(4)
+        client.pacer.limited(30.0)  # another worker was told to wait 30 s
+        with pytest.raises(ResourceExhausted) as caught:
+            list(client.list_webhooks())
+    assert sent == []  # nothing was sent while the gate was closed
+    assert str(caught.value) == ("MoeGo is limiting ListWebhooks (RESOURCE_EXHAUSTED: another call of this pass was told "
+                                 "to wait past this call's deadline): try again later")
