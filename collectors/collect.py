@@ -3,7 +3,9 @@
 :func:`collect` is what the ``collect`` and ``schedule`` commands and the dashboard's "collect now" run.
 It holds the collector lock, lists the webhooks, saves their configuration, syncs each one with
 :func:`collectors.sync.sync_window` (the oldest slice of every webhook first, then each in full) and
-records the pass in ``collector_runs``.
+records the pass in ``collector_runs``. Up to ``settings.concurrency`` webhooks are synced at once, on
+worker threads, while the calling thread is the archive's one writer (:mod:`collectors.fanout`); a 429
+pauses them all and lowers the concurrency for the rest of the pass (:mod:`collectors.pacing`).
 
 Bounds of a pass: it ends within ``settings.pass_budget`` (every call made during it ends by then,
 and the budget is checked between pages), ``interrupted`` when the budget ran out, so the lock is
