@@ -311,6 +311,10 @@ def _sync_all(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient,
         result.webhooks = [results[hook.id] for hook in ordered if hook.id in results]
 
 
+#: Pages each worker fetches ahead when several webhooks are read at once (0: the worker fetches them itself).
+READ_AHEAD_AT_ONCE = 0
+
+
 class _Either:
     """Set when either event is: the caller's stop, or the pass's own (one webhook's sync was interrupted)."""
 
@@ -340,7 +344,7 @@ def _sync_all_at_once(settings: Settings, conn: sqlite3.Connection, client: MoeG
         synced = sync_window(settings, None, client, hook.id, clock=Clock(clock.now()), since=None,
                              stop=stopping, progress=None if edge_only else progress, chunk=chunk,  # type: ignore[arg-type]
                              label=endpoint_label(hook.endpoint_url), edge_only=edge_only,
-                             overlap=reread_span(hook.retry_policy, settings.overlap), db=writer, read_ahead=1)
+                             overlap=reread_span(hook.retry_policy, settings.overlap), db=writer, read_ahead=READ_AHEAD_AT_ONCE)
         if synced.outcome == "interrupted":
             halt.set()
         return synced

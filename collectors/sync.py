@@ -290,11 +290,13 @@ class _Sync:
 
     def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
         """Read one chunk from ``page_token`` (or its first page), committing page by page."""
-        # The next page is fetched and parsed while this one is saved (collectors.prefetch).
-        pages = prefetch(self.client.iter_delivery_pages(
+        # The next page is fetched and parsed while this one is saved (collectors.prefetch); with
+        # read_ahead=0 this thread fetches them itself (other webhooks' workers overlap the writer then).
+        source = self.client.iter_delivery_pages(
             self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
             page_token=page_token,
-        ), depth=self.read_ahead)
+        )
+        pages = prefetch(source, depth=self.read_ahead) if self.read_ahead else source
         guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
         webhook_id = self.result.webhook_id
         try:
