@@ -7,8 +7,10 @@
   (:func:`collectors.archive.writer.delivery_row`) timed too. Ratio: the baseline's time / the
   writer's (1.0 = as fast).
 - backfill: ``python -m sandbox --volume full`` (``demo`` with ``--quick``) on a free loopback port, then
-  ``moego-monitor collect`` into a new archive: wall time, and entries per CPU-second of the collector
-  process (its user + system time), against the sandbox's own CPU over the same collection.
+  ``moego-monitor collect --concurrency N`` into a new archive, for each N of :data:`CONCURRENCIES` (one
+  webhook at a time, then the default) against the same sandbox, one after the other: wall time, and
+  entries per CPU-second of the collector process (its user + system time), against the sandbox's own
+  CPU over the same collection.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from typing import Iterator
 
 from collectors import archive
 from collectors.archive import writer
+from collectors.config import DEFAULT_CONCURRENCY
 
 from .archive_gen import synthetic_deliveries
-from .core import Bench, Row, free_port, serving, side_by_side
+from .core import Bench, Row, free_port, load, serving, side_by_side
 
 __all__ = ["ROWS"]
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-sandbox-key"
+#: The backfill's rows: one webhook at a time (the baseline), then the default concurrency.
+CONCURRENCIES = (1, DEFAULT_CONCURRENCY)
 
 
 def _fresh(path: Path) -> sqlite3.Connection:
@@ -104,26 +109,34 @@ def _sandbox(volume: str) -> Iterator[tuple[str, int]]:
 
 def backfill(bench: Bench, extra: tuple[str, ...] = ()) -> list[Row]:
     volume = "demo" if bench.quick else "full"
+    rows: list[Row] = []
+    with _sandbox(volume) as (base, sandbox_pid):
+        for concurrency in CONCURRENCIES:
+            rows += _backfill_once(bench, volume, base, sandbox_pid, ("--concurrency", str(concurrency), *extra))
+    return rows
+
+
+def _backfill_once(bench: Bench, volume: str, base: str, sandbox_pid: int, extra: tuple[str, ...]) -> list[Row]:
     db = bench.workdir / f"backfill-{volume}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    with _sandbox(volume) as (base, sandbox_pid):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
-        env.update(MOEGO_API_KEY=API_KEY, MOEGO_BASE_URL=base, PYTHONPATH=str(REPO))
-        sandbox_before = _cpu_of(sandbox_pid)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "collectors", "collect", "--db", str(db), *extra],
-                              cwd=REPO, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        sandbox_cpu = _cpu_of(sandbox_pid) - sandbox_before
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+    env.update(MOEGO_API_KEY=API_KEY, MOEGO_BASE_URL=base, PYTHONPATH=str(REPO))
+    sandbox_before = _cpu_of(sandbox_pid)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "collectors", "collect", "--db", str(db), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sandbox_cpu = _cpu_of(sandbox_pid) - sandbox_before
     if done.returncode != 0:
         raise RuntimeError(f"collect failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
     cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
     with archive.open_archive(db, readonly=True) as conn:
         entries = conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
-    label = f"{volume} backfill from the sandbox ({entries:,} entries{', ' + ' '.join(extra) if extra else ''})"
+    label = f"{volume} backfill from the sandbox ({entries:,} entries, {' '.join(extra)})"
+    print(f"  ({label}: {wall:.0f} s wall, load {load()})", flush=True)
     return [
         Row(f"{label}: collector CPU", f"{entries / cpu:,.0f} entries/CPU-s",
             f"sandbox {entries / sandbox_cpu:,.0f} entries/CPU-s" if sandbox_cpu else "-",

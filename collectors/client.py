@@ -26,7 +26,8 @@ Exceptions::
 Retries: 429, 502, 503, 504 and timeouts are retried with bounded exponential backoff and full
 jitter, honouring ``Retry-After``; other statuses are not. Calls that send a webhook (redeliver,
 test) or create one are retried only on 429 and 503, never after a timeout, 502 or 504, since the
-first attempt may have gone through.
+first attempt may have gone through. With a :attr:`MoeGoClient.pacer` (a collect pass's, shared by its
+workers), a 429 closes a gate for every call of the pass instead (:mod:`collectors.pacing`).
 
 Bounds no server can stretch:
 
@@ -64,6 +65,7 @@ import httpx
 
 from . import __version__
 from .config import ConfigError, Settings
+from .pacing import GateClosedPastDeadline, Pacer
 from .models import MalformedMessage, RetryPolicy, Webhook, WebhookDelivery, format_timestamp
 from .redaction import scrub_secrets
 from .validate import PageGuard
@@ -419,6 +421,9 @@ class MoeGoClient:
     max_answer_bytes: int = MAX_ANSWER_BYTES
     #: MoeGo's clock from the last answer's ``Date`` header (``None`` before one with a valid header).
     server_time: ServerTime | None = field(default=None, init=False)
+    #: The pace shared by the workers of a collect pass (:mod:`collectors.pacing`): with one, a 429 pauses every
+    #: call made through this client, not only the one that got it. ``None``: each call backs off on its own.
+    pacer: Pacer | None = None
 
     def __post_init__(self) -> None:
         self._secrets = _secrets_of(self.http.headers.get("Authorization", ""))
@@ -450,11 +455,24 @@ class MoeGoClient:
         if _expired(end):
             raise self._late(rpc, where, by_budget)
         token = _CALL_END.set(end)
+        answer: _Answer | None = None
         try:
             for attempt in range(1, self.retry.attempts + 1):
                 last = attempt == self.retry.attempts
+                pacer = self.pacer
+                if pacer is not None:
+                    try:
+                        pacer.acquire(end, self.sleep)
+                    except GateClosedPastDeadline:
+                        if attempt > 1 and answer is not None:
+                            raise self._error(rpc, answer) from None  # say what MoeGo said
+                        raise ResourceExhausted(
+                            "another call of this pass was told to wait past this call's deadline",
+                            code=8, code_name="RESOURCE_EXHAUSTED", http_status=429, rpc=rpc) from None
+                answered = False
                 try:
                     answer = self._exchange(rpc, method, path, body, params, end, by_budget)
+                    answered = answer.status_code < 400
                 except httpx.TimeoutException as exc:
                     if _expired(end):
                         raise self._late(rpc, where, by_budget) from None
@@ -473,6 +491,15 @@ class MoeGoClient:
                         f"cannot reach MoeGo at {where} for {rpc} ({type(exc).__name__}: {exc}): "
                         "check MOEGO_BASE_URL and the network"
                     )) from exc
+                finally:
+                    if pacer is not None:
+                        pacer.release(ok=answered)
+                if answer.status_code == 429 and pacer is not None:
+                    # Everyone pauses (Retry-After, else a jittered backoff), and fewer call at once.
+                    pause = pacer.limited(_retry_after(answer.headers))
+                    if last or pause > self.retry.max_retry_after or time.monotonic() + pause >= end:
+                        raise self._error(rpc, answer)
+                    continue  # the next attempt waits at the gate
                 retryable = _RETRYABLE_STATUS if idempotent else _RETRYABLE_STATUS_NOT_IDEMPOTENT
                 if answer.status_code in retryable and not last:
                     hinted = _retry_after(answer.headers)

@@ -3,7 +3,9 @@
 :func:`collect` is what the ``collect`` and ``schedule`` commands and the dashboard's "collect now" run.
 It holds the collector lock, lists the webhooks, saves their configuration, syncs each one with
 :func:`collectors.sync.sync_window` (the oldest slice of every webhook first, then each in full) and
-records the pass in ``collector_runs``.
+records the pass in ``collector_runs``. Up to ``settings.concurrency`` webhooks are synced at once, on
+worker threads, while the calling thread is the archive's one writer (:mod:`collectors.fanout`); a 429
+pauses them all and lowers the concurrency for the rest of the pass (:mod:`collectors.pacing`).
 
 Bounds of a pass: it ends within ``settings.pass_budget`` (every call made during it ends by then,
 and the budget is checked between pages), ``interrupted`` when the budget ran out, so the lock is
@@ -23,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import archive, skew
+from .fanout import ArchiveWriter, run_workers
+from .pacing import Pacer
 from .archive import compaction
 from .archive.coverage import load_intervals, retention_start, watermark
 from .archive.runs import close_abandoned_runs, collector_lock, finish_run, one_line, start_run
@@ -49,6 +53,8 @@ class CollectResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     alerts: Any = None  # collectors.alerts.AlertsOutcome of the rules evaluated after the pass
+    concurrency: int = 1  # webhooks read at once (settings.concurrency)
+    pacer: Pacer | None = None  # the pass's 429 gate and AIMD limit: its pauses, the lowest concurrency it went to
     clock_skew: timedelta | None = None  # MoeGo's clock minus this host's, measured on the pass's first answer
 
     @property
@@ -75,6 +81,9 @@ class CollectResult:
     def summary_lines(self) -> list[str]:
         """One line per webhook, then, when the pass did not succeed, one line saying why."""
         lines = [r.summary_line() for r in self.webhooks]
+        paced = self.pacer.summary() if self.pacer is not None else None
+        if paced:
+            lines.append(paced)
         if self.outcome == "failed" and self.error:
             lines.append(f"collect failed: {self.error}")
         elif self.outcome == "interrupted":
@@ -144,7 +153,8 @@ def _collect(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient |
              chunk: timedelta) -> None:
     """The body of :func:`collect`: fills ``result`` (webhook results, outcome, error)."""
     try:
-        with client_for(settings, client, stop=stop) as moego, _budget(moego, settings.pass_budget):
+        with client_for(settings, client, stop=stop) as moego, _budget(moego, settings.pass_budget), \
+                _paced(moego, result, settings.concurrency):
             webhooks = _listed_webhooks(conn, moego, settings)
             result.clock_skew = skew.measure(moego.server_time, clock.at)
             moego_clock = Clock(clock.now() + skew.correction(result.clock_skew))  # from here on, MoeGo's time
@@ -172,6 +182,23 @@ def _collect(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient |
         first = failed[0]
         prefix = f"{len(failed)} of {len(result.webhooks)} webhooks failed; " if len(failed) > 1 else ""
         result.error = one_line(f"{prefix}{first.webhook_id}: {first.error}")
+
+
+class _paced:
+    """While the block runs, ``client`` calls MoeGo at the pace of one :class:`~collectors.pacing.Pacer` (the pass's)."""
+
+    def __init__(self, client: MoeGoClient, result: CollectResult, concurrency: int) -> None:
+        self._client = client
+        self._saved: Pacer | None = None
+        result.concurrency = concurrency
+        result.pacer = self._pacer = Pacer(concurrency)
+
+    def __enter__(self) -> None:
+        self._saved = self._client.pacer
+        self._client.pacer = self._pacer
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.pacer = self._saved
 
 
 class _budget:
@@ -237,6 +264,10 @@ def _sync_all(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient,
     webhook whose slice failed is not retried in the same pass. On a stop, webhooks not yet synced
     in full are reported ``interrupted``.
     """
+    if settings.concurrency > 1 and len(ordered) > 1:
+        _sync_all_at_once(settings, conn, client, ordered, result, clock=clock, stop=stop, progress=progress,
+                          chunk=chunk)
+        return
     results: dict[str, SyncResult] = {}
     done: set[str] = set()
 
@@ -277,6 +308,72 @@ def _sync_all(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient,
         for webhook_id, one in results.items():
             if webhook_id not in done:
                 one.outcome = "interrupted"
+        result.webhooks = [results[hook.id] for hook in ordered if hook.id in results]
+
+
+#: Pages each worker fetches ahead when several webhooks are read at once (0: the worker fetches them itself).
+READ_AHEAD_AT_ONCE = 0
+
+
+class _Either:
+    """Set when either event is: the caller's stop, or the pass's own (one webhook's sync was interrupted)."""
+
+    def __init__(self, first: threading.Event | None, second: threading.Event) -> None:
+        self._events = [e for e in (first, second) if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
+
+
+def _sync_all_at_once(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient, ordered: list[Webhook],
+                      result: CollectResult, *, clock: Clock, stop: threading.Event | None,
+                      progress: ProgressCallback | None, chunk: timedelta) -> None:
+    """:func:`_sync_all` with ``settings.concurrency`` webhooks read at once (:mod:`collectors.fanout`).
+
+    The same two rounds (every oldest slice, then each webhook in full), each over a pool of worker
+    threads, most-behind webhooks started first; this thread is the archive's one writer meanwhile.
+    When one webhook's sync is interrupted (a stop, the budget), the others stop at their next page
+    boundary and no further webhook starts: the pass ends ``interrupted``, as one at a time.
+    """
+    halt = threading.Event()
+    stopping = _Either(stop, halt)
+    results: dict[str, SyncResult] = {}
+    done: set[str] = set()
+
+    def one(writer: ArchiveWriter, hook: Webhook, edge_only: bool) -> SyncResult:
+        synced = sync_window(settings, None, client, hook.id, clock=Clock(clock.now()), since=None,
+                             stop=stopping, progress=None if edge_only else progress, chunk=chunk,  # type: ignore[arg-type]
+                             label=endpoint_label(hook.endpoint_url), edge_only=edge_only,
+                             overlap=reread_span(hook.retry_policy, settings.overlap), db=writer, read_ahead=READ_AHEAD_AT_ONCE)
+        if synced.outcome == "interrupted":
+            halt.set()
+        return synced
+
+    def may_start() -> bool:
+        return not stopping.is_set()
+
+    try:
+        for hook, head in run_workers(conn, ordered, lambda w, h: one(w, h, True), workers=settings.concurrency,
+                                      should_start=may_start):
+            results[hook.id] = head
+            if head.outcome != "ok":
+                done.add(hook.id)
+        if stopping.is_set():
+            result.outcome = "interrupted"
+            return
+        rest = [hook for hook in ordered if hook.id not in done]
+        for hook, full in run_workers(conn, rest, lambda w, h: one(w, h, False), workers=settings.concurrency,
+                                      should_start=may_start):
+            head = results[hook.id]
+            full.pages, full.new, full.updated = full.pages + head.pages, full.new + head.new, full.updated + head.updated
+            results[hook.id] = full
+            done.add(hook.id)
+        if stopping.is_set() or any(r.outcome == "interrupted" for r in results.values()):
+            result.outcome = "interrupted"
+    finally:
+        for webhook_id, one_result in results.items():
+            if webhook_id not in done:
+                one_result.outcome = "interrupted"
         result.webhooks = [results[hook.id] for hook in ordered if hook.id in results]
 
 

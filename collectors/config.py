@@ -13,6 +13,7 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour (0s..2d; a minimum: see below) |
 | deadline_s     | ``--deadline``    | ``MOEGO_DEADLINE``       | 120 seconds (1s..1h)         |
 | pass_budget    | ``--budget``      | ``MOEGO_PASS_BUDGET``    | 2 hours (1m..1d)             |
+| concurrency    | ``--concurrency`` | ``MOEGO_CONCURRENCY``    | 4 webhooks at once (1..10)   |
 | config_path    | ``--config``      | ``MOEGO_MONITOR_CONFIG`` | ``moego-monitor.toml`` beside the archive, if present |
 | access         |                   | ``MOEGO_MONITOR_AUTH`` and family, see :mod:`collectors.access` | no login, loopback only |
 
@@ -20,6 +21,10 @@ A flag and its environment variable go through the same parser and the same boun
 ``MOEGO_SYNC_OVERLAP=30d`` is refused exactly as ``--overlap 30d`` is. ``overlap`` is the least
 each webhook's recent past is re-read; a webhook whose ``retryPolicy`` keeps retrying longer gets
 the longer span (see :mod:`collectors.overlap`).
+
+``concurrency`` is how many webhooks a collect pass reads at once (one archive writer commits their
+pages; see :mod:`collectors.fanout`); a 429 from MoeGo lowers it for the rest of the pass
+(:mod:`collectors.pacing`).
 
 ``environ`` keeps the environment as it was read, for the alerts configuration's ``env:NAME`` and
 ``${NAME}`` channel URLs (:mod:`collectors.alerts.config`); it is never shown or compared.
@@ -41,7 +46,8 @@ from .archive import DEFAULT_DB_PATH
 
 __all__ = [
     "Settings", "ConfigError", "load_settings", "parse_duration", "parse_bounded_duration", "DEFAULT_BASE_URL",
-    "format_span", "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS",
+    "format_span", "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS", "CONCURRENCY_BOUNDS", "DEFAULT_CONCURRENCY",
+    "parse_concurrency",
 ]
 
 DEFAULT_BASE_URL = "https://openapi.moego.pet"
@@ -51,6 +57,9 @@ OVERLAP_BOUNDS = (timedelta(0), timedelta(days=2))
 DEADLINE_BOUNDS = (timedelta(seconds=1), timedelta(hours=1))
 #: The bounds of ``--budget`` / ``MOEGO_PASS_BUDGET``: the most one collect pass may take.
 BUDGET_BOUNDS = (timedelta(minutes=1), timedelta(days=1))
+#: The bounds of ``--concurrency`` / ``MOEGO_CONCURRENCY``: webhooks read at once (MoeGo allows 10 per client).
+CONCURRENCY_BOUNDS = (1, 10)
+DEFAULT_CONCURRENCY = 4
 #: Longer than any duration moego-monitor accepts, short enough for ``timedelta`` (about 2.7 million years).
 _LONGEST = timedelta(days=999_999_999)
 
@@ -72,6 +81,7 @@ class Settings:
     page_size: int = 500
     deadline_s: float = 120.0
     pass_budget: timedelta = timedelta(hours=2)
+    concurrency: int = DEFAULT_CONCURRENCY
     config_path: Path | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
     #: Who may use the dashboard and what they may do (:mod:`collectors.access`).
@@ -114,6 +124,23 @@ def parse_bounded_duration(name: str, value: object, bounds: tuple[timedelta, ti
     return parsed
 
 
+def parse_concurrency(value: object) -> int:
+    """``value`` (an int, or its text) as the number of webhooks read at once, within :data:`CONCURRENCY_BOUNDS`.
+
+    The one rule for ``--concurrency`` and ``MOEGO_CONCURRENCY``.
+    """
+    low, high = CONCURRENCY_BOUNDS
+    text = str(value).strip()[:40]
+    if isinstance(value, bool) or not (isinstance(value, int) or (text.isascii() and text.isdigit())):
+        raise ConfigError(f"the concurrency (--concurrency, MOEGO_CONCURRENCY) must be a whole number {low}..{high}, "
+                          f"got {text!r}")
+    number = int(text)
+    if not low <= number <= high:
+        raise ConfigError(f"the concurrency (--concurrency, MOEGO_CONCURRENCY) must be between {low} and {high}, "
+                          f"got {number}")
+    return number
+
+
 def format_span(value: timedelta) -> str:
     """A duration as the shortest exact text ``parse_duration`` reads back: ``2d``, ``90m``, ``45s``."""
     seconds = int(value.total_seconds())
@@ -148,6 +175,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
                                       pick("deadline", "MOEGO_DEADLINE", timedelta(seconds=120)), DEADLINE_BOUNDS)
     budget = parse_bounded_duration("the pass budget (--budget, MOEGO_PASS_BUDGET)",
                                     pick("pass_budget", "MOEGO_PASS_BUDGET", timedelta(hours=2)), BUDGET_BOUNDS)
+    concurrency = parse_concurrency(pick("concurrency", "MOEGO_CONCURRENCY", DEFAULT_CONCURRENCY))
     headers = pick("secret_headers", "MOEGO_REDACT_HEADERS", ())
     if isinstance(headers, str):
         headers = [h for h in headers.split(",")]
@@ -175,6 +203,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
         page_size=page_size,
         deadline_s=deadline.total_seconds(),
         pass_budget=budget,
+        concurrency=concurrency,
         config_path=Path(str(config_path)) if config_path is not None else None,
         environ=MappingProxyType(dict(env)),
         access=access,

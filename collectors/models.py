@@ -112,6 +112,12 @@ def parse_bytes(value: Any, *, name: str = "bytes") -> bytes:
         return b""
     if not isinstance(value, str):
         raise MalformedMessage(f"{name}: expected a base64 string, got {type(value).__name__}")
+    try:
+        # What MoeGo sends: standard, padded base64. Strict decoding takes nothing else; anything else
+        # (URL-safe, unpadded, surrounding blanks, or not base64) goes the long way below.
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     text = value.strip().replace("-", "+").replace("_", "/")
     text += "=" * (-len(text) % 4)
     try:
@@ -182,11 +188,18 @@ def _str_list(msg: Mapping[str, Any], key: str) -> list[str]:
 def _headers(msg: Mapping[str, Any], key: str) -> Headers:
     raw = _obj(msg.get(key), key)
     out: Headers = {}
+    # Run for every header of every entry: plain type checks, no helper calls on the common path.
     for name, holder in raw.items():
-        values = _obj(holder, f"{key}.{name}").get("values") or []
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        if holder.__class__ is dict:
+            values = holder.get("values") or []
+        else:
+            values = _obj(holder, f"{key}.{name}").get("values") or []
+        if values.__class__ is not list and not isinstance(values, list):
             raise MalformedMessage(f"{key}.{name}.values: expected a list of strings")
-        out[str(name)] = list(values)
+        for value in values:
+            if value.__class__ is not str and not isinstance(value, str):
+                raise MalformedMessage(f"{key}.{name}.values: expected a list of strings")
+        out[name if name.__class__ is str else str(name)] = list(values)
     return out
 
 

@@ -48,7 +48,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlparse
 
 
@@ -94,6 +94,10 @@ EDGE_CHUNK = timedelta(minutes=15)
 RESUME_MARGIN = timedelta(minutes=5)
 
 ProgressCallback = Callable[["SyncProgress"], None]
+_T = TypeVar("_T")
+#: How a sync reaches the archive: ``db(fn)`` runs ``fn(conn)`` where the connection lives (directly, or on
+#: the pass's one writer thread: :class:`collectors.fanout.ArchiveWriter`) and returns its result.
+ArchiveAccess = Callable[[Callable[[sqlite3.Connection], Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,7 @@ class _Sync:
     """The state of one webhook's sync while it runs."""
 
     settings: Settings
-    conn: sqlite3.Connection
+    db: ArchiveAccess
     client: MoeGoClient
     clock: Clock
     result: SyncResult
@@ -282,43 +286,56 @@ class _Sync:
     progress: ProgressCallback | None
     window: Interval
     covered_until: datetime
+    read_ahead: int = 2
 
     def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
         """Read one chunk from ``page_token`` (or its first page), committing page by page."""
-        # The next page is fetched and parsed while this one is saved (collectors.prefetch).
-        pages = prefetch(self.client.iter_delivery_pages(
+        # The next page is fetched and parsed while this one is saved (collectors.prefetch); with
+        # read_ahead=0 this thread fetches them itself (other webhooks' workers overlap the writer then).
+        source = self.client.iter_delivery_pages(
             self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
             page_token=page_token,
-        ))
+        )
+        pages = prefetch(source, depth=self.read_ahead) if self.read_ahead else source
         guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
+        webhook_id = self.result.webhook_id
         try:
             while True:
                 self._check_stop()
                 page = next(pages, None)
                 if page is None:
                     return
-                deliveries = _checked(page.deliveries, self.result.webhook_id)
+                deliveries = _checked(page.deliveries, webhook_id)
                 _reject(guard.add(len(deliveries), page.next_page_token) or validate.check_page(
-                    deliveries, webhook_id=self.result.webhook_id, start=chunk.start, end=chunk.end,
-                    page_size=self.settings.page_size, archived_under=archived_under(self.conn, [d.id for d in deliveries])))
+                    deliveries, webhook_id=webhook_id, start=chunk.start, end=chunk.end,
+                    page_size=self.settings.page_size))
                 last = not page.next_page_token
-                with archive.transaction(self.conn):
-                    saved: SaveResult = save_deliveries(self.conn, deliveries, seen_at=self.clock.now(),
-                                                        secret_headers=self.settings.secret_headers)
-                    if self.resumable:
-                        _set_position(self.conn, self.result.webhook_id,
-                                      None if last else _Position(chunk, page.next_page_token))
+
+                def save(conn: sqlite3.Connection) -> SaveResult:
+                    # Checked against the archive and saved in one turn of the writer: no other page comes between.
+                    _reject(validate.check_page(deliveries, webhook_id=webhook_id, start=chunk.start, end=chunk.end,
+                                                page_size=self.settings.page_size,
+                                                archived_under=archived_under(conn, [d.id for d in deliveries])))
+                    with archive.transaction(conn):
+                        saved = save_deliveries(conn, deliveries, seen_at=self.clock.now(),
+                                                secret_headers=self.settings.secret_headers)
+                        if self.resumable:
+                            _set_position(conn, webhook_id, None if last else _Position(chunk, page.next_page_token))
+                        if last:
+                            read_at = self.clock.now()
+                            covered = Interval(max(chunk.start, retention_start(read_at)),
+                                               min(chunk.end, read_at - SETTLE))
+                            if covered.start < covered.end:
+                                record_interval(conn, webhook_id, covered)
+                    self.result.pages += 1
+                    self.result.new += saved.new
+                    self.result.updated += saved.updated
                     if last:
-                        read_at = self.clock.now()
-                        covered = Interval(max(chunk.start, retention_start(read_at)), min(chunk.end, read_at - SETTLE))
-                        if covered.start < covered.end:
-                            record_interval(self.conn, self.result.webhook_id, covered)
-                self.result.pages += 1
-                self.result.new += saved.new
-                self.result.updated += saved.updated
-                if last:
-                    self.covered_until = max(self.covered_until, chunk.end)
-                self._report()
+                        self.covered_until = max(self.covered_until, chunk.end)
+                    self._report()  # on the writer's thread, so progress callbacks never run concurrently
+                    return saved
+
+                self.db(save)
         finally:
             pages.close()  # stop reading ahead; the reader thread closes the generator
 
@@ -357,33 +374,41 @@ def _checked(deliveries: list[WebhookDelivery], webhook_id: str) -> list[Webhook
     return out
 
 
-def sync_window(settings: Settings, conn: sqlite3.Connection, client: MoeGoClient, webhook_id: str, *,
+def sync_window(settings: Settings, conn: sqlite3.Connection | None, client: MoeGoClient, webhook_id: str, *,
           clock: Clock, since: datetime | None, stop: threading.Event | None,
           progress: ProgressCallback | None, chunk: timedelta, label: str = "",
-          edge_only: bool = False, overlap: timedelta | None = None) -> SyncResult:
+          edge_only: bool = False, overlap: timedelta | None = None, db: ArchiveAccess | None = None,
+          read_ahead: int = 2) -> SyncResult:
     """Sync one webhook (see the module docstring); MoeGo failures end up in the result, not raised.
 
     ``edge_only`` reads nothing but the short first chunk at the retention edge, if the window
     starts there and no interrupted sync is pending (see :func:`collectors.collect.collect`).
     ``overlap`` is how far before the watermark to start (default ``settings.overlap``; callers pass
-    :func:`collectors.overlap.reread_span` of the webhook's retry policy).
+    :func:`collectors.overlap.reread_span` of the webhook's retry policy). ``db`` replaces ``conn``
+    when the sync runs on a worker thread: every use of the archive goes through it (the pass's one
+    writer, :class:`collectors.fanout.ArchiveWriter`), and so does ``progress``. ``read_ahead`` is how
+    many pages are fetched ahead of the one being saved.
     """
+    if db is None:
+        if conn is None:
+            raise ValueError("sync_window needs conn or db")
+        db = _direct(conn)
     now = clock.start
     result = SyncResult(webhook_id=webhook_id, label=label, now=now)
     resumable = since is None
-    _ensure_state(conn, webhook_id)
+    db(lambda c: _ensure_state(c, webhook_id))
     edge = retention_start(now)
-    sync = _Sync(settings, conn, client, clock, result, resumable, stop, progress,
-                 window=Interval(now, now), covered_until=now)
+    sync = _Sync(settings, db, client, clock, result, resumable, stop, progress,
+                 window=Interval(now, now), covered_until=now, read_ahead=read_ahead)
     try:
         if resumable:
-            position = _saved_position(conn, webhook_id)
+            position = db(lambda c: _saved_position(c, webhook_id))
             if position is not None and edge_only:
                 return result  # the pending chunk is finished first, by the full sync
             if position is not None:
                 _resume(sync, position)
             reread = settings.overlap if overlap is None else overlap
-            start = max(edge, watermark(load_intervals(conn, webhook_id), edge) - reread)
+            start = max(edge, watermark(db(lambda c: load_intervals(c, webhook_id)), edge) - reread)
         else:
             start = max(edge, since.astimezone(timezone.utc))  # type: ignore[union-attr]
         chunks = plan_chunks(start, now, length=chunk, edge=edge)
@@ -408,12 +433,20 @@ def sync_window(settings: Settings, conn: sqlite3.Connection, client: MoeGoClien
     except MoeGoError as exc:
         result.outcome = "failed"
         result.error = scrubbed(settings, str(exc))
-        _record_outcome(conn, webhook_id, error=result.error, error_at=clock.now())
+        error, error_at = result.error, clock.now()
+        db(lambda c: _record_outcome(c, webhook_id, error=error, error_at=error_at))
     else:
         if resumable and not edge_only:
-            _record_outcome(conn, webhook_id, success_at=now)
-    result.covered = load_intervals(conn, webhook_id)
+            db(lambda c: _record_outcome(c, webhook_id, success_at=now))
+    result.covered = db(lambda c: load_intervals(c, webhook_id))
     return result
+
+
+def _direct(conn: sqlite3.Connection) -> ArchiveAccess:
+    """Archive access on this thread: ``fn(conn)`` at once."""
+    def run(fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        return fn(conn)
+    return run
 
 
 #: Why a sync or pass stopped when its pass's time budget ran out.
@@ -442,8 +475,10 @@ def _resume(sync: _Sync, position: _Position) -> None:
     chunk = position.chunk
     if chunk.start < retention_start(sync.clock.now()) + RESUME_MARGIN or chunk.end > sync.clock.start:
         # Entries at the start may be deleted while we page (or the chunk is not ours): re-plan instead.
-        with archive.transaction(sync.conn):
-            _set_position(sync.conn, sync.result.webhook_id, None)
+        def clear(conn: sqlite3.Connection) -> None:
+            with archive.transaction(conn):
+                _set_position(conn, sync.result.webhook_id, None)
+        sync.db(clear)
         return
     sync.result.resumed = True
     sync.window = Interval(chunk.start, sync.clock.start)

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, int]] = [
     ("collectors.validate", 0),  # pure checks of MoeGo's answers against the contract
     ("collectors.overlap", 0),  # pure: a webhook's re-read span from its retry policy
     ("collectors.skew", 0),  # pure: the clock-skew rules
+    ("collectors.pacing", 0),  # pure: a pass's 429 gate and AIMD limit, shared by its workers (threads, no I/O)
     ("collectors.config", 2),
     ("collectors.access", 2),  # the console's login settings, read with the rest of the configuration
     ("collectors.client", 2),

@@ -24,7 +24,7 @@ from ..collect import collect
 from ..jobs import JobWorker
 from ..config import (
     BUDGET_BOUNDS, DEADLINE_BOUNDS, OVERLAP_BOUNDS, ConfigError, Settings, format_span, parse_bounded_duration,
-    parse_duration,
+    parse_concurrency, parse_duration,
 )
 from ..redaction import scrub_secrets
 from ..scheduler import default_jitter, log as schedule_log, run_schedule, stop_on_signals
@@ -52,7 +52,12 @@ _span = format_span
 
 
 def _sync_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--chunk`` and ``--overlap``, shared by ``collect`` and ``schedule``."""
+    """``--chunk``, ``--overlap``, ``--deadline``, ``--budget`` and ``--concurrency``, shared by ``collect`` and ``schedule``."""
+    func = click.option(
+        "--concurrency",
+        help="How many webhooks are read at once (one writer saves their pages in order); a 429 from MoeGo "
+             "pauses them all and lowers it for the pass [env MOEGO_CONCURRENCY; default 4; 1..10].",
+    )(func)
     func = click.option(
         "--overlap",
         help="The least each run re-reads before the last sync, for entries MoeGo is still retrying; a webhook "
@@ -76,9 +81,12 @@ def _sync_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _with_sync_flags(settings: Settings, overlap: str | None, deadline: str | None, budget: str | None) -> Settings:
+def _with_sync_flags(settings: Settings, overlap: str | None, deadline: str | None, budget: str | None,
+                     concurrency: str | None = None) -> Settings:
     """``settings`` with the sync flags given, parsed and bounded by the same rule as their ``MOEGO_*`` variables."""
     try:
+        if concurrency is not None:
+            settings = dataclasses.replace(settings, concurrency=parse_concurrency(concurrency))
         if overlap is not None:
             settings = dataclasses.replace(settings, overlap=parse_bounded_duration(
                 "the overlap (--overlap, MOEGO_SYNC_OVERLAP)", overlap, OVERLAP_BOUNDS))
@@ -94,33 +102,33 @@ def _with_sync_flags(settings: Settings, overlap: str | None, deadline: str | No
 
 
 class _ProgressBars:
-    """One ``click.progressbar`` per webhook on stderr, only on a terminal and only for long windows (backfills)."""
+    """One ``click.progressbar`` on stderr for the webhooks being backfilled (long windows), only on a terminal.
+
+    Webhooks are read several at once, so the bar shows the mean of their fractions.
+    """
 
     SCALE = 1000
 
     def __init__(self, *, threshold: timedelta) -> None:
         self.enabled = sys.stderr.isatty()
         self.threshold = threshold
-        self._webhook: str | None = None
+        self._fractions: dict[str, float] = {}
         self._bar: Any = None
         self._shown = 0
 
     def __call__(self, progress: SyncProgress) -> None:
-        if not self.enabled:
+        if not self.enabled or progress.window.end - progress.window.start <= self.threshold:
             return
-        if progress.webhook_id != self._webhook:
-            self.close()
-            self._webhook = progress.webhook_id
-            if progress.window.end - progress.window.start > self.threshold:
-                self._bar = click.progressbar(length=self.SCALE, label=f"{progress.webhook_id} backfill",
-                                              file=sys.stderr, show_eta=True, show_percent=True)
-                self._bar.__enter__()
-                self._shown = 0
-        if self._bar is not None:
-            target = int(progress.fraction * self.SCALE)
-            if target > self._shown:
-                self._bar.update(target - self._shown)
-                self._shown = target
+        self._fractions[progress.webhook_id] = progress.fraction
+        if self._bar is None:
+            self._bar = click.progressbar(length=self.SCALE, label="backfill", file=sys.stderr, show_eta=True,
+                                          show_percent=True)
+            self._bar.__enter__()
+            self._shown = 0
+        target = int(sum(self._fractions.values()) / len(self._fractions) * self.SCALE)
+        if target > self._shown:
+            self._bar.update(target - self._shown)
+            self._shown = target
 
     def close(self) -> None:
         if self._bar is not None:
@@ -133,9 +141,9 @@ class _ProgressBars:
 @_sync_options
 @one_line_errors
 def collect_command(settings: Settings, chunk: timedelta, overlap: str | None, deadline: str | None,
-                    budget: str | None) -> None:
+                    budget: str | None, concurrency: str | None) -> None:
     """Archive every webhook's new and changed deliveries, once (for cron or a systemd timer)."""
-    settings = _with_sync_flags(settings, overlap, deadline, budget)
+    settings = _with_sync_flags(settings, overlap, deadline, budget, concurrency)
     settings.require_api_key()  # a configuration error is not a run: say so before touching the archive
     stop = threading.Event()
     bars = _ProgressBars(threshold=chunk)
@@ -176,9 +184,9 @@ def collect_command(settings: Settings, chunk: timedelta, overlap: str | None, d
 @one_line_errors
 def schedule_command(settings: Settings, chunk: timedelta, overlap: str | None, deadline: str | None,
                      budget: str | None, every: timedelta, jitter: str | None, metrics_port: int | None,
-                     metrics_host: str) -> None:
+                     metrics_host: str, concurrency: str | None) -> None:
     """Collect now and then every --every, until Ctrl-C or SIGTERM (ends between pages, exit 0)."""
-    settings = _with_sync_flags(settings, overlap, deadline, budget)
+    settings = _with_sync_flags(settings, overlap, deadline, budget, concurrency)
     settings.require_api_key()  # fail at once, not on every pass
     spread = _jitter(jitter, every)
     stop_metrics = _start_metrics(settings, metrics_port, metrics_host)

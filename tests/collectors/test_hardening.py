@@ -209,7 +209,8 @@ def test_a_page_the_contract_rules_out_is_refused_whole(tmp_path, case, problem)
     assert problem in last_error
 
 
-def test_one_id_listed_under_two_webhooks_stays_with_the_first(tmp_path):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_one_id_listed_under_two_webhooks_stays_with_the_first(tmp_path, concurrency):
     hooks = [{"id": w, "endpointUrl": f"https://receiver.example/{w}", "isActive": True} for w in ("whk_1", "whk_2")]
 
     def page(request: HostileRequest, conn: socket.socket) -> None:
@@ -219,14 +220,17 @@ def test_one_id_listed_under_two_webhooks_stays_with_the_first(tmp_path):
 
     db = tmp_path / "a.db"
     with HostileServer(moego(page, webhooks=hooks)) as server:
-        result = collect(settings_for(server.base_url, db))
+        result = collect(settings_for(server.base_url, db, concurrency=concurrency))
 
-    by_id = {r.webhook_id: r for r in result.webhooks}
-    assert by_id["whk_1"].outcome == "ok"
-    assert by_id["whk_2"].outcome == "failed"
-    assert "delivery 'shared-id' is listed for webhook 'whk_2' but is archived under 'whk_1'" in by_id["whk_2"].error
+    # One at a time, whk_1 goes first (ties by id); read at once, whichever page is committed first keeps the id.
+    [first] = [r.webhook_id for r in result.webhooks if r.outcome == "ok"]
+    [second] = [r for r in result.webhooks if r.outcome == "failed"]
+    if concurrency == 1:
+        assert first == "whk_1"
+    assert (f"delivery 'shared-id' is listed for webhook '{second.webhook_id}' but is archived under '{first}'"
+            in second.error)
     assert db_rows(db, "SELECT id, webhook_id FROM deliveries ORDER BY id") == [
-        ("own-whk_1", "whk_1"), ("shared-id", "whk_1")]
+        (f"own-{first}", first), ("shared-id", first)]
 
 
 # -- 7: clock skew ----------------------------------------------------------------------------------
@@ -364,6 +368,9 @@ def test_an_entry_retried_6_hours_later_is_updated_by_the_next_pass(quiet_sandbo
     ((), {"MOEGO_BASE_URL": "http://host:99999"}, "Error: MoeGo base URL is not a valid URL"),
     ((), {"MOEGO_DEADLINE": "0s"}, "Error: the call deadline (--deadline, MOEGO_DEADLINE) must be between 1s and 1h"),
     (("--budget", "10d"), {}, "Error: the pass budget (--budget, MOEGO_PASS_BUDGET) must be between 1m and 1d"),
+    ((), {"MOEGO_CONCURRENCY": "0"}, "Error: the concurrency (--concurrency, MOEGO_CONCURRENCY) must be between 1 and 10, got 0"),
+    (("--concurrency", "11"), {}, "Error: the concurrency (--concurrency, MOEGO_CONCURRENCY) must be between 1 and 10, got 11"),
+    (("--concurrency", "four"), {}, "Error: the concurrency (--concurrency, MOEGO_CONCURRENCY) must be a whole number 1..10, got 'four'"),
 ])
 def test_bad_settings_are_one_line_without_traceback(tmp_path, args, env, expected):
     result = invoke("collect", "--api-key", KEY, "--db", str(tmp_path / "a.db"), *args, env=env)

@@ -39,7 +39,9 @@ def fake() -> FakeMoeGo:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "archive.db", page_size=50)
+    # One webhook at a time: these tests follow the exact order of calls and pages (several at once:
+    # test_collect_sandbox.py and test_concurrency.py).
+    return Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "archive.db", page_size=50, concurrency=1)
 
 
 @pytest.fixture
