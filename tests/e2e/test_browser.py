@@ -392,6 +392,35 @@ def test_a_rows_detail_opens_inside_the_viewport(demo, browser, outside_requests
     page.context.close()
 
 
+def _reruns_sent(frames: list) -> int:
+    """How many of the websocket frames a page sent asked Streamlit to run the script (or a fragment)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    count = 0
+    for frame in frames:
+        message = BackMsg()
+        message.ParseFromString(frame if isinstance(frame, bytes) else frame.encode())
+        count += message.WhichOneof("type") == "rerun_script"
+    return count
+
+
+def test_an_idle_overview_stays_still(demo, browser, outside_requests):
+    """Once drawn, the Overview asks the server for nothing while no one acts and no job runs: no rerun lands
+    in the middle of a load, and the page does not redraw itself every few seconds."""
+    from playwright.sync_api import expect
+
+    page = open_page(browser, outside_requests, 1400, 1000)
+    sent: list = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+    page.goto(demo.url)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Deliveries").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=30_000)
+    assert _reruns_sent(sent) == 1  # the page's own run
+    page.wait_for_timeout(5_000)
+    assert _reruns_sent(sent) == 1, "the idle page reran on its own"
+    page.context.close()
+
+
 def test_nothing_is_fetched_from_outside(demo, browser, outside_requests):
     from playwright.sync_api import expect
 
