@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -81,10 +81,36 @@ def test_empty_inputs_draw_empty_figures() -> None:
     assert len(fig.data) == 0
 
 
-def test_trends_put_volume_rate_and_latency_on_one_time_axis(conn) -> None:
-    series = time_series(conn, Filters(), Filters().window(NOW), "hour", ZoneInfo("UTC"))
-    fig = charts.trends_figure(series, "hour")
-    names = [t.name for t in fig.data]
-    assert names == ["succeeded", "failed", "success rate", "p50", "p95", "p99"]
-    assert [t.yaxis for t in fig.data] == ["y", "y", "y2", "y3", "y3", "y3"]
-    assert list(fig.data[0].y) == list(series["successes"]) and fig.layout.barmode == "stack"
+def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) -> None:
+    series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
+    data, rows = charts.trends_charts(series, "hour")
+    assert [name for name, _ in rows] == ["volume", "rate", "latency"]
+    assert [spec["title"]["text"] for _, spec in rows] == ["Deliveries per hour", "Success rate per hour",
+                                                           "Latency percentiles per hour"]
+    # The numbers of the series, bucket by bucket; times as Berlin's wall clock (drawn on a UTC scale).
+    assert list(data["succeeded"]) == list(series["successes"]) and list(data["failed"]) == list(series["failures"])
+    assert list(data["deliveries"]) == list(series["deliveries"])
+    assert [t.isoformat() for t in data["time"]][:2] == [t.replace(tzinfo=timezone.utc).isoformat()
+                                                            for t in series["time"]][:2]
+    assert str(series["time"].iloc[0].tzinfo) == "Europe/Berlin" and data["time"].iloc[0].utcoffset() == timedelta(0)
+    rate = data["success_rate"].dropna()
+    assert list(rate) == list((series["success_rate"] * 100).dropna()) and len(rate) < len(data)  # empty hours: gaps
+    for p in ("p50", "p95", "p99"):
+        pd.testing.assert_series_equal(data[p], series[f"{p}_ms"], check_names=False)
+    volume = rows[0][1]["layer"][0]
+    assert volume["encoding"]["color"]["scale"] == {"domain": ["succeeded", "failed"],
+                                                    "range": [charts.SUCCESS_COLOR, charts.FAILURE_COLOR]}
+    assert volume["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
+    # Pointing at any row shows every figure of the bucket.
+    for _, spec in rows:
+        shown = [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]]
+        assert shown == ["time", "deliveries", "succeeded", "failed", "success_rate", "p50", "p95", "p99"]
+
+
+def test_trends_leave_out_a_rate_the_filter_fixes(conn) -> None:
+    series = time_series(conn, Filters(outcome="failed"), Filters().window(NOW), "day", BERLIN)
+    data, rows = charts.trends_charts(series, "day", with_rate=False)
+    assert [name for name, _ in rows] == ["volume", "latency"]
+    assert rows[0][1]["title"]["text"] == "Deliveries per day"
+    assert all("success_rate" not in [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]] for _, spec in rows)
+    assert data["succeeded"].sum() == 0 and data["failed"].sum() == series["failures"].sum() > 0
