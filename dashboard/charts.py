@@ -6,7 +6,7 @@ a ``tz`` to convert to); they are drawn as that zone's wall-clock time. Colours 
 for success or coverage, red for failure or a gap.
 
 Why the Overview's trends are Vega-Lite (``st.vega_lite_chart``) and not plotly: a browser opening the Overview
-spent most of its time on plotly.js (a 4.7 MB module to start, then the figure's layout), about 1.2-1.8 s of a
+spent the largest part of its time on plotly.js (a 4.7 MB module to start, then the figure's layout), about 1.2-1.8 s of a
 3-5 s load on this project's test machine; Streamlit's Vega-Lite chart draws the same three rows in a few
 hundred milliseconds (``bench/README.md``, "The Overview in Chromium"). Pages opened less often (the coverage
 timeline, an event's attempts) keep plotly.
@@ -19,16 +19,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from collectors.archive.coverage import Interval
 
 __all__ = [
     "SUCCESS_COLOR",
     "FAILURE_COLOR",
-    "volume_figure",
-    "success_rate_figure",
-    "latency_figure",
     "trends_charts",
     "failures_figure",
     "status_figure",
@@ -65,55 +61,6 @@ def _layout(fig: go.Figure, title: str, *, y_title: str, x_title: str | None = N
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)
     return fig
-
-
-def volume_figure(series: pd.DataFrame, bucket: str) -> go.Figure:
-    """Deliveries per bucket, stacked: successes under failures. ``series`` as :func:`~dashboard.stats.time_series`."""
-    fig = go.Figure(
-        [
-            go.Bar(name="succeeded", x=_wall(series["time"]), y=series["successes"], marker_color=SUCCESS_COLOR),
-            go.Bar(name="failed", x=_wall(series["time"]), y=series["failures"], marker_color=FAILURE_COLOR),
-        ]
-    )
-    fig.update_layout(barmode="stack", bargap=0.1)
-    return _layout(fig, f"Deliveries per {_BUCKET_WORD.get(bucket, bucket)}", y_title="deliveries")
-
-
-def success_rate_figure(series: pd.DataFrame, bucket: str) -> go.Figure:
-    """Success rate (%) per bucket; empty buckets leave a gap in the line."""
-    fig = go.Figure(
-        [
-            go.Scatter(
-                name="success rate",
-                x=_wall(series["time"]),
-                y=series["success_rate"] * 100.0,
-                mode="lines+markers",
-                line={"color": SUCCESS_COLOR},
-                connectgaps=False,
-                hovertemplate="%{y:.2f}%<extra></extra>",
-            )
-        ]
-    )
-    fig = _layout(fig, f"Success rate per {_BUCKET_WORD.get(bucket, bucket)}", y_title="% succeeded")
-    fig.update_yaxes(range=[0, 100.5], rangemode="normal")
-    return fig
-
-
-def latency_figure(series: pd.DataFrame, bucket: str) -> go.Figure:
-    """p50, p95 and p99 delivery duration (ms) per bucket, estimated from the latency histogram."""
-    traces = [
-        go.Scatter(
-            name=column.removesuffix("_ms"),
-            x=_wall(series["time"]),
-            y=series[column],
-            mode="lines",
-            line={"color": color},
-            connectgaps=False,
-            hovertemplate="%{y:,.0f} ms<extra>" + column.removesuffix("_ms") + "</extra>",
-        )
-        for column, color in _PERCENTILE_COLORS.items()
-    ]
-    return _layout(go.Figure(traces), f"Latency percentiles per {_BUCKET_WORD.get(bucket, bucket)}", y_title="ms")
 
 
 #: Vega-Lite's time unit of each bucket: bars a bucket wide, times read to the bucket's precision.
