@@ -114,7 +114,7 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
         hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"], "nearest": True,
                                                        "on": "pointerover", "clear": "pointerout"}}
         zoom = {"name": f"{name}_zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}
-        rule = {"mark": {"type": "rule", "color": "#616161"}, "params": [hover],
+        rule = {"mark": {"type": "rule", "color": "#616161", "clip": True}, "params": [hover],
                 "encoding": {"x": x, "tooltip": tooltip,
                              "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.5},
                                          "value": 0}}}
@@ -123,7 +123,7 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
 
     rows = [row("volume", f"Deliveries per {word}", {
         "transform": [{"fold": ["succeeded", "failed"], "as": ["outcome", "count"]}],
-        "mark": {"type": "bar"},
+        "mark": {"type": "bar", "clip": True},  # clipped: zoomed in, nothing spills past the axes
         "encoding": {"x": x,
                      "y": {"field": "count", "type": "quantitative", "stack": "zero", "title": "deliveries", "axis": _Y_AXIS},
                      "color": {"field": "outcome", "type": "nominal", "title": None, "sort": ["succeeded", "failed"],
@@ -132,12 +132,12 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
                      "order": {"field": "outcome", "sort": "descending"}}})]
     if with_rate:
         rows.append(row("rate", f"Success rate per {word}", {
-            "mark": {"type": "line", "color": SUCCESS_COLOR, "point": {"color": SUCCESS_COLOR}},
+            "mark": {"type": "line", "color": SUCCESS_COLOR, "point": {"color": SUCCESS_COLOR}, "clip": True},
             "encoding": {"x": x, "y": {"field": "success_rate", "type": "quantitative", "title": "% succeeded", "axis": _Y_AXIS,
                                        "scale": {"domain": [0, 100]}}}}))
     rows.append(row("latency", f"Latency percentiles per {word}", {
         "transform": [{"fold": ["p50", "p95", "p99"], "as": ["percentile", "ms"]}],
-        "mark": {"type": "line"},
+        "mark": {"type": "line", "clip": True},
         "encoding": {"x": x, "y": {"field": "ms", "type": "quantitative", "title": "ms", "axis": _Y_AXIS},
                      "color": {"field": "percentile", "type": "nominal", "title": None, "legend": _LEGEND,
                                "scale": {"domain": ["p50", "p95", "p99"],
