@@ -1,8 +1,15 @@
-"""DataFrame -> plotly Figure, one function per chart. Pure: no Streamlit, no archive access.
+"""DataFrame -> chart, one function per chart: a plotly Figure, or for the Overview's trends a Vega-Lite spec
+(:func:`trends_charts`). Pure: no Streamlit, no archive access.
 
 Inputs are the frames :mod:`dashboard.queries` returns, with times already in the user's zone (or
 a ``tz`` to convert to); they are drawn as that zone's wall-clock time. Colours mean the same on every chart: green
 for success or coverage, red for failure or a gap.
+
+Why the Overview's trends are Vega-Lite (``st.vega_lite_chart``) and not plotly: a browser opening the Overview
+spent the largest part of its time on plotly.js (a 4.7 MB module to start, then the figure's layout), about 1.2-1.8 s of a
+3-5 s load on this project's test machine; Streamlit's Vega-Lite chart draws the same three rows in a few
+hundred milliseconds (``bench/README.md``, "The Overview in Chromium"). Pages opened less often (the coverage
+timeline, an event's attempts) keep plotly.
 """
 
 from __future__ import annotations
@@ -12,17 +19,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from collectors.archive.coverage import Interval
 
 __all__ = [
     "SUCCESS_COLOR",
     "FAILURE_COLOR",
-    "volume_figure",
-    "success_rate_figure",
-    "latency_figure",
-    "trends_figure",
+    "trends_charts",
     "failures_figure",
     "status_figure",
     "coverage_figure",
@@ -60,80 +63,86 @@ def _layout(fig: go.Figure, title: str, *, y_title: str, x_title: str | None = N
     return fig
 
 
-def volume_figure(series: pd.DataFrame, bucket: str) -> go.Figure:
-    """Deliveries per bucket, stacked: successes under failures. ``series`` as :func:`~dashboard.stats.time_series`."""
-    fig = go.Figure(
-        [
-            go.Bar(name="succeeded", x=_wall(series["time"]), y=series["successes"], marker_color=SUCCESS_COLOR),
-            go.Bar(name="failed", x=_wall(series["time"]), y=series["failures"], marker_color=FAILURE_COLOR),
-        ]
-    )
-    fig.update_layout(barmode="stack", bargap=0.1)
-    return _layout(fig, f"Deliveries per {_BUCKET_WORD.get(bucket, bucket)}", y_title="deliveries")
+#: Vega-Lite's time unit of each bucket: bars a bucket wide, times read to the bucket's precision.
+_TIME_UNIT = {"minute": "utcyearmonthdatehoursminutes", "hour": "utcyearmonthdatehours", "day": "utcyearmonthdate"}
+_TIME_FORMAT = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H:%M", "day": "%Y-%m-%d"}
+_ROW_HEIGHT = 250  # the whole chart: title, legend and axis included
+_LEGEND = {"orient": "top", "direction": "horizontal"}  # inside the page's width, above its row
+_Y_AXIS = {"minExtent": 56}  # the same width for every row's y axis: the rows line up
 
 
-def success_rate_figure(series: pd.DataFrame, bucket: str) -> go.Figure:
-    """Success rate (%) per bucket; empty buckets leave a gap in the line."""
-    fig = go.Figure(
-        [
-            go.Scatter(
-                name="success rate",
-                x=_wall(series["time"]),
-                y=series["success_rate"] * 100.0,
-                mode="lines+markers",
-                line={"color": SUCCESS_COLOR},
-                connectgaps=False,
-                hovertemplate="%{y:.2f}%<extra></extra>",
-            )
-        ]
-    )
-    fig = _layout(fig, f"Success rate per {_BUCKET_WORD.get(bucket, bucket)}", y_title="% succeeded")
-    fig.update_yaxes(range=[0, 100.5], rangemode="normal")
-    return fig
+def trends_charts(series: pd.DataFrame, bucket: str, *,
+                  with_rate: bool = True) -> tuple[pd.DataFrame, list[tuple[str, dict[str, Any]]]]:
+    """Volume, success rate and latency percentiles per bucket, as ``(data, [(name, spec), ...])``: one Vega-Lite
+    chart per row, each drawn with ``st.vega_lite_chart(data, spec, width="stretch")`` (Streamlit fits a single
+    chart to the page's width; the rows of one concatenated chart it would stretch past it).
 
-
-def latency_figure(series: pd.DataFrame, bucket: str) -> go.Figure:
-    """p50, p95 and p99 delivery duration (ms) per bucket, estimated from the latency histogram."""
-    traces = [
-        go.Scatter(
-            name=column.removesuffix("_ms"),
-            x=_wall(series["time"]),
-            y=series[column],
-            mode="lines",
-            line={"color": color},
-            connectgaps=False,
-            hovertemplate="%{y:,.0f} ms<extra>" + column.removesuffix("_ms") + "</extra>",
-        )
-        for column, color in _PERCENTILE_COLORS.items()
-    ]
-    return _layout(go.Figure(traces), f"Latency percentiles per {_BUCKET_WORD.get(bucket, bucket)}", y_title="ms")
-
-
-def trends_figure(series: pd.DataFrame, bucket: str, *, with_rate: bool = True) -> go.Figure:
-    """Volume, success rate and latency percentiles per bucket in one figure: rows on one time axis.
-
-    The same traces as :func:`volume_figure`, :func:`success_rate_figure` and :func:`latency_figure`; one
-    figure instead of three, because a browser draws each figure with its own layout pass (most of a
-    cached Overview's time in Chromium). ``with_rate=False`` leaves out the success rate (a filter that
-    fixes it, such as outcome = failed, makes it meaningless).
+    ``series`` as :func:`~dashboard.stats.time_series` (times aware, in the user's zone). ``data`` has one row per
+    bucket: ``time`` (the bucket's start as wall-clock time of that zone, labelled UTC and read with UTC time
+    units, so the axis shows the user's zone whatever the browser's own), ``deliveries``, ``succeeded``, ``failed``,
+    ``success_rate`` (percent; missing for an empty bucket, which breaks the line), ``p50``, ``p95``, ``p99`` (ms).
+    Rows (names ``volume``, ``rate``, ``latency``): deliveries stacked (succeeded under failed), success rate,
+    latency percentiles, each over the same buckets. Pointing at any row shows every figure of that bucket in
+    one tooltip; the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
+    failed, makes it meaningless).
     """
     word = _BUCKET_WORD.get(bucket, bucket)
-    parts = [(f"Deliveries per {word}", volume_figure(series, bucket), "deliveries", {"rangemode": "tozero"})]
+    data = pd.DataFrame({
+        # The wall-clock time labelled UTC: Streamlit hands an aware time to Vega as it is (a naive one it would
+        # shift by the browser's own offset), and the UTC time units below read the wall clock back unchanged.
+        "time": _wall(series["time"]).dt.tz_localize("UTC"),
+        "deliveries": series["successes"] + series["failures"],
+        "succeeded": series["successes"],
+        "failed": series["failures"],
+        "success_rate": series["success_rate"] * 100.0,
+        "p50": series["p50_ms"], "p95": series["p95_ms"], "p99": series["p99_ms"],
+    })
+    x = {"field": "time", "type": "temporal", "timeUnit": _TIME_UNIT.get(bucket, "utcyearmonthdatehoursminutes"),
+         "title": None, "axis": {"labelOverlap": True}}
+    tooltip = [{"field": "time", "type": "temporal", "timeUnit": x["timeUnit"], "title": word.capitalize(),
+                "format": _TIME_FORMAT.get(bucket, "%Y-%m-%d %H:%M")},
+               {"field": "deliveries", "type": "quantitative", "title": "Deliveries", "format": ","},
+               {"field": "succeeded", "type": "quantitative", "title": "Succeeded", "format": ","},
+               {"field": "failed", "type": "quantitative", "title": "Failed", "format": ","}]
     if with_rate:
-        parts.append((f"Success rate per {word}", success_rate_figure(series, bucket), "% succeeded",
-                      {"range": [0, 100.5]}))
-    parts.append((f"Latency percentiles per {word}", latency_figure(series, bucket), "ms", {"rangemode": "tozero"}))
-    fig = make_subplots(rows=len(parts), cols=1, shared_xaxes=True, vertical_spacing=0.07,
-                        subplot_titles=[title for title, _, _, _ in parts])
-    for row, (_, part, y_title, axis) in enumerate(parts, start=1):
-        for trace in part.data:
-            fig.add_trace(trace, row=row, col=1)
-        fig.update_yaxes(title_text=y_title, row=row, col=1, **axis)
-    fig.update_layout(barmode="stack", bargap=0.1, height=260 * len(parts) - 20,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": 1.04, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
-                      hovermode="x unified")
-    return fig
+        tooltip.append({"field": "success_rate", "type": "quantitative", "title": "Success rate (%)", "format": ".2f"})
+    tooltip += [{"field": p, "type": "quantitative", "title": f"Latency {p} (ms)", "format": ",.0f"}
+                for p in ("p50", "p95", "p99")]
+
+    def row(name: str, title: str, layer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # A rule at the bucket nearest the pointer carries the tooltip with every figure of that bucket.
+        hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"], "nearest": True,
+                                                       "on": "pointerover", "clear": "pointerout"}}
+        zoom = {"name": f"{name}_zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}
+        rule = {"mark": {"type": "rule", "color": "#616161", "clip": True}, "params": [hover],
+                "encoding": {"x": x, "tooltip": tooltip,
+                             "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.5},
+                                         "value": 0}}}
+        return name, {"title": {"text": title, "anchor": "start"}, "height": _ROW_HEIGHT,
+                      "layer": [{**layer, "params": [zoom]}, rule]}
+
+    rows = [row("volume", f"Deliveries per {word}", {
+        "transform": [{"fold": ["succeeded", "failed"], "as": ["outcome", "count"]}],
+        "mark": {"type": "bar", "clip": True},  # clipped: zoomed in, nothing spills past the axes
+        "encoding": {"x": x,
+                     "y": {"field": "count", "type": "quantitative", "stack": "zero", "title": "deliveries", "axis": _Y_AXIS},
+                     "color": {"field": "outcome", "type": "nominal", "title": None, "sort": ["succeeded", "failed"],
+                               "legend": _LEGEND,
+                               "scale": {"domain": ["succeeded", "failed"], "range": [SUCCESS_COLOR, FAILURE_COLOR]}},
+                     "order": {"field": "outcome", "sort": "descending"}}})]
+    if with_rate:
+        rows.append(row("rate", f"Success rate per {word}", {
+            "mark": {"type": "line", "color": SUCCESS_COLOR, "point": {"color": SUCCESS_COLOR}, "clip": True},
+            "encoding": {"x": x, "y": {"field": "success_rate", "type": "quantitative", "title": "% succeeded", "axis": _Y_AXIS,
+                                       "scale": {"domain": [0, 100]}}}}))
+    rows.append(row("latency", f"Latency percentiles per {word}", {
+        "transform": [{"fold": ["p50", "p95", "p99"], "as": ["percentile", "ms"]}],
+        "mark": {"type": "line", "clip": True},
+        "encoding": {"x": x, "y": {"field": "ms", "type": "quantitative", "title": "ms", "axis": _Y_AXIS},
+                     "color": {"field": "percentile", "type": "nominal", "title": None, "legend": _LEGEND,
+                               "scale": {"domain": ["p50", "p95", "p99"],
+                                         "range": [_PERCENTILE_COLORS[f"{p}_ms"] for p in ("p50", "p95", "p99")]}}}}))
+    return data, rows
 
 
 def failures_figure(frame: pd.DataFrame, dim: str, title: str) -> go.Figure:

@@ -2,7 +2,9 @@
 
 ``app.py`` calls :func:`render_jobs` before the page: while a job is queued or running, a fragment
 redraws its progress every :data:`REFRESH_S` seconds with a Cancel button (``job_cancel``); when a job
-this session watches ends, its summary is shown (``job_result``) and toasted once. Every number comes
+this session watches ends, its summary is shown (``job_result``) and toasted once. With no job to follow,
+a page only looks every :data:`IDLE_REFRESH_S` seconds for one started elsewhere (a fragment rerun every
+2 s would land in the middle of every page load, and keep the browser redrawing for nothing). Every number comes
 from the job's audit rows (:class:`collectors.jobs.JobCounts`), so screen, toast and the audit agree.
 """
 
@@ -16,10 +18,12 @@ from collectors.jobs import BulkJob, request_cancel
 
 from . import reads, ui
 
-__all__ = ["REFRESH_S", "watch", "duration_text", "progress_text", "result_text", "render_jobs"]
+__all__ = ["REFRESH_S", "IDLE_REFRESH_S", "watch", "duration_text", "progress_text", "result_text", "render_jobs"]
 
 #: How often the progress redraws (seconds).
 REFRESH_S = 2.0
+#: How often a page with no job to follow looks for one started elsewhere (seconds).
+IDLE_REFRESH_S = 10.0
 _WATCHED = "_jobs_watched"  # job id -> reported (the summary was toasted)
 
 
@@ -91,9 +95,20 @@ def _live(db_path: str) -> None:
         st.rerun(scope="app")
 
 
+@st.fragment(run_every=IDLE_REFRESH_S)
+def _idle(db_path: str) -> None:
+    """No job to follow: when one was started elsewhere, redraw the page so its progress shows."""
+    if reads.bulk_jobs_active(db_path):
+        st.rerun(scope="app")
+
+
 def render_jobs(ctx: ui.Context) -> None:
     """The job panel: live progress of active jobs, and the result of the last one this session watched."""
-    _live(ctx.db_path)
+    unreported = any(not reported for reported in st.session_state.get(_WATCHED, {}).values())
+    if unreported or reads.bulk_jobs_active(ctx.db_path):
+        _live(ctx.db_path)
+    else:
+        _idle(ctx.db_path)
     shown = st.session_state.get("_job_result")
     if shown:
         job = reads.bulk_job(ctx.db_path, shown)

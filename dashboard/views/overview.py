@@ -143,7 +143,9 @@ no_rate = rate_meaningless(ctx.filters)
 if no_rate:
     st.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
             icon=":material/info:")
-st.plotly_chart(charts.trends_figure(series, bucket, with_rate=not no_rate), key="chart_trends")
+trends, rows = charts.trends_charts(series, bucket, with_rate=not no_rate)
+for name, spec in rows:
+    st.vega_lite_chart(trends, spec, width="stretch", key=f"chart_trends_{name}")
 
 
 by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -15,28 +15,6 @@ from dashboard.stats import time_series
 from tests.seed import ALPHA, BETA, NOW
 
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def test_volume_and_success_rate(conn) -> None:
-    series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
-    volume = charts.volume_figure(series, "hour")
-    ok, failed = volume.data
-    assert (ok.name, failed.name) == ("succeeded", "failed")
-    assert sum(ok.y) == 39 and sum(failed.y) == 14
-    assert ok.marker.color == charts.SUCCESS_COLOR and failed.marker.color == charts.FAILURE_COLOR
-    assert volume.layout.barmode == "stack" and volume.layout.title.text == "Deliveries per hour"
-    assert pd.Timestamp(ok.x[0]) == series["time"].iloc[0].tz_localize(None)  # Berlin wall-clock time
-    rate = charts.success_rate_figure(series, "hour").data[0]
-    expected = (series["success_rate"] * 100).tolist()
-    assert [None if pd.isna(v) else round(v, 6) for v in rate.y] == [None if pd.isna(v) else round(v, 6) for v in expected]
-
-
-def test_latency_lines(conn) -> None:
-    series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
-    fig = charts.latency_figure(series, "hour")
-    assert [t.name for t in fig.data] == ["p50", "p95", "p99"]
-    for trace, column in zip(fig.data, ["p50_ms", "p95_ms", "p99_ms"]):
-        assert pd.Series(trace.y, dtype="float64").fillna(-1).tolist() == series[column].fillna(-1).tolist()
 
 
 def test_failure_breakdowns(conn) -> None:
@@ -81,10 +59,37 @@ def test_empty_inputs_draw_empty_figures() -> None:
     assert len(fig.data) == 0
 
 
-def test_trends_put_volume_rate_and_latency_on_one_time_axis(conn) -> None:
-    series = time_series(conn, Filters(), Filters().window(NOW), "hour", ZoneInfo("UTC"))
-    fig = charts.trends_figure(series, "hour")
-    names = [t.name for t in fig.data]
-    assert names == ["succeeded", "failed", "success rate", "p50", "p95", "p99"]
-    assert [t.yaxis for t in fig.data] == ["y", "y", "y2", "y3", "y3", "y3"]
-    assert list(fig.data[0].y) == list(series["successes"]) and fig.layout.barmode == "stack"
+def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) -> None:
+    series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
+    data, rows = charts.trends_charts(series, "hour")
+    assert [name for name, _ in rows] == ["volume", "rate", "latency"]
+    assert [spec["title"]["text"] for _, spec in rows] == ["Deliveries per hour", "Success rate per hour",
+                                                           "Latency percentiles per hour"]
+    # The numbers of the series, bucket by bucket; times as Berlin's wall clock (drawn on a UTC scale).
+    assert list(data["succeeded"]) == list(series["successes"]) and list(data["failed"]) == list(series["failures"])
+    assert list(data["deliveries"]) == list(series["deliveries"])
+    assert (data["succeeded"].sum(), data["failed"].sum()) == (39, 14)  # the seed's day
+    assert [t.isoformat() for t in data["time"]][:2] == [t.replace(tzinfo=timezone.utc).isoformat()
+                                                            for t in series["time"]][:2]
+    assert str(series["time"].iloc[0].tzinfo) == "Europe/Berlin" and data["time"].iloc[0].utcoffset() == timedelta(0)
+    rate = data["success_rate"].dropna()
+    assert list(rate) == list((series["success_rate"] * 100).dropna()) and len(rate) < len(data)  # empty hours: gaps
+    for p in ("p50", "p95", "p99"):
+        pd.testing.assert_series_equal(data[p], series[f"{p}_ms"], check_names=False)
+    volume = rows[0][1]["layer"][0]
+    assert volume["encoding"]["color"]["scale"] == {"domain": ["succeeded", "failed"],
+                                                    "range": [charts.SUCCESS_COLOR, charts.FAILURE_COLOR]}
+    assert volume["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
+    # Pointing at any row shows every figure of the bucket.
+    for _, spec in rows:
+        shown = [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]]
+        assert shown == ["time", "deliveries", "succeeded", "failed", "success_rate", "p50", "p95", "p99"]
+
+
+def test_trends_leave_out_a_rate_the_filter_fixes(conn) -> None:
+    series = time_series(conn, Filters(outcome="failed"), Filters().window(NOW), "day", BERLIN)
+    data, rows = charts.trends_charts(series, "day", with_rate=False)
+    assert [name for name, _ in rows] == ["volume", "latency"]
+    assert rows[0][1]["title"]["text"] == "Deliveries per day"
+    assert all("success_rate" not in [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]] for _, spec in rows)
+    assert data["succeeded"].sum() == 0 and data["failed"].sum() == series["failures"].sum() > 0

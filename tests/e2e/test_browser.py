@@ -392,6 +392,71 @@ def test_a_rows_detail_opens_inside_the_viewport(demo, browser, outside_requests
     page.context.close()
 
 
+def _reruns_sent(frames: list) -> int:
+    """How many of the websocket frames a page sent asked Streamlit to run the script (or a fragment)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    count = 0
+    for frame in frames:
+        message = BackMsg()
+        message.ParseFromString(frame if isinstance(frame, bytes) else frame.encode())
+        count += message.WhichOneof("type") == "rerun_script"
+    return count
+
+
+def test_an_idle_overview_stays_still(demo, browser, outside_requests):
+    """Once drawn, the Overview asks the server for nothing while no one acts and no job runs: no rerun lands
+    in the middle of a load, and the page does not redraw itself every few seconds."""
+    from playwright.sync_api import expect
+
+    page = open_page(browser, outside_requests, 1400, 1000)
+    sent: list = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+    page.goto(demo.url)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Deliveries").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=30_000)
+    assert _reruns_sent(sent) == 1  # the page's own run
+    page.wait_for_timeout(5_000)
+    assert _reruns_sent(sent) == 1, "the idle page reran on its own"
+    page.context.close()
+
+
+def test_the_overviews_trends_say_what_the_archive_holds(demo, browser, outside_requests):
+    """A whole past day (its numbers cannot move): the three trend charts are drawn, and pointing at the volume
+    chart shows an hour's figures, which are that hour's entries in the archive."""
+    from playwright.sync_api import expect
+
+    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    page = open_page(browser, outside_requests, 1400, 1000)
+    page.goto(f"{demo.url}/?range=custom&since={day:%Y-%m-%d}T00:00:00Z&until={day + timedelta(days=1):%Y-%m-%d}T00:00:00Z")
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(3, timeout=30_000)
+    for i in range(3):
+        expect(charts.nth(i).locator("canvas, svg.marks").first).to_be_attached(timeout=30_000)
+    volume = charts.first
+    volume.scroll_into_view_if_needed()
+    box = volume.bounding_box()
+    tooltip = page.locator("#vg-tooltip-element")
+    for x in (0.5, 0.3, 0.7):  # the middle of the day, or beside it
+        page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * 0.6)
+        if tooltip.get_by_text("Deliveries", exact=True).count():
+            break
+    expect(tooltip).to_contain_text("Deliveries", timeout=10_000)
+    keys = [k.inner_text() for k in tooltip.locator("td.key").all()]
+    values = [v.inner_text() for v in tooltip.locator("td.value").all()]
+    shown = dict(zip(keys, values))
+    hour = datetime.strptime(shown["Hour"], "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc)  # the page's zone: UTC
+    assert hour.date() == day
+    bounds = [(hour + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%S.000000Z") for h in (0, 1)]
+    with sqlite3.connect(f"file:{demo.db}?mode=ro", uri=True) as conn:
+        total, failed = conn.execute("SELECT COUNT(*), COUNT(*) - SUM(success) FROM deliveries "
+                                     "WHERE delivered_at >= ? AND delivered_at < ?", bounds).fetchone()
+    assert (int(shown["Deliveries"].replace(",", "")), int(shown["Failed"].replace(",", ""))) == (total, failed)
+    assert int(shown["Succeeded"].replace(",", "")) == total - failed and total > 0
+    page.screenshot(path=str(ARTIFACTS / "e2e-overview-trends.png"))
+    page.context.close()
+
+
 def test_nothing_is_fetched_from_outside(demo, browser, outside_requests):
     from playwright.sync_api import expect
 
