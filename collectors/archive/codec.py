@@ -32,7 +32,6 @@ sort_keys=True)``), redacted (:func:`canonical_headers`), so the CSV export copi
 
 from __future__ import annotations
 
-import base64
 import binascii
 import calendar
 import json
@@ -44,7 +43,7 @@ from datetime import datetime, timezone
 
 import zstandard as zstd
 
-from ..redaction import DEFAULT_SECRET_HEADERS, REDACTED, redact_headers
+from ..redaction import DEFAULT_SECRET_HEADERS, REDACTED
 
 __all__ = [
     "PAYLOAD_FIELDS",

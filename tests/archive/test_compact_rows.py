@@ -30,7 +30,7 @@ from collectors.client import make_client
 from collectors.models import format_timestamp
 from collectors.redaction import REDACTED
 from dashboard import queries
-from tests.archive.legacy import legacy_archive, legacy_csv, legacy_detail, varied_deliveries
+from tests.archive.legacy import legacy_archive, legacy_csv, varied_deliveries
 from tests.archive.test_compaction import NOW, SECRET, SINCE, UNTIL, assert_reads_as_before, copy, snapshot
 from tests.collectors.conftest import assert_archive_consistent, listed_ids, sandbox_now, sandbox_settings
 from tests.conftest import running_sandbox
