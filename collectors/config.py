@@ -13,7 +13,7 @@ everything once and returns a frozen :class:`Settings` that is passed down to wh
 | overlap        | ``--overlap``     | ``MOEGO_SYNC_OVERLAP``   | 1 hour (0s..2d; a minimum: see below) |
 | deadline_s     | ``--deadline``    | ``MOEGO_DEADLINE``       | 120 seconds (1s..1h)         |
 | pass_budget    | ``--budget``      | ``MOEGO_PASS_BUDGET``    | 2 hours (1m..1d)             |
-| concurrency    | ``--concurrency`` | ``MOEGO_CONCURRENCY``    | 4 webhooks at once (1..10)   |
+| concurrency    | ``--concurrency`` | ``MOEGO_CONCURRENCY``    | 4 webhooks at once (1..10); 1 for a MoeGo on this host |
 | config_path    | ``--config``      | ``MOEGO_MONITOR_CONFIG`` | ``moego-monitor.toml`` beside the archive, if present |
 | access         |                   | ``MOEGO_MONITOR_AUTH`` and family, see :mod:`collectors.access` | no login, loopback only |
 
@@ -24,7 +24,9 @@ the longer span (see :mod:`collectors.overlap`).
 
 ``concurrency`` is how many webhooks a collect pass reads at once (one archive writer commits their
 pages; see :mod:`collectors.fanout`); a 429 from MoeGo lowers it for the rest of the pass
-(:mod:`collectors.pacing`).
+(:mod:`collectors.pacing`). Unset, it is 4 against a remote MoeGo, where each page is a network round trip
+to hide, and 1 against a base URL on this host (the sandbox): there nothing waits on the network, and the
+sandbox shares the collector's CPUs, so one webhook at a time with read-ahead is the quickest (bench/README.md).
 
 ``environ`` keeps the environment as it was read, for the alerts configuration's ``env:NAME`` and
 ``${NAME}`` channel URLs (:mod:`collectors.alerts.config`); it is never shown or compared.
@@ -32,6 +34,7 @@ pages; see :mod:`collectors.fanout`); a 429 from MoeGo lowers it for the rest of
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,7 +49,8 @@ from .archive import DEFAULT_DB_PATH
 
 __all__ = [
     "Settings", "ConfigError", "load_settings", "parse_duration", "parse_bounded_duration", "DEFAULT_BASE_URL",
-    "format_span", "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS", "CONCURRENCY_BOUNDS", "DEFAULT_CONCURRENCY",
+    "format_span", "OVERLAP_BOUNDS", "DEADLINE_BOUNDS", "BUDGET_BOUNDS", "CONCURRENCY_BOUNDS", "DEFAULT_CONCURRENCY", "LOCAL_CONCURRENCY",
+    "default_concurrency",
     "parse_concurrency",
 ]
 
@@ -60,6 +64,8 @@ BUDGET_BOUNDS = (timedelta(minutes=1), timedelta(days=1))
 #: The bounds of ``--concurrency`` / ``MOEGO_CONCURRENCY``: webhooks read at once (MoeGo allows 10 per client).
 CONCURRENCY_BOUNDS = (1, 10)
 DEFAULT_CONCURRENCY = 4
+#: The default against a base URL on this host (:func:`default_concurrency`).
+LOCAL_CONCURRENCY = 1
 #: Longer than any duration moego-monitor accepts, short enough for ``timedelta`` (about 2.7 million years).
 _LONGEST = timedelta(days=999_999_999)
 
@@ -124,6 +130,18 @@ def parse_bounded_duration(name: str, value: object, bounds: tuple[timedelta, ti
     return parsed
 
 
+def default_concurrency(base_url: str) -> int:
+    """The concurrency used when none is set: :data:`LOCAL_CONCURRENCY` for a base URL whose host is this
+    machine (``localhost`` or a loopback address), :data:`DEFAULT_CONCURRENCY` otherwise."""
+    host = (urlparse(base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return LOCAL_CONCURRENCY
+    try:
+        return LOCAL_CONCURRENCY if ipaddress.ip_address(host).is_loopback else DEFAULT_CONCURRENCY
+    except ValueError:
+        return DEFAULT_CONCURRENCY
+
+
 def parse_concurrency(value: object) -> int:
     """``value`` (an int, or its text) as the number of webhooks read at once, within :data:`CONCURRENCY_BOUNDS`.
 
@@ -175,7 +193,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **flags: object) -> 
                                       pick("deadline", "MOEGO_DEADLINE", timedelta(seconds=120)), DEADLINE_BOUNDS)
     budget = parse_bounded_duration("the pass budget (--budget, MOEGO_PASS_BUDGET)",
                                     pick("pass_budget", "MOEGO_PASS_BUDGET", timedelta(hours=2)), BUDGET_BOUNDS)
-    concurrency = parse_concurrency(pick("concurrency", "MOEGO_CONCURRENCY", DEFAULT_CONCURRENCY))
+    concurrency = parse_concurrency(pick("concurrency", "MOEGO_CONCURRENCY", default_concurrency(base_url)))
     headers = pick("secret_headers", "MOEGO_REDACT_HEADERS", ())
     if isinstance(headers, str):
         headers = [h for h in headers.split(",")]

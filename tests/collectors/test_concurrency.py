@@ -149,7 +149,12 @@ def test_a_429_pauses_every_worker_and_lowers_the_concurrency(busy_sandbox, tmp_
 
 
 def test_the_concurrency_setting_follows_one_rule_for_flag_and_environment():
-    assert load_settings({}).concurrency == 4
+    assert load_settings({}).concurrency == 4  # MoeGo itself: round trips to hide
+    # A MoeGo on this host (the sandbox) shares our CPUs and has no round trip to hide: one at a time.
+    for local in ("http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787"):
+        assert load_settings({"MOEGO_BASE_URL": local}).concurrency == 1, local
+    assert load_settings({"MOEGO_BASE_URL": "http://127.0.0.1:8787", "MOEGO_CONCURRENCY": "4"}).concurrency == 4
+    assert load_settings({}, base_url="http://127.0.0.1:8787", concurrency="3").concurrency == 3
     assert load_settings({"MOEGO_CONCURRENCY": "7"}).concurrency == 7
     assert load_settings({"MOEGO_CONCURRENCY": "7"}, concurrency="2").concurrency == 2
 
