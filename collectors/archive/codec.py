@@ -35,6 +35,7 @@ from ..redaction import redact_headers
 
 __all__ = [
     "PAYLOAD_FIELDS",
+    "SEPARATOR",
     "CODEC_DDL",
     "TRAIN_AT",
     "Codec",
@@ -51,6 +52,8 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
     "request_url", "delivered_to", "request_headers", "request_body", "response_headers", "response_body",
     "request_format", "response_format",
 )
+#: The byte between two fields of a packed payload (:func:`pack`): 0xFF, which UTF-8 text never holds.
+SEPARATOR = b"\xff"
 #: Schema 3's table of dictionaries.
 CODEC_DDL = """
 CREATE TABLE IF NOT EXISTS codec_dicts (
@@ -168,6 +171,15 @@ class Codec:
         """:meth:`decode` of each blob."""
         decode = self.decode
         return [decode(b) for b in blobs]
+
+    def packed_many(self, blobs: Sequence[bytes]) -> list[bytes]:
+        """Each payload BLOB decompressed, still packed: the UTF-8 bytes of its :data:`PAYLOAD_FIELDS` separated
+        by :data:`SEPARATOR` (:func:`pack`), nothing decoded to text. For a reader that works on bytes (the
+        export); :func:`unpack` of an item is :meth:`decode` of its blob."""
+        for dict_id in {b[0] for b in blobs}:
+            self._decoder(dict_id)
+        decompress = {i: d.decompress for i, d in self._decoders.items()}
+        return [decompress[b[0]](b[1:]) for b in blobs]
 
 
 def fields(codec: Codec | None, payload: bytes | None, texts: Sequence[str]) -> tuple[str, ...]:
