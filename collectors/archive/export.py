@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from .. import __version__
 from ..models import format_timestamp
+from . import export_parallel
 from .csv_lines import BATCH, Lines, neutralize
 from .filters import Filters, Window
 from .names import webhook_names
@@ -188,15 +189,17 @@ def _describe(filters: Filters, window: Window) -> dict[str, Any]:
 
 
 def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: datetime | None = None,
-               secret_headers: Sequence[str] = ()) -> ExportManifest:
+               secret_headers: Sequence[str] = (), workers: int = 1) -> ExportManifest:
     """Write the deliveries ``filters`` select (oldest first) to ``out`` as CSV; returns the manifest.
 
-    ``conn`` may be read-only. ``now``
-    anchors a preset time range (default: the current time). Rows are read ``fetchmany`` by
-    ``fetchmany`` and written a batch at a time, so memory does not grow with the export. SQLite
-    builds each row's cells but the payload's; payloads are decompressed a batch at a time, and
-    header sets are copied as archived (redacted when written) unless they need redacting again. The manifest's
-    ``sha256`` and ``bytes`` are those of the UTF-8 text written; ``file`` is left ``None``.
+    ``conn`` may be read-only. ``now`` anchors a preset time range (default: the current time). Rows are
+    read ``fetchmany`` by ``fetchmany``, built into CSV bytes a batch at a time
+    (:mod:`collectors.archive.csv_lines`) and handed to a thread that hashes and writes them, so memory does
+    not grow with the export. ``out`` receives the bytes directly when it is a UTF-8 file or stdout, else
+    text. ``workers`` above 1 builds a large export (:func:`export_parallel.plan`) in that many processes
+    on the archive's file (:mod:`collectors.archive.export_parallel`; they are forked, so call it from a
+    process without threads of its own, such as the CLI); the bytes are the same. The manifest's ``sha256``
+    and ``bytes`` are those of the UTF-8 text written; ``file`` is left ``None``.
     """
     window = filters.window(now or datetime.now(timezone.utc))
     where = deliveries_where(filters, window.since_text, window.until_text, time_ordered=True)
@@ -204,15 +207,22 @@ def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: 
     select, params = lines.select()
     # The query first: an archive that cannot be read fails before anything is written.
     cursor = conn.execute(f"{select} WHERE {where.sql} ORDER BY delivered_at, id", params + where.params)
-    sink = _Sink(_bytes_writer(out))
+    bounds = export_parallel.plan(conn, filters, window) if workers > 1 else None
+    if bounds is not None and export_parallel.database_file(conn) is not None:
+        cursor.close()
+        source = export_parallel.pieces(conn, filters, bounds, workers=workers, secret_headers=secret_headers)
+    else:
+        source = ((len(batch), lines.lines(batch)) for batch in iter(lambda: cursor.fetchmany(BATCH), []))
+    sink = _Sink(_bytes_writer(out))  # after the workers started: they are forked, this thread is not for them
     rows = 0
     try:
         sink.put(_HEADER_LINE)
-        while batch := cursor.fetchmany(BATCH):
-            sink.put(lines.lines(batch))
-            rows += len(batch)
+        for count, chunk in source:
+            sink.put(chunk)
+            rows += count
     finally:
         cursor.close()
+        source.close()
         sink.close()
     return ExportManifest(
         rows=rows,
@@ -265,12 +275,12 @@ def manifest_path(csv_path: str | Path) -> Path:
 
 def write_export(db_path: str | Path, since: datetime, until: datetime, webhook_ids: Iterable[str] = (),
                  status: str | None = None, out_path: str | Path = "deliveries.csv", *,
-                 secret_headers: Sequence[str] = ()) -> ExportManifest:
+                 secret_headers: Sequence[str] = (), workers: int = 1) -> ExportManifest:
     """Export ``[since, until)`` from the archive at ``db_path`` to ``out_path``, plus its manifest beside it.
 
     Opens the archive read-only (:class:`collectors.archive.ArchiveError` when there is none). The
     CSV is written to a temporary name and renamed into place, so a reader never sees half a file.
-    Returns the manifest (also written as :func:`manifest_path`).
+    ``workers`` as for :func:`export_csv`. Returns the manifest (also written as :func:`manifest_path`).
     """
     filters = filters_for_status(since, until, webhook_ids, status)
     out_path = Path(out_path)
@@ -278,7 +288,7 @@ def write_export(db_path: str | Path, since: datetime, until: datetime, webhook_
     with open_archive(db_path, readonly=True) as conn:
         try:
             with open(partial, "w", encoding="utf-8", newline="") as handle:
-                manifest = export_csv(conn, filters, handle, secret_headers=secret_headers)
+                manifest = export_csv(conn, filters, handle, secret_headers=secret_headers, workers=workers)
             partial.replace(out_path)
         except BaseException:
             partial.unlink(missing_ok=True)
