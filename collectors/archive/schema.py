@@ -12,8 +12,9 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
-- ``delivery_hourly_status`` and ``delivery_spans`` (:mod:`collectors.archive.rollups`): failures per
-  exact response status per hour, and the rowid range of each webhook's hour, kept by the writer too.
+- ``delivery_hourly_status``, ``delivery_daily_status`` and ``delivery_spans`` (:mod:`collectors.archive.rollups`):
+  failures per exact response status per hour and per day, and the rowid range of each webhook's hour, kept
+  by the writer too.
 - ``deliveries_fts`` is an FTS5 index over request body (with payloads MoeGo sent as base64 decoded),
   response body and error; contentless (no text is stored twice) and fed by the writer a page at a
   time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
@@ -47,7 +48,7 @@ from typing import Callable, Iterator
 from urllib.request import pathname2url
 
 from . import codec, compaction
-from .rollups import migrate_add_rollups
+from .rollups import migrate_add_daily_status, migrate_add_rollups
 from .search_index import migrate_to_writer_index
 
 __all__ = [
@@ -422,7 +423,9 @@ CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifi
     # 8: bulky fields compressed into one payload BLOB per delivery (collectors.archive.codec); rows
     # archived before keep their text until the compaction moves it, and read the same meanwhile.
     "ALTER TABLE deliveries ADD COLUMN payload BLOB;\n" + codec.CODEC_DDL,
-    # 9: every older row compacted, batch by batch (resumable), then VACUUM.
+    # 9: failures per exact status per day, filled from the hourly ones (collectors.archive.rollups).
+    migrate_add_daily_status,
+    # 10: every older row compacted, batch by batch (resumable), then VACUUM.
     Batched(compaction.compact),
 ]
 
