@@ -103,9 +103,9 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
         conn.execute("DELETE FROM delivery_spans WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
         conn.execute(_REFRESH_SPAN, (hour, webhook_id, webhook_id, hour, end))
     for webhook_id, day in sorted({(webhook_id, hour[:10]) for webhook_id, hour in keys}):
-        # 'T' sorts after every digit and ';' after it, so [day, day + ';') holds exactly that day's hours.
+        # A day's hours are 'YYYY-MM-DDT00' .. 'YYYY-MM-DDT23': [day + 'T', day + 'U') holds exactly those.
         conn.execute("DELETE FROM delivery_daily_status WHERE day = ? AND webhook_id = ?", (day, webhook_id))
-        conn.execute(_REFRESH_DAILY_STATUS, (day, day, day + ";", webhook_id))
+        conn.execute(_REFRESH_DAILY_STATUS, (day, day + "T", day + "U", webhook_id))
 
 
 def migrate_add_rollups(conn: sqlite3.Connection) -> None:
