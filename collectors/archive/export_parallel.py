@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from .csv_lines import BATCH, Lines
 from .filters import Filters, Window
 from .names import webhook_names
+from .schema import connect
 from .where import deliveries_where, hourly_where, rollup_can_answer
 
 __all__ = ["SLICE_ROWS", "PIECE_BYTES", "ExportWorkerError", "default_workers", "plan", "database_file", "pieces"]
@@ -92,8 +93,6 @@ def database_file(conn: sqlite3.Connection) -> str | None:
 def _work(path: str, filters: Filters, bounds: Sequence[str], mine: range, secret_headers: Sequence[str],
           out: multiprocessing.queues.Queue) -> None:
     """A worker: build the slices ``mine``, in order, each as pieces ``(rows, bytes)`` then ``None``."""
-    from .schema import connect  # the parent's modules are there already (forked); schema imports much
-
     try:
         conn = connect(path, readonly=True)
         lines = Lines(conn, secret_headers, webhook_names(conn))
