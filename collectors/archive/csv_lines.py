@@ -69,11 +69,14 @@ _HEAD = ("CAST(printf('" + ",".join(["%s"] * 11) + "', id, webhook_id, event_typ
          "CASE WHEN success THEN 'true' ELSE 'false' END, response_status, status_class, error_class, duration_ms, "
          "retry_count) AS BLOB)")
 _HEAD_COMMAS = 10
-_ERROR = "CAST(" + _sql_cell("COALESCE(error, '')") + " AS BLOB)"
+_ERROR = "CAST(CASE WHEN error = '' THEN '' ELSE " + _sql_cell("COALESCE(error, '')") + " END AS BLOB)"
+#: The two encodings as a number (request 2, response 1: base64) when no webhook has a name: Python looks the
+#: tail up in _TAILS (cheaper than SQLite building it for every row).
+_ENCODINGS = ("((CASE WHEN request_body_base64 THEN 2 ELSE 0 END) + "
+              "(CASE WHEN response_body_base64 THEN 1 ELSE 0 END))")
+_TAILS = (b"utf-8,utf-8,\r\n", b"utf-8,base64,\r\n", b"base64,utf-8,\r\n", b"base64,base64,\r\n")
 _FAST_PAYLOAD = ("(CASE WHEN " + " AND ".join(f"{codec.PAYLOAD_FIELDS[i]} = ''" for i in _PAYLOAD_CELLS)
                  + " THEN payload END)")
-#: A cell starting like a formula, inside joined heads (CR is refused anywhere).
-_FORMULA_AFTER = tuple(sep + c for sep in (b",", b"\n") for c in (b"=", b"+", b"-", b"@", b"\t"))
 _FORMULA_BYTES = frozenset(bytes((c,)) for c in b"=+-@\t\r")
 
 
@@ -99,11 +102,14 @@ def _byte_cell(value: bytes) -> bytes:
 
 def _plain_heads(heads: Sequence[bytes]) -> bool:
     """True when no cell of these heads (11 cells each, joined by commas) holds a quote, a comma or a line break
-    or starts like a formula: then a head is already the CSV text of its cells. A few scans of the batch."""
-    joined = b"\n".join(heads)
-    return not (b'"' in joined or b"\r" in joined or joined.count(b"\n") != len(heads) - 1
-                or joined.count(b",") != _HEAD_COMMAS * len(heads) or joined[:1] in _FORMULA_BYTES
-                or any(start in joined for start in _FORMULA_AFTER))
+    or starts like a formula: then a head is already the CSV text of its cells. A few scans of the batch, most
+    of them ``memchr`` (a NUL separates the heads: one inside a cell only sends the batch down the careful way)."""
+    joined = b"\0".join(heads)
+    if b'"' in joined or b"\r" in joined or b"\n" in joined or joined.count(b",") != _HEAD_COMMAS * len(heads):
+        return False
+    if b"=" in joined or b"+" in joined or b"@" in joined or b"\t" in joined or joined.count(b"\0") != len(heads) - 1:
+        return False  # rare in a head: look no closer
+    return not (joined[:1] == b"-" or b",-" in joined or b"\0-" in joined)
 
 
 class Lines:
@@ -121,11 +127,12 @@ class Lines:
 
     def select(self) -> tuple[str, tuple[str, ...]]:
         """The fast path's SELECT (a WHERE to follow) and its parameters: ``rowid, head, error cell, tail,
-        payload``; the tail holds the encodings, the name's cell (a CASE over the names given) and CRLF."""
-        name, params = "''", ()
-        if self.name_cells:
-            name = "(CASE webhook_id " + " ".join("WHEN ? THEN ?" for _ in self.name_cells) + " ELSE '' END)"
-            params = tuple(x for pair in self.name_cells.items() for x in pair)
+        payload``. The tail holds the encodings, the name's cell (a CASE over the names given) and CRLF; with no
+        name given, it is the encodings' number (:data:`_ENCODINGS`) instead."""
+        if not self.name_cells:
+            return f"SELECT rowid, {_HEAD}, {_ERROR}, {_ENCODINGS}, {_FAST_PAYLOAD} FROM deliveries", ()
+        name = "(CASE webhook_id " + " ".join("WHEN ? THEN ?" for _ in self.name_cells) + " ELSE '' END)"
+        params = tuple(x for pair in self.name_cells.items() for x in pair)
         tail = f"CAST({_SUFFIX} || ',' || {name} || char(13, 10) AS BLOB)"
         return f"SELECT rowid, {_HEAD}, {_ERROR}, {tail}, {_FAST_PAYLOAD} FROM deliveries", params
 
@@ -159,6 +166,7 @@ class Lines:
         plain = _plain_heads([r[1] for r in rows])
         packed = iter(self.coder.packed_many([r[4] for r in rows if r[4] is not None]))
         secret, formula, sep = self.secret_bytes, _FORMULA_BYTES, codec.SEPARATOR
+        tails = None if self.name_cells else _TAILS
         out: list[bytes] = []
         slow: dict[int, int] = {}
         for rowid, head, error, tail, blob in rows:
@@ -191,7 +199,7 @@ class Lines:
                 resp_b = b'"' + resp_b.replace(b'"', b'""') + b'"'
             elif b"," in resp_b or b"\n" in resp_b or b"\r" in resp_b:
                 resp_b = b'"' + resp_b + b'"'
-            out.append(b",".join((head, error, url, to, req_h, resp_h, req_b, resp_b, tail)))
+            out.append(b",".join((head, error, url, to, req_h, resp_h, req_b, resp_b, tails[tail] if tails else tail)))
         if slow:
             for rowid, line in self.general(list(slow)).items():
                 out[slow[rowid]] = line
