@@ -64,13 +64,13 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int, int]:
-    """Wall seconds, CPU seconds (the process and its descendants), the largest RSS of one process (bytes)
-    and the largest RSS summed over the process tree, sampled every 10 ms, of a subprocess."""
+def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int, int, bytes]:
+    """Wall seconds, CPU seconds (the process and its descendants), the largest RSS of one process (bytes),
+    the largest RSS summed over the process tree (sampled every 10 ms) and the stderr of a subprocess."""
     peak_sum = [0]
     with open(stdout_path, "wb") as out:
         started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
         done = threading.Event()
 
         def sample() -> None:
@@ -79,13 +79,16 @@ def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int, int]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        assert child.stderr is not None
+        said = child.stderr.read()  # a line or two; the child ends after it
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
+        child.stderr.close()
         done.set()
         sampler.join()
     if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{argv[0]} failed ({os.waitstatus_to_exitcode(status)})")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, peak_sum[0]
+        raise RuntimeError(f"{argv[0]} failed ({os.waitstatus_to_exitcode(status)}): {said.decode(errors='replace')}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, peak_sum[0], said
 
 
 def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int) -> list[str]:
@@ -103,9 +106,8 @@ def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int
         ours.append(_run(ours_argv, work / "ours.csv"))
         base.append(_run(base_argv, work / "base.csv"))
     med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]  # noqa: E731
-    with open(work / "ours.csv", "rb") as handle:
-        lines = sum(chunk.count(b"\r\n") for chunk in iter(lambda: handle.read(1 << 24), b""))
-    written = "all" if lines - 1 >= rows else f"NOT all ({lines - 1:,})"  # quoted CRLFs inside cells count too
+    said = ours[-1][4].decode(errors="replace")  # "exported N deliveries (sha256 ...)"
+    written = "all" if f"exported {rows:,} deliveries" in said else f"NOT all: {said.strip()}"
     return [
         f"export of {rows:,} rows vs sqlite3 -csv (same columns and order; ours decompresses), load {load}: "
         f"{med(base, 0) / med(ours, 0):.2f}x the rows/s by wall ({rows / med(ours, 0):,.0f} vs {rows / med(base, 0):,.0f} "

@@ -99,7 +99,7 @@ def failures_by_status(bench: Bench) -> list[Row]:
     filters, window = _window(end)
     try:
         small, large = side_by_side(lambda: queries.failures_by_status(opened[0], filters, window),
-                                    lambda: queries.failures_by_status(opened[1], filters, window), max(bench.repeat, 15))
+                                    lambda: queries.failures_by_status(opened[1], filters, window), max(bench.repeat, 41))
     finally:
         for conn in opened:
             conn.close()
