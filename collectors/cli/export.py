@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .. import archive
-from ..archive.export_parallel import default_workers
+from ..archive.export_parallel import ExportWorkerError, default_workers
 from ..archive.export import (COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, known_webhooks,
                               unknown_webhooks, write_export)
 from ..config import Settings
@@ -114,6 +114,9 @@ def export_command(settings: Settings, since: str, until: str, webhook_ids: tupl
     except BrokenPipeError:  # pragma: no cover - stdout closed early, e.g. by `| head`
         sys.stderr.close()
         return
+    except ExportWorkerError as exc:  # a worker process was killed (out of memory, by hand): nothing was kept
+        raise click.ClickException(f"{exc}; nothing was written to {target if out != '-' else 'a file'}: "
+                                   "run the export again") from None
     except OSError as exc:  # writing the CSV; the archive's own failures are sqlite3 errors
         reason = exc.strerror or str(exc)
         if out == "-":

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
+import os
+import signal
 import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -157,3 +160,22 @@ def test_a_worker_that_cannot_read_the_archive_fails_the_export_with_its_error(m
     with pytest.raises(archive.ArchiveError, match="broken.db is not a moego-monitor archive"):
         list(export_parallel.pieces(conn, filters, bounds, workers=2))
     conn.close()
+
+
+def test_a_worker_killed_mid_export_fails_the_export_at_once(mixed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed (out of memory, by hand): the export says so instead of waiting for it, and stops the other."""
+    path, _, _ = mixed
+    monkeypatch.setattr(export_parallel, "SLICE_ROWS", 150)
+    monkeypatch.setattr(export_parallel, "PARALLEL_FROM", 300)
+    monkeypatch.setattr(export_parallel, "PIECE_BYTES", 20_000)
+    filters = filters_for_status(SINCE, UNTIL)
+    conn = archive.connect(path, readonly=True)
+    source = export_parallel.pieces(conn, filters, export_parallel.plan(conn, filters, filters.window(NOW)), workers=2)
+    next(source)  # worker 0's first piece: worker 1 has most of its slices still to send
+    victim = next(p for p in multiprocessing.active_children() if p.name == "moego-export-1")
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(export_parallel.ExportWorkerError, match="exit status -9"):
+        for _ in source:
+            pass
+    conn.close()
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("moego-export")]
