@@ -697,6 +697,17 @@ def ensure_db_shape(conn: sqlite3.Connection, *, on_migrate: Callable[[int], Non
             conn.execute(f"PRAGMA user_version={version + 1}")
         if on_migrate:
             on_migrate(version + 1)
+    _ensure_daily_status(conn)
+
+
+def _ensure_daily_status(conn: sqlite3.Connection) -> None:
+    """The daily status rollup on an archive that skipped its migration: one that had passed the compaction when
+    that migration was numbered before it (schema 9 then meant "compacted"; it now means "daily rollup added,
+    compaction next", so only the compaction runs again). Added and filled, once; nothing on any other archive."""
+    if schema_version(conn) == SCHEMA_VERSION and not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_daily_status'").fetchone():
+        with transaction(conn):
+            migrate_add_daily_status(conn)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -125,3 +125,21 @@ def test_an_archive_of_the_schema_before_gains_the_daily_rollup_filled_from_its_
         migrate_add_daily_status(db)  # safe to run again
     db.close()
     assert_archive_consistent(path)
+
+
+def test_an_archive_compacted_before_the_daily_rollup_was_numbered_gains_it_on_the_next_start(days: Path,
+                                                                                              tmp_path: Path) -> None:
+    """An archive at the schema before this one that had passed the compaction (main's schema 9): the renumbered
+    compaction runs again, and the daily rollup, whose migration now comes before it, is added all the same."""
+    path = tmp_path / "main.db"
+    path.write_bytes(days.read_bytes())
+    db = archive.connect(path)
+    db.execute("DROP TABLE delivery_daily_status")
+    db.execute(f"PRAGMA user_version={archive.SCHEMA_VERSION - 1}")
+    archive.ensure_db_shape(db)
+    assert archive.schema_version(db) == archive.SCHEMA_VERSION
+    window = WINDOWS[0]
+    got = queries.failures_by_status(db, Filters(), window)
+    assert dict(zip(zip(got["response_status"], got["status_class"]), got["failures"])) == _raw(db, Filters(), window)
+    db.close()
+    assert_archive_consistent(path)
