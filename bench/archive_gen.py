@@ -74,7 +74,7 @@ def build_archive(path: Path, *, rows: int, webhooks: int = 10, days: int = 30, 
 
 
 #: Bump when the synthetic rows or the bulk build change, so cached archives are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: the daily status rollup
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 
@@ -117,7 +117,9 @@ def build_archive_bulk(path: Path, *, rows: int, webhooks: int = 10, days: int =
             SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
                 COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
             FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6""")
-        for table, select in (("delivery_hourly_status", rollups.STATUS_FROM_RAW), ("delivery_spans", rollups.SPANS_FROM_RAW)):
+        for table, select in (("delivery_hourly_status", rollups.STATUS_FROM_RAW),
+                              ("delivery_daily_status", rollups.DAILY_STATUS_FROM_RAW),
+                              ("delivery_spans", rollups.SPANS_FROM_RAW)):
             db.execute(f"DELETE FROM {table}")
             db.execute(f"INSERT INTO {table} {select}")
         # The synthetic request bodies carry no base64 payload: index_text() is the body as logged.

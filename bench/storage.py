@@ -171,27 +171,10 @@ def bench_storage(days: int = 3, repeat: int = 3) -> list[str]:
 
 
 def _bench_export(legacy: Path, upgraded: Path, work: Path, n: int, repeat: int) -> list[str]:
-    sqlite3_cli = shutil.which("sqlite3")
-    if not sqlite3_cli:
-        return ["export vs sqlite3 -csv: skipped (install Debian's sqlite3)"]
-    ours_argv = [sys.executable, "-m", "collectors", "export", "--since", "2000-01-01", "--until", "2100-01-01",
-                 "--db", str(upgraded), "--out", "-"]
-    base_argv = [sqlite3_cli, "-csv", "-readonly", str(legacy),
-                 f"SELECT {_EXPORT_COLUMNS} FROM deliveries ORDER BY delivered_at, id"]
-    ours, base = [], []
-    for _ in range(repeat):
-        ours.append(_run(ours_argv, work / "ours.csv"))
-        base.append(_run(base_argv, work / "base.csv"))
-    med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]  # noqa: E731
-    ours_lines = (work / "ours.csv").read_bytes().split(b"\r\n")
-    same = len(ours_lines) - 2 == n
-    return [
-        f"export of {n:,} rows vs sqlite3 -csv (same columns and order; ours decompresses): "
-        f"{med(base, 0) / med(ours, 0):.2f}x the rows/s by wall ({n / med(ours, 0):,.0f} vs {n / med(base, 0):,.0f} rows/s), "
-        f"{med(base, 1) / med(ours, 1):.2f}x by CPU ({med(ours, 1):.1f} s vs {med(base, 1):.1f} s)",
-        f"export peak RSS: {max(x[2] for x in ours) / 1e6:,.0f} MB (sqlite3 -csv {max(x[2] for x in base) / 1e6:,.0f} MB); "
-        f"rows written {'all' if same else 'NOT all'}",
-    ]
+    """``moego-monitor export`` of the upgraded archive vs ``sqlite3 -csv`` of the schema-2 one (:func:`bench.export.measure`)."""
+    from .export import measure
+
+    return measure(legacy, upgraded, work, n, repeat)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Layers of the package (each imports only those above it)::
     codec      a delivery's bulky fields as one compressed payload; the archive's zstd dictionaries
     search_index  the full-text index: what it holds (bodies with base64 payloads decoded); fed by the writer
     compaction the resumable upgrade of older rows into payloads (the last migration)
-    rollups    failures per exact status per hour, and each webhook-hour's rowid span 
+    rollups    failures per exact status per hour and per day, and each webhook-hour's rowid span
     schema     the tables, migrations, connections and the rules that classify a delivery
     rollup_delta  folds a page's new rows into the rollups
     coverage   interval arithmetic over what the collector has read
@@ -16,6 +16,8 @@ Layers of the package (each imports only those above it)::
     names      people's short names for webhooks, and the label every reader shows
     views      the dashboard's saved views (named filter sets)
     search_plan   how a search reads: its matches first, or the time index with a test per row; capped counts
+    csv_lines  the export's CSV lines of archived rows, built as bytes
+    export_parallel  a large export built by worker processes over time slices, written in order
     export     the streaming CSV export
     audit      who asked for a test event from the console
 

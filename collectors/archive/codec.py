@@ -48,6 +48,7 @@ from ..redaction import DEFAULT_SECRET_HEADERS, REDACTED
 __all__ = [
     "PAYLOAD_FIELDS",
     "KEY_COLUMNS",
+    "SEPARATOR",
     "CODEC_DDL",
     "TRAIN_AT",
     "Codec",
@@ -68,6 +69,8 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
 )
 #: The row's columns a payload may refer to instead of repeating them (:meth:`Codec.encode`), in its order.
 KEY_COLUMNS: tuple[str, ...] = ("id", "event_id", "webhook_id", "event_type", "delivered_at")
+#: The byte between two fields of a packed payload (:func:`pack`): 0xFF, which UTF-8 text never holds.
+SEPARATOR = b"\xff"
 #: Schema 3's table of dictionaries.
 CODEC_DDL = """
 CREATE TABLE IF NOT EXISTS codec_dicts (
@@ -288,6 +291,16 @@ class Codec:
         """:meth:`decode` of each blob with the keys of its row (same order)."""
         decode = self.decode
         return [decode(b, k) for b, k in zip(blobs, keys, strict=True)]
+
+    def packed_many(self, blobs: Sequence[bytes], keys: Sequence[Sequence[str]]) -> list[bytes]:
+        """Each payload BLOB decompressed and given back its row's ``keys`` (:data:`KEY_COLUMNS`, same order as
+        ``blobs``), still packed: the UTF-8 bytes of its :data:`PAYLOAD_FIELDS` separated by :data:`SEPARATOR`
+        (:func:`pack`), nothing decoded to text. For a reader that works on bytes (the export); :func:`unpack`
+        of an item is :meth:`decode` of its blob with its keys."""
+        for dict_id in {b[0] for b in blobs}:
+            self._decoder(dict_id)
+        decompress = {i: d.decompress for i, d in self._decoders.items()}
+        return [_unkeyed(decompress[b[0]](b[1:]), k) for b, k in zip(blobs, keys, strict=True)]
 
 
 def fields(codec: Codec | None, payload: bytes | None, texts: Sequence[str],

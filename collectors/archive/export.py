@@ -31,18 +31,21 @@ carriage return) are prefixed with ``'``, so opening the file in Excel or Sheets
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import os
+import queue
 import sqlite3
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from .. import __version__
 from ..models import format_timestamp
-from . import codec
+from . import export_parallel
+from .csv_lines import BATCH, Lines, neutralize
 from .filters import Filters, Window
 from .names import webhook_names
 from .schema import open_archive
@@ -96,108 +99,9 @@ COLUMN_HELP: tuple[tuple[str, str], ...] = (
 #: ``--status`` values: an outcome or a response status class.
 STATUS_CHOICES: tuple[str, ...] = ("success", "failed", "2xx", "4xx", "5xx", "none")
 
-_FORMULA_START = frozenset("=+-@\t\r")
-_BATCH = 500
-
-
-def _sql_cell(expr: str) -> str:
-    """SQL for the CSV cell of the text ``expr``: neutralized (:func:`neutralize`) and quoted as
-    ``csv.writer`` quotes (only when it holds a quote, a comma, CR or LF; quotes doubled)."""
-    neutral = (f"(CASE WHEN substr({expr}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13)) "
-               f"THEN '''' || {expr} ELSE {expr} END)")
-    return (f"(CASE WHEN instr({expr}, '\"') OR instr({expr}, ',') OR instr({expr}, char(10)) "
-            f"OR instr({expr}, char(13)) THEN '\"' || replace({neutral}, '\"', '\"\"') || '\"' ELSE {neutral} END)")
-
-
-# SQLite builds each row's CSV text around the payload (the first 12 cells and the last 2); Python adds
-# the 6 payload cells, decompressed a batch at a time (collectors.archive.codec). Cells the archive derives
-# (outcome, classes, timestamps) never need quoting; those MoeGo sent are checked all at once, and only a
-# row where one holds a quote, comma or line break, or starts like a formula, takes the cell-by-cell path.
-_FROM_MOEGO = ("id", "webhook_id", "event_type", "event_id", "COALESCE(error, '')")
-_PLAIN = " || ',' || ".join([
-    *_FROM_MOEGO[:4], "delivered_at", "(CASE WHEN success THEN 'true' ELSE 'false' END)",
-    "CAST(response_status AS TEXT)", "status_class", "error_class", "CAST(duration_ms AS TEXT)",
-    "CAST(retry_count AS TEXT)", _FROM_MOEGO[4],
-])
-_CAREFUL = " || ',' || ".join([
-    *(_sql_cell(c) for c in _FROM_MOEGO[:4]), _sql_cell("delivered_at"),
-    "(CASE WHEN success THEN 'true' ELSE 'false' END)",
-    _sql_cell("CAST(response_status AS TEXT)"), _sql_cell("status_class"), _sql_cell("error_class"),
-    _sql_cell("CAST(duration_ms AS TEXT)"), _sql_cell("CAST(retry_count AS TEXT)"), _sql_cell(_FROM_MOEGO[4]),
-])
-_ALL = " || ".join(_FROM_MOEGO)
-_SPECIAL = (
-    f"instr({_ALL}, '\"') OR instr({_ALL}, ',') OR instr({_ALL}, char(10)) OR instr({_ALL}, char(13)) OR "
-    + " OR ".join(f"substr({c}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))" for c in _FROM_MOEGO)
-    + " OR response_status < 0 OR duration_ms < 0 OR retry_count < 0"
-    + " OR status_class GLOB '*[^a-z0-9]*' OR error_class GLOB '*[^a-z0-9]*'"
-    + " OR typeof(response_status) != 'integer' OR typeof(duration_ms) != 'integer' OR typeof(retry_count) != 'integer'"
-)
-_PREFIX = f"(CASE WHEN {_SPECIAL} THEN {_CAREFUL} ELSE {_PLAIN} END)"
-_SUFFIX = ("(CASE WHEN request_body_base64 THEN 'base64' ELSE 'utf-8' END) || ',' || "
-           "(CASE WHEN response_body_base64 THEN 'base64' ELSE 'utf-8' END)")
-#: The payload's cells, in CSV order, as positions in :data:`codec.PAYLOAD_FIELDS`.
-_PAYLOAD_CELLS = tuple(codec.PAYLOAD_FIELDS.index(name) for name in (
-    "request_url", "delivered_to", "request_headers", "response_headers", "request_body", "response_body"))
-_HEADER_CELLS = (2, 3)
-_KEYS = len(codec.KEY_COLUMNS)
-_SELECT = (
-    f"SELECT {_PREFIX}, {_SUFFIX}, webhook_id, payload, {', '.join(codec.KEY_COLUMNS)}, "
-    f"{', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} FROM deliveries"
-)
-
-
-def _cell(value: str) -> str:
-    """One CSV cell: neutralized, then quoted as ``csv.writer`` (QUOTE_MINIMAL, CRLF) quotes it."""
-    if value[:1] in _FORMULA_START:
-        value = "'" + value
-    if '"' in value or "," in value or "\n" in value or "\r" in value:
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-class _PayloadCells:
-    """The 6 payload cells of rows as CSV text, then the webhook's short name. A payload's header sets are
-    redacted already (when written) and copied; header text from a text column (archived before the payload
-    column, or edited by hand) and any holding a name of ``secret_headers`` are parsed and redacted again."""
-
-    def __init__(self, coder: codec.Codec, secret_headers: Sequence[str], names: dict[str, str]) -> None:
-        self.coder = coder
-        self.name_cells = {webhook_id: _cell(name) for webhook_id, name in names.items()}
-        self.secret_headers = tuple(secret_headers)
-        self.secret_lower = tuple(n.strip().lower() for n in secret_headers if n.strip())
-
-    def _headers(self, text: str, from_payload: bool) -> str:
-        if from_payload and not (self.secret_lower and any(n in text.lower() for n in self.secret_lower)):
-            return text
-        return codec.canonical_headers_text(text, self.secret_headers)
-
-    def lines(self, batch: Sequence[Sequence[Any]]) -> str:
-        """The CSV text of a batch of :data:`_SELECT` rows."""
-        decode, cell, headers, names = self.coder.decode, _cell, self._headers, self.name_cells
-        fast = not self.secret_lower
-        lines = []
-        for prefix, suffix, webhook_id, blob, *rest in batch:
-            keys, texts = rest[:_KEYS], rest[_KEYS:]
-            if blob is not None and fast and not any(texts):
-                # Written by this version: everything in the payload, headers redacted when written.
-                url, to, req_h, req_b, resp_h, resp_b, _, _ = decode(blob, keys)
-                # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
-                req_h = '"' + req_h.replace('"', '""') + '"' if req_h != "{}" else req_h
-                resp_h = '"' + resp_h.replace('"', '""') + '"' if resp_h != "{}" else resp_h
-                lines.append(f"{prefix},{cell(url)},{cell(to)},{req_h},{resp_h},{cell(req_b)},{cell(resp_b)},"
-                             f"{suffix},{names.get(webhook_id, '')}\r\n")
-                continue
-            payload = decode(blob, keys) if blob is not None else None
-            cells = []
-            for n, (at, text) in enumerate(zip(_PAYLOAD_CELLS, texts)):
-                from_payload = not text and payload is not None
-                value = payload[at] if from_payload else (text or "")  # type: ignore[index]
-                if n in _HEADER_CELLS:
-                    value = headers(value, from_payload)
-                cells.append(cell(value))
-            lines.append(f"{prefix},{','.join(cells)},{suffix},{names.get(webhook_id, '')}\r\n")
-        return "".join(lines)
+#: Chunks of CSV bytes waiting for the writer thread, at most.
+_QUEUED = 2
+_HEADER_LINE = (",".join(COLUMNS) + "\r\n").encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -220,24 +124,55 @@ class ExportManifest:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def neutralize(value: str) -> str:
-    """``value`` made inert for spreadsheets: a leading ``'`` when it starts like a formula."""
-    return "'" + value if value[:1] in _FORMULA_START else value
+class _Sink:
+    """Hashes and writes chunks of bytes on a thread of its own, in order, at most :data:`_QUEUED` waiting:
+    hashing and writing release the GIL, so they overlap the reading and building of the next rows.
 
+    ``write`` is the output's (bytes). An error it raises is raised again by the next :meth:`put` or by
+    :meth:`close`; the chunks after it are dropped."""
 
-class _HashingWriter:
-    """A text sink that passes text on and hashes its UTF-8 bytes."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self._write = write
         self.hash = hashlib.sha256()
         self.bytes = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._thread = threading.Thread(target=self._run, name="moego-export-writer", daemon=True)
+        self._thread.start()
 
-    def write(self, text: str) -> int:
-        data = text.encode("utf-8")
-        self.hash.update(data)
-        self.bytes += len(data)
-        return self.out.write(text)
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.hash.update(chunk)
+                    self.bytes += len(chunk)
+                    self._write(chunk)
+                except BaseException as exc:  # raised on the caller's thread (put, close)
+                    self.error = exc
+
+    def put(self, chunk: bytes) -> None:
+        """Queue ``chunk`` (waits while :data:`_QUEUED` chunks wait)."""
+        if self.error is not None:
+            raise self.error
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        """Wait until every chunk is written; raise the writer's error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _bytes_writer(out: TextIO) -> Callable[[bytes], object]:
+    """How to write UTF-8 bytes to ``out``: straight to its binary buffer when it has one and encodes UTF-8
+    without translating line ends (a file, stdout), else decoded as text (``io.StringIO``)."""
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is not None and encoding == "utf8" and os.linesep == "\n":
+        out.flush()
+        return buffer.write
+    return lambda data: out.write(data.decode("utf-8"))
 
 
 def _describe(filters: Filters, window: Window) -> dict[str, Any]:
@@ -254,30 +189,41 @@ def _describe(filters: Filters, window: Window) -> dict[str, Any]:
 
 
 def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: datetime | None = None,
-               secret_headers: Sequence[str] = ()) -> ExportManifest:
+               secret_headers: Sequence[str] = (), workers: int = 1) -> ExportManifest:
     """Write the deliveries ``filters`` select (oldest first) to ``out`` as CSV; returns the manifest.
 
-    ``conn`` may be read-only. ``now``
-    anchors a preset time range (default: the current time). Rows are read ``fetchmany`` by
-    ``fetchmany`` and written a batch at a time, so memory does not grow with the export. SQLite
-    builds each row's cells but the payload's; payloads are decompressed a batch at a time, and
-    header sets are copied as archived (redacted when written) unless they need redacting again. The manifest's
-    ``sha256`` and ``bytes`` are those of the UTF-8 text written; ``file`` is left ``None``.
+    ``conn`` may be read-only. ``now`` anchors a preset time range (default: the current time). Rows are
+    read ``fetchmany`` by ``fetchmany``, built into CSV bytes a batch at a time
+    (:mod:`collectors.archive.csv_lines`) and handed to a thread that hashes and writes them, so memory does
+    not grow with the export. ``out`` receives the bytes directly when it is a UTF-8 file or stdout, else
+    text. ``workers`` above 1 builds a large export (:func:`export_parallel.plan`) in that many processes
+    on the archive's file (:mod:`collectors.archive.export_parallel`; they are forked, so call it from a
+    process without threads of its own, such as the CLI); the bytes are the same. The manifest's ``sha256``
+    and ``bytes`` are those of the UTF-8 text written; ``file`` is left ``None``.
     """
     window = filters.window(now or datetime.now(timezone.utc))
     where = deliveries_where(filters, window.since_text, window.until_text, time_ordered=True)
-    sink = _HashingWriter(out)
+    lines = Lines(conn, secret_headers, webhook_names(conn))
+    select, params = lines.select()
     # The query first: an archive that cannot be read fails before anything is written.
-    cursor = conn.execute(f"{_SELECT} WHERE {where.sql} ORDER BY delivered_at, id", where.params)
-    cells = _PayloadCells(codec.Codec(conn), secret_headers, webhook_names(conn))
+    cursor = conn.execute(f"{select} WHERE {where.sql} ORDER BY delivered_at, id", params + where.params)
+    bounds = export_parallel.plan(conn, filters, window) if workers > 1 else None
+    if bounds is not None and export_parallel.database_file(conn) is not None:
+        cursor.close()
+        source = export_parallel.pieces(conn, filters, bounds, workers=workers, secret_headers=secret_headers)
+    else:
+        source = ((len(batch), lines.lines(batch)) for batch in iter(lambda: cursor.fetchmany(BATCH), []))
+    sink = _Sink(_bytes_writer(out))  # after the workers started: they are forked, this thread is not for them
     rows = 0
     try:
-        csv.writer(sink, lineterminator="\r\n").writerow(COLUMNS)
-        while batch := cursor.fetchmany(_BATCH):
-            sink.write(cells.lines(batch))
-            rows += len(batch)
+        sink.put(_HEADER_LINE)
+        for count, chunk in source:
+            sink.put(chunk)
+            rows += count
     finally:
         cursor.close()
+        source.close()
+        sink.close()
     return ExportManifest(
         rows=rows,
         sha256=sink.hash.hexdigest(),
@@ -329,12 +275,12 @@ def manifest_path(csv_path: str | Path) -> Path:
 
 def write_export(db_path: str | Path, since: datetime, until: datetime, webhook_ids: Iterable[str] = (),
                  status: str | None = None, out_path: str | Path = "deliveries.csv", *,
-                 secret_headers: Sequence[str] = ()) -> ExportManifest:
+                 secret_headers: Sequence[str] = (), workers: int = 1) -> ExportManifest:
     """Export ``[since, until)`` from the archive at ``db_path`` to ``out_path``, plus its manifest beside it.
 
     Opens the archive read-only (:class:`collectors.archive.ArchiveError` when there is none). The
     CSV is written to a temporary name and renamed into place, so a reader never sees half a file.
-    Returns the manifest (also written as :func:`manifest_path`).
+    ``workers`` as for :func:`export_csv`. Returns the manifest (also written as :func:`manifest_path`).
     """
     filters = filters_for_status(since, until, webhook_ids, status)
     out_path = Path(out_path)
@@ -342,7 +288,7 @@ def write_export(db_path: str | Path, since: datetime, until: datetime, webhook_
     with open_archive(db_path, readonly=True) as conn:
         try:
             with open(partial, "w", encoding="utf-8", newline="") as handle:
-                manifest = export_csv(conn, filters, handle, secret_headers=secret_headers)
+                manifest = export_csv(conn, filters, handle, secret_headers=secret_headers, workers=workers)
             partial.replace(out_path)
         except BaseException:
             partial.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Add a page's newly inserted rows to the rollups, without reading back what the hour already holds.
 
-The rollups (``delivery_hourly``, and :mod:`collectors.archive.rollups`' ``delivery_hourly_status`` and
-``delivery_spans``) are sums, maxima and minima over raw rows, so rows that are only *added* can be
+The rollups (``delivery_hourly``, and :mod:`collectors.archive.rollups`' ``delivery_hourly_status``,
+``delivery_daily_status`` and ``delivery_spans``) are sums, maxima and minima over raw rows, so rows that are only *added* can be
 folded in: the page's rows are grouped in Python and each group is upserted (counts and sums added,
 ``duration_max`` and ``rowid_max`` raised, ``rowid_min`` lowered). That keeps the writer's cost to the
 page's own rows, where recomputing a (webhook, hour) reads every row the hour already holds.
@@ -36,6 +36,11 @@ _UPSERT_HOURLY = (
 _UPSERT_STATUS = (
     "INSERT INTO delivery_hourly_status (hour, webhook_id, event_type, status_class, response_status, failures) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hour, webhook_id, event_type, status_class, response_status) "
+    "DO UPDATE SET failures = failures + excluded.failures"
+)
+_UPSERT_DAILY_STATUS = (
+    "INSERT INTO delivery_daily_status (day, webhook_id, event_type, status_class, response_status, failures) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day, webhook_id, event_type, status_class, response_status) "
     "DO UPDATE SET failures = failures + excluded.failures"
 )
 _UPSERT_SPAN = (
@@ -81,4 +86,9 @@ def add_inserted(conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]], ro
             span[1] = rowid
     conn.executemany(_UPSERT_HOURLY, [(*key, *acc) for key, acc in hourly.items()])
     conn.executemany(_UPSERT_STATUS, [(*key, n) for key, n in status.items()])
+    daily: dict[tuple, int] = {}
+    for (hour, *rest), n in status.items():
+        key = (hour[:10], *rest)
+        daily[key] = daily.get(key, 0) + n
+    conn.executemany(_UPSERT_DAILY_STATUS, [(*key, n) for key, n in daily.items()])
     conn.executemany(_UPSERT_SPAN, [(*key, lo, hi) for key, (lo, hi) in spans.items()])

@@ -1,16 +1,19 @@
-"""Two small tables the writer keeps next to ``delivery_hourly`` (schema 5), so reads stay flat.
+"""Small tables the writer keeps next to ``delivery_hourly``, so reads stay flat.
 
 - ``delivery_hourly_status``: failed deliveries per UTC hour, webhook, event type, status class and exact
-  HTTP response status (0 = no response). "Failures by response status" reads it for the whole hours
-  of a window (and raw failed rows only for the window's two ragged edges), so its cost follows the
-  hours, not the rows.
+  HTTP response status (0 = no response).
+- ``delivery_daily_status``: the same per UTC day. "Failures by response status" reads the whole days of
+  a window here, the whole hours around them from the hourly table and raw failed rows only in the
+  window's two partial hours: its cost follows the window's days (at most 46 hours besides them), not
+  how many rows or how many kinds of failure an hour holds.
 - ``delivery_spans``: per UTC hour and webhook, the lowest and highest ``deliveries`` rowid delivered in
   it. A window's rowid ranges are one small read (:func:`rowid_ranges_sql`), which bound a full-text
   search to the rows of the window (:mod:`collectors.archive.search_plan`) without scanning them.
 
-Both hold exactly what a ``GROUP BY`` over the raw rows says (``tests/collectors/conftest.py``
+Each holds exactly what a ``GROUP BY`` over the raw rows says (``tests/collectors/conftest.py``
 ``assert_archive_consistent`` compares them): the writer recomputes the (webhook, hour) keys a saved
-page touched, in the page's transaction (:func:`refresh`), like it does ``delivery_hourly``. A span
+page touched, in the page's transaction (:func:`refresh`; the day of each hour from the hourly rows),
+like it does ``delivery_hourly``, or adds a page's new rows (:mod:`collectors.archive.rollup_delta`). A span
 only ever needs to contain its hour's rowids: a wider one costs time, never a result.
 """
 
@@ -19,7 +22,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable
 
-__all__ = ["DDL", "refresh", "migrate_add_rollups", "rowid_ranges_sql", "STATUS_FROM_RAW", "SPANS_FROM_RAW"]
+__all__ = ["DDL", "DAILY_STATUS_DDL", "refresh", "migrate_add_rollups", "migrate_add_daily_status", "rowid_ranges_sql",
+           "STATUS_FROM_RAW", "DAILY_STATUS_FROM_RAW", "SPANS_FROM_RAW"]
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS delivery_hourly_status (
@@ -40,9 +44,25 @@ DDL = (
 ) WITHOUT ROWID""",
 )
 
+#: The daily level of the status rollup (its own migration, after the two above).
+DAILY_STATUS_DDL = """CREATE TABLE IF NOT EXISTS delivery_daily_status (
+    day              TEXT NOT NULL,            -- 'YYYY-MM-DD', UTC
+    webhook_id       TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    status_class     TEXT NOT NULL,
+    response_status  INTEGER NOT NULL,         -- 0 = no response
+    failures         INTEGER NOT NULL,
+    PRIMARY KEY (day, webhook_id, event_type, status_class, response_status)
+) WITHOUT ROWID"""
+
 #: The status rollup as a GROUP BY over raw rows (what the table must equal), in its key order.
 STATUS_FROM_RAW = """
     SELECT substr(delivered_at, 1, 13), webhook_id, event_type, status_class, response_status, COUNT(*)
+    FROM deliveries WHERE success = 0 GROUP BY 1, 2, 3, 4, 5
+"""
+#: The daily status rollup as a GROUP BY over raw rows.
+DAILY_STATUS_FROM_RAW = """
+    SELECT substr(delivered_at, 1, 10), webhook_id, event_type, status_class, response_status, COUNT(*)
     FROM deliveries WHERE success = 0 GROUP BY 1, 2, 3, 4, 5
 """
 #: The spans as a GROUP BY over raw rows.
@@ -63,15 +83,29 @@ HAVING COUNT(*) > 0
 """
 
 
+_REFRESH_DAILY_STATUS = """
+INSERT INTO delivery_daily_status (day, webhook_id, event_type, status_class, response_status, failures)
+SELECT ?, webhook_id, event_type, status_class, response_status, SUM(failures)
+FROM delivery_hourly_status WHERE hour >= ? AND hour < ? AND webhook_id = ?
+GROUP BY event_type, status_class, response_status
+"""
+
+
 def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
-    """Recompute both tables for each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows. In a transaction."""
-    for webhook_id, hour in sorted(set(keys)):
+    """Recompute the tables for each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows, and the day of each
+    hour from its hours. In a transaction."""
+    keys = sorted(set(keys))
+    for webhook_id, hour in keys:
         # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
         end = hour + ";"
         conn.execute("DELETE FROM delivery_hourly_status WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
         conn.execute(_REFRESH_STATUS, (hour, webhook_id, hour, end))
         conn.execute("DELETE FROM delivery_spans WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
         conn.execute(_REFRESH_SPAN, (hour, webhook_id, webhook_id, hour, end))
+    for webhook_id, day in sorted({(webhook_id, hour[:10]) for webhook_id, hour in keys}):
+        # A day's hours are 'YYYY-MM-DDT00' .. 'YYYY-MM-DDT23': [day + 'T', day + 'U') holds exactly those.
+        conn.execute("DELETE FROM delivery_daily_status WHERE day = ? AND webhook_id = ?", (day, webhook_id))
+        conn.execute(_REFRESH_DAILY_STATUS, (day, day + "T", day + "U", webhook_id))
 
 
 def migrate_add_rollups(conn: sqlite3.Connection) -> None:
@@ -82,6 +116,16 @@ def migrate_add_rollups(conn: sqlite3.Connection) -> None:
     for table, select in (("delivery_hourly_status", STATUS_FROM_RAW), ("delivery_spans", SPANS_FROM_RAW)):
         conn.execute(f"DELETE FROM {table}")  # whatever a table of the same name held, it is filled afresh
         conn.execute(f"INSERT INTO {table} {select}")
+
+
+def migrate_add_daily_status(conn: sqlite3.Connection) -> None:
+    """Add ``delivery_daily_status`` and fill it from ``delivery_hourly_status`` (afresh: safe to run again)."""
+    conn.execute(DAILY_STATUS_DDL)
+    conn.execute("DELETE FROM delivery_daily_status")
+    conn.execute(
+        "INSERT INTO delivery_daily_status (day, webhook_id, event_type, status_class, response_status, failures) "
+        "SELECT substr(hour, 1, 10), webhook_id, event_type, status_class, response_status, SUM(failures) "
+        "FROM delivery_hourly_status GROUP BY 1, 2, 3, 4, 5")
 
 
 def rowid_ranges_sql(webhooks: tuple[str, ...] = ()) -> str:

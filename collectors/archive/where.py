@@ -20,7 +20,7 @@ from .filters import Filters
 from .rollups import rowid_ranges_sql
 
 __all__ = ["Clause", "SearchPlan", "fts_query", "fts_candidates", "deliveries_where", "hourly_where",
-           "rollup_can_answer"]
+           "daily_where", "rollup_can_answer"]
 
 #: How a search reads FTS5: the window's matches first, or a test of each row a scan reaches.
 SearchPlan = Literal["candidates", "membership"]
@@ -148,3 +148,10 @@ def hourly_where(filters: Filters, hour_from: str, hour_to: str) -> Clause:
     parts = [Clause("hour >= ? AND hour < ?", (hour_from, hour_to))]
     parts.extend(_common(filters, ""))
     return _join(parts)
+
+
+def daily_where(filters: Filters, day_from: str, day_to: str) -> Clause:
+    """:func:`hourly_where` for a daily rollup (``delivery_daily_status``): ``day_from <= day < day_to`` (``YYYY-MM-DD``)."""
+    if not rollup_can_answer(filters):
+        raise ValueError("the rollup cannot answer a text search or an exact status")
+    return _join([Clause("day >= ? AND day < ?", (day_from, day_to)), *_common(filters, "")])

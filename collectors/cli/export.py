@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .. import archive
+from ..archive.export_parallel import ExportWorkerError, default_workers
 from ..archive.export import (COLUMN_HELP, STATUS_CHOICES, export_csv, filters_for_status, known_webhooks,
                               unknown_webhooks, write_export)
 from ..config import Settings
@@ -103,15 +104,19 @@ def export_command(settings: Settings, since: str, until: str, webhook_ids: tupl
             with archive.open_archive(settings.db_path, readonly=True) as conn:
                 filters = filters_for_status(start, end, webhook_ids, status)
                 stream = sys.stdout
-                manifest = export_csv(conn, filters, stream, secret_headers=settings.secret_headers)
+                manifest = export_csv(conn, filters, stream, secret_headers=settings.secret_headers,
+                                      workers=default_workers())
                 stream.flush()
             click.echo(f"exported {manifest.rows:,} deliveries (sha256 {manifest.sha256})", err=True)
             return
         manifest = write_export(settings.db_path, start, end, webhook_ids, status, target,
-                                secret_headers=settings.secret_headers)
+                                secret_headers=settings.secret_headers, workers=default_workers())
     except BrokenPipeError:  # pragma: no cover - stdout closed early, e.g. by `| head`
         sys.stderr.close()
         return
+    except ExportWorkerError as exc:  # a worker process was killed (out of memory, by hand): nothing was kept
+        raise click.ClickException(f"{exc}; nothing was written to {target if out != '-' else 'a file'}: "
+                                   "run the export again") from None
     except OSError as exc:  # writing the CSV; the archive's own failures are sqlite3 errors
         reason = exc.strerror or str(exc)
         if out == "-":

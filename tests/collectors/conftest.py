@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql
-from collectors.archive.rollups import SPANS_FROM_RAW, STATUS_FROM_RAW
+from collectors.archive.rollups import DAILY_STATUS_FROM_RAW, SPANS_FROM_RAW, STATUS_FROM_RAW
 from collectors.client import make_client
 from collectors.config import Settings
 from collectors.models import parse_timestamp
@@ -96,6 +96,8 @@ def assert_archive_consistent(db_path: Path) -> None:
     assert db_rows(db_path, _ROLLUP) == db_rows(db_path, _ROLLUP_FROM_RAW)
     assert db_rows(db_path, "SELECT * FROM delivery_hourly_status ORDER BY 1, 2, 3, 4, 5") == db_rows(
         db_path, STATUS_FROM_RAW + " ORDER BY 1, 2, 3, 4, 5")
+    assert db_rows(db_path, "SELECT * FROM delivery_daily_status ORDER BY 1, 2, 3, 4, 5") == db_rows(
+        db_path, DAILY_STATUS_FROM_RAW + " ORDER BY 1, 2, 3, 4, 5")
     assert db_rows(db_path, "SELECT * FROM delivery_spans ORDER BY 1, 2") == db_rows(db_path, SPANS_FROM_RAW + " ORDER BY 1, 2")
 
 
