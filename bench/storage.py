@@ -27,8 +27,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,13 +37,6 @@ from collectors.archive import compaction
 from .moego_archive import CACHE, build_moego_archive
 
 __all__ = ["bench_storage", "main"]
-
-_EXPORT_COLUMNS = (
-    "id, webhook_id, event_type, event_id, delivered_at, success, response_status, status_class, error_class, "
-    "duration_ms, retry_count, error, request_url, delivered_to, request_headers, response_headers, request_body, "
-    "response_body, request_body_base64, response_body_base64"
-)
-
 
 def _per_entry(path: Path) -> tuple[int, float, dict[str, float]]:
     conn = sqlite3.connect(path)
@@ -73,19 +64,6 @@ def _gzip_jsonl_per_entry(path: Path) -> float:
         size = raw.tell()
     conn.close()
     return size / n
-
-
-def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and peak RSS (bytes) of a subprocess writing to ``stdout_path``."""
-    with open(stdout_path, "wb") as out:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - started
-    if child.returncode:
-        raise RuntimeError(f"{argv[0]} failed ({child.returncode})")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def _load() -> str:
