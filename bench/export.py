@@ -121,7 +121,7 @@ def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int
 def compacted_copy(rows: int, log=print) -> tuple[Path, Path]:
     """The cached synthetic archive of ``rows`` rows (bodies in text columns) and a compacted copy of it."""
     plain, _ = cached_archive(rows, log=log)
-    packed = CACHE_DIR / f"export-compacted-v{GENERATOR_VERSION}-{rows}.db"
+    packed = CACHE_DIR / f"export-compacted-v{GENERATOR_VERSION}-s{archive.SCHEMA_VERSION}-{rows}.db"
     if not packed.exists():
         log(f"compacting a copy of the {rows:,}-row archive (once) ...")
         partial = packed.with_suffix(".building")
