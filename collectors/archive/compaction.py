@@ -26,7 +26,8 @@ import calendar
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -67,8 +68,17 @@ class Progress:
         return 1.0 if self.last_rowid <= 0 else min(1.0, self.rowid / self.last_rowid)
 
 
-def _begin(conn: sqlite3.Connection) -> None:
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled back if it raises.
+    The twin of :func:`collectors.archive.schema.transaction`, which imports this module."""
     conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True,
@@ -77,19 +87,13 @@ def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True
 
     Commits each batch; call outside a transaction. ``on_batch`` is told the progress after each one.
     """
-    _begin(conn)
-    try:
+    with _write(conn):
         if codec.Codec(conn).dict_id == 0 and conn.execute(f"SELECT 1 FROM deliveries WHERE {_PENDING} LIMIT 1").fetchone():
             codec.train(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     last_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
     after, done = 0, 0
     while True:
-        _begin(conn)
-        try:
+        with _write(conn):
             coder = codec.Codec(conn)
             rows = conn.execute(
                 f"SELECT rowid, payload, {_KEYS}, {_TEXTS} FROM deliveries WHERE rowid > ? ORDER BY rowid LIMIT ?",
@@ -102,10 +106,6 @@ def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True
                     continue
                 updates.append((coder.encode(codec.stored_values(coder, payload, texts, keys), keys), rowid))
             conn.executemany(f"UPDATE deliveries SET payload = ?, {_CLEAR} WHERE rowid = ?", updates)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         done += len(updates)
         if not rows:
             break
@@ -155,13 +155,8 @@ def densify(conn: sqlite3.Connection, new_rows: int, *, threshold: int = DENSIFY
     if new_rows < threshold:
         return False
     for name in _SPARSE_INDEXES:
-        _begin(conn)
-        try:
+        with _write(conn):
             conn.execute(f"REINDEX {name}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     merge_search_index(conn)
     return True
 
@@ -175,15 +170,10 @@ def merge_search_index(conn: sqlite3.Connection, *, pages: int = MERGE_PAGES) ->
     """
     steps = 0
     while steps < 100_000:
-        _begin(conn)
-        try:
+        with _write(conn):
             before = conn.total_changes
             conn.execute("INSERT INTO deliveries_fts (deliveries_fts, rank) VALUES ('merge', ?)", (-pages,))
             changed = conn.total_changes - before
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         steps += 1
         if changed <= 1:
             return steps
@@ -254,8 +244,7 @@ def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool =
     kept in ``compaction_state``) and put in place of the old one in one transaction at the end: searches
     read the old, complete index until then.
     """
-    _begin(conn)
-    try:
+    with _write(conn):
         trained = conn.execute("SELECT value FROM compaction_state WHERE name = 'keyed_dict'").fetchone()
         if trained is None:
             pending = conn.execute("SELECT 1 FROM deliveries WHERE first_seen_text != '' LIMIT 1").fetchone()
@@ -267,15 +256,10 @@ def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool =
             conn.execute(search_index.FTS_DDL.replace("deliveries_fts", "deliveries_fts_next", 1))
             conn.execute("INSERT INTO compaction_state (name, value) VALUES ('fts_next', '0')")
             fts_at = ("0",)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     last_rowid = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
     after, done = 0, 0
     while True:
-        _begin(conn)
-        try:
+        with _write(conn):
             coder = codec.Codec(conn)
             # Read inside the write lock: another process may be migrating the same archive.
             fts_at = conn.execute("SELECT value FROM compaction_state WHERE name = 'fts_next'").fetchone()
@@ -310,10 +294,6 @@ def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool =
                                  "VALUES (?, ?, ?, ?)", indexed)
                 fts_after = indexed[-1][0]
                 conn.execute("UPDATE compaction_state SET value = ? WHERE name = 'fts_next'", (str(fts_after),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         done += len(updates)
         if not rows:
             break
@@ -321,17 +301,12 @@ def compact_rows(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool =
         if on_batch:
             on_batch(Progress(after, last_rowid))
     swapped = False
-    _begin(conn)
-    try:
+    with _write(conn):
         if conn.execute("SELECT 1 FROM compaction_state WHERE name = 'fts_next'").fetchone():
             conn.execute("DROP TABLE deliveries_fts")
             conn.execute("ALTER TABLE deliveries_fts_next RENAME TO deliveries_fts")
             conn.execute("DELETE FROM compaction_state WHERE name = 'fts_next'")
             swapped = True
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     merge_search_index(conn)
     if vacuum and (done or swapped):  # the old index's pages are free too
         conn.execute("VACUUM")
