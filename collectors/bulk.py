@@ -28,6 +28,7 @@ from .redelivery import (EXPIRED_UPSTREAM, GUARD_SECONDS, RESYNC_MARGIN, Candida
 
 __all__ = [
     "MAX_RETRY_WAIT_S",
+    "HANDED_OVER",
     "BulkPlan",
     "plan_bulk",
     "BulkProgress",
@@ -41,6 +42,9 @@ __all__ = [
 
 #: Wait for MoeGo's ``retry_after`` up to this long in a bulk run; a longer one (a daily quota) ends that webhook's part.
 MAX_RETRY_WAIT_S = 300.0
+
+#: Why an entry waiting to retry a 429 was not retried: its worker stalled past its lease and lost the batch.
+HANDED_OVER = "not retried: the worker sending it stalled and another worker took the job over"
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,7 @@ def _skip(conn: sqlite3.Connection, candidates: Iterable[tuple[Candidate, str]],
 def bulk_redeliver(client: MoeGoClient, conn: sqlite3.Connection, plan: BulkPlan, *, batch_id: str | None = None,
                    limiter: RateLimiter | None = None, secret_headers: Sequence[str] = (), requested_by: str = "bulk",
                    cancelled: Callable[[], bool] = lambda: False,
+                   handed_over: Callable[[], bool] = lambda: False,
                    on_progress: Callable[[BulkProgress], None] | None = None,
                    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = utcnow,
                    guard_s: float = GUARD_SECONDS, max_attempts: int = 3,
@@ -185,7 +190,10 @@ def bulk_redeliver(client: MoeGoClient, conn: sqlite3.Connection, plan: BulkPlan
     ``retry_after`` and the entry is tried again (``max_attempts`` in all); a ``retry_after`` over
     ``max_retry_wait_s`` (a daily quota) ends that webhook's part, its other entries ``skipped``.
     When cancelled, or when interrupted by an exception (e.g. Streamlit stopping the script), the
-    entries not sent yet are audited as ``skipped`` before returning or re-raising.
+    entries not sent yet are audited as ``skipped`` before returning or re-raising. Unless
+    ``handed_over()`` is true by then: the batch went to another worker (a job whose lease this one
+    lost), which sends and audits those entries itself, so this one writes no row for them and only
+    closes the rows it already holds (an entry waiting to retry a 429).
     """
     batch_id = batch_id or new_batch_id()
     limiter = limiter or RateLimiter()
@@ -207,11 +215,16 @@ def bulk_redeliver(client: MoeGoClient, conn: sqlite3.Connection, plan: BulkPlan
         unsent = remaining()
         for queue in queues.values():
             queue.clear()
+        others_send_them = handed_over()
+        if others_send_them:
+            reason = HANDED_OVER
         with archive.transaction(conn):
             for candidate in unsent:
                 if candidate.delivery_id in reserved:  # its row exists (a 429 retry pending): mark it there
                     audit_id = reserved[candidate.delivery_id][0]
                     conn.execute("UPDATE redeliveries SET outcome = 'skipped', error = ? WHERE id = ?", (reason, audit_id))
+                elif others_send_them:  # no row yet: the worker now holding the batch sends it and writes it
+                    continue
                 else:
                     audit_id = insert_audit(conn, candidate, now=clock(), outcome="skipped", error=reason,
                                              requested_by=requested_by, batch_id=batch_id)
@@ -275,7 +288,8 @@ class BulkRun:
 def bulk_redeliver_and_resync(settings: Settings, plan: BulkPlan, *, batch_id: str | None = None,
                               on_progress: Callable[[BulkProgress], None] | None = None,
                               cancelled: Callable[[], bool] = lambda: False, requested_by: str = "bulk",
-                              client: MoeGoClient | None = None) -> BulkRun:
+                              client: MoeGoClient | None = None,
+                              handed_over: Callable[[], bool] = lambda: False) -> BulkRun:
     """Send ``plan`` (:func:`bulk_redeliver`), then re-sync the webhooks whose entries were sent.
 
     Opens the archive at ``settings.db_path`` for writing and a client without retries of its own (the
@@ -286,11 +300,11 @@ def bulk_redeliver_and_resync(settings: Settings, plan: BulkPlan, *, batch_id: s
         if client is None:
             with make_client(settings, retry=RetryConfig(attempts=1)) as made:
                 result = bulk_redeliver(made, conn, plan, batch_id=batch_id, on_progress=on_progress,
-                                        cancelled=cancelled, requested_by=requested_by,
+                                        cancelled=cancelled, handed_over=handed_over, requested_by=requested_by,
                                         secret_headers=settings.secret_headers)
         else:
             result = bulk_redeliver(client, conn, plan, batch_id=batch_id, on_progress=on_progress,
-                                    cancelled=cancelled, requested_by=requested_by,
+                                    cancelled=cancelled, handed_over=handed_over, requested_by=requested_by,
                                     secret_headers=settings.secret_headers)
         sent = [r for r in result.results if r.outcome == "sent"]
         lines: list[str] = []

@@ -325,9 +325,9 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
 
     Keeps the lease fresh while it runs (between calls; :func:`lease_for` outlasts any one call) and stops
     before the next entry when a cancel is asked or the lease went to another worker. MoeGo's errors end
-    up in the audit rows; an archive error fails the job with one line. Limit: a worker that stalls past
-    its lease while alive and then loses the job audits its unsent entries as skipped on stopping, so an
-    entry the new holder sends meanwhile has two rows (never two sends).
+    up in the audit rows; an archive error fails the job with one line. A worker that stalls past its
+    lease while alive and then finds the job taken over stops without auditing its unsent entries: the
+    new holder sends and audits them, so every entry keeps one audit row.
     """
     conn = archive.connect(settings.db_path)
     try:
@@ -344,12 +344,14 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
                          (format_timestamp(now), job_id))
         last_beat = [now]
         lease = lease_for(settings)
+        taken_over = [False]
 
         def stop() -> bool:
             current = clock()
             cancel, holder = conn.execute("SELECT cancel_requested, lease_owner FROM bulk_jobs WHERE id = ?",
                                           (job_id,)).fetchone()
             if holder != owner:
+                taken_over[0] = True
                 return True
             if current - last_beat[0] > timedelta(seconds=5):
                 with archive.transaction(conn):
@@ -360,6 +362,7 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
 
         try:
             run = bulk_redeliver_and_resync(settings, plan, batch_id=job_id, cancelled=stop,
+                                            handed_over=lambda: taken_over[0],
                                             requested_by=_requested_by(conn, job_id), client=client)
         except (archive.ArchiveError, sqlite3.Error, OSError) as exc:
             with archive.transaction(conn):

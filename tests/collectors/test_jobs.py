@@ -10,11 +10,12 @@ import httpx
 import pytest
 
 from collectors import archive, bulk, jobs, redelivery
+from collectors.client import MoeGoClient, RetryConfig, make_http_client
 from collectors.config import Settings
 from collectors.models import format_timestamp
 from tests.seed import ALPHA, BETA, NOW
 
-from .test_actions import FakeMoeGo, FakeTime, audit, client, db, fake_time, moego  # noqa: F401 (fixtures)
+from .test_actions import FakeMoeGo, FakeTime, audit, client, db, error, fake_time, moego  # noqa: F401 (fixtures)
 
 
 def candidates(n: int, hook: str = ALPHA) -> list[redelivery.Candidate]:
@@ -112,3 +113,52 @@ def test_recent_durations_prefer_the_failures(db) -> None:
     # wh_alpha's failures in the last 24 h took 30 s, 120 ms, 35 ms, 2.4 s, and dlv_r1/r2 100 ms each.
     assert durations[ALPHA] == pytest.approx((30_000 + 120 + 35 + 2_400 + 100 + 100) / 6)
     assert durations[BETA] == 250
+
+
+def test_a_worker_that_stalled_and_lost_its_job_leaves_the_rest_to_the_new_holder(settings, moego, db,
+                                                                                   fake_time) -> None:
+    plan = bulk.BulkPlan(tuple(candidates(5)), ())
+    job_id = jobs.submit_bulk(settings.db_path, plan, requested_by="dashboard")
+    first, second = plan.to_send[0], plan.to_send[1]
+
+    def w1_stalls_while_w2_takes_over(request: httpx.Request) -> httpx.Response:
+        answer = moego(request)
+        if request.url.path.endswith(f"/deliveries/{first.delivery_id}/redeliver"):
+            # w1 stalled past its lease during this call: w2 claimed the job and already sent the next entry.
+            with archive.transaction(db):
+                db.execute("UPDATE bulk_jobs SET lease_owner = 'w2', lease_until = ? WHERE id = ?",
+                           (format_timestamp(NOW + timedelta(hours=1)), job_id))
+                redelivery.insert_audit(db, second, now=NOW, outcome="sent", error=None, requested_by="dashboard",
+                                        batch_id=job_id)
+                db.execute("UPDATE redeliveries SET new_success = 1, new_delivery_id = 're_w2' WHERE delivery_id = ?",
+                           (second.delivery_id,))
+        return answer
+
+    http = make_http_client("https://openapi.example", "key", transport=httpx.MockTransport(w1_stalls_while_w2_takes_over))
+    with MoeGoClient(http, retry=RetryConfig(attempts=1), sleep=fake_time.sleep) as w1_client:
+        assert jobs.claim_job(db, "w1", NOW) == job_id
+        left_by_w1 = jobs.work_job(settings, job_id, owner="w1", client=w1_client)
+    assert left_by_w1 is not None and left_by_w1.active  # w1 stopped without ending w2's job
+    rows = Counter(r["delivery_id"] for r in audit(db) if r["batch_id"] == job_id)
+    assert rows == {first.delivery_id: 1, second.delivery_id: 1}  # w1 wrote no "skipped" row for w2's entries
+
+    http = make_http_client("https://openapi.example", "key", transport=httpx.MockTransport(moego))
+    with MoeGoClient(http, retry=RetryConfig(attempts=1), sleep=fake_time.sleep) as w2_client:
+        [job] = jobs.work_pending(settings, owner="w2", client=w2_client)
+    assert job.state == "done" and job.counts.summary == "5 succeeded, 0 failed, 0 skipped"
+    per_entry = Counter(r["delivery_id"] for r in audit(db) if r["batch_id"] == job_id)
+    assert per_entry == {c.delivery_id: 1 for c in plan.to_send}  # one row per entry, none doubled
+    assert [d for _, d, _ in moego.calls] == [first.delivery_id] + [c.delivery_id for c in plan.to_send[2:]]
+
+
+def test_a_handed_over_batch_closes_only_the_rows_its_worker_holds(client, db, moego, fake_time) -> None:
+    plan = bulk.BulkPlan(tuple(candidates(3)), ())
+    waiting = plan.to_send[0]
+    moego.answers[waiting.delivery_id] = [error(429, 8, "too many pushes", **{"Retry-After": "7"})]
+    result = bulk.bulk_redeliver(client, db, plan, batch_id="b1", sleep=fake_time.sleep, clock=fake_time.now,
+                                 cancelled=lambda: len(moego.calls) >= 1, handed_over=lambda: True)
+    # The entry waiting out its 429 has this worker's row: closed as not retried. The two never sent get no
+    # row here: the worker now holding the batch sends them and writes theirs.
+    [row] = [r for r in audit(db) if r["batch_id"] == "b1"]
+    assert (row["delivery_id"], row["outcome"], row["error"]) == (waiting.delivery_id, "skipped", bulk.HANDED_OVER)
+    assert [r.candidate.delivery_id for r in result.results] == [waiting.delivery_id]
