@@ -237,8 +237,13 @@ def make_http_client(
     timeout_s: float = 30.0,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """The one ``httpx.Client`` for MoeGo: base URL, Basic auth with the key, JSON, timeouts set."""
+    """The one ``httpx.Client`` for MoeGo: base URL, Basic auth with the key, JSON, timeouts set.
+
+    Without a ``transport`` it goes through the proxies the environment names (:func:`proxy_mounts`), every
+    connection bound by the running call's deadline.
+    """
     token = base64.b64encode(api_key.encode()).decode("ascii")
+    mounts = None if transport is not None else proxy_mounts()
     try:
         return httpx.Client(
             base_url=base_url,
@@ -249,6 +254,7 @@ def make_http_client(
             },
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
             transport=transport or deadline_transport(),
+            mounts=mounts,
             follow_redirects=False,
         )
     except (httpx.InvalidURL, ValueError) as exc:
@@ -330,19 +336,53 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def deadline_transport() -> httpx.HTTPTransport:
-    """httpx's own transport, whose sockets honour the running call's deadline (see the module docstring).
+def deadline_transport(proxy: str | None = None) -> httpx.HTTPTransport:
+    """httpx's own transport, whose sockets honour the running call's deadline (see the module docstring);
+    through the HTTP(S) proxy at ``proxy`` when given (the connection to the proxy is bounded alike).
 
     httpx does not take a network backend, so the pool's is wrapped in place: ``_pool`` and
     ``_network_backend`` are the one reach into private attributes, checked here and covered by
     the deadline tests against real loopback servers.
     """
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(proxy=proxy)
     pool = getattr(transport, "_pool", None)
     if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
         raise RuntimeError("this httpx/httpcore version cannot take the deadline backend: pin httpx 0.27-0.28")
     pool._network_backend = _DeadlineBackend(pool._network_backend)
     return transport
+
+
+#: Hosts never reached through a proxy: this machine (the sandbox), whatever ``NO_PROXY`` says.
+_NEVER_PROXIED = ("all://127.0.0.1", "all://localhost", "all://[::1]")
+
+
+def proxy_mounts() -> dict[str, httpx.BaseTransport | None]:
+    """Transports for the proxies the environment names, as curl and httpx read them (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), each a :func:`deadline_transport`; empty when none is set.
+
+    Passing our own transport turns httpx's reading of the environment off, so it is done here, with httpx's
+    own parser (``httpx._utils.get_environment_proxies``, checked like ``_pool`` above). Raises
+    ``ConfigError`` in one line for a proxy that cannot be used (the URL is not shown: it may carry a password).
+    """
+    from httpx import _utils
+
+    read = getattr(_utils, "get_environment_proxies", None)
+    if read is None:
+        raise RuntimeError("this httpx version cannot read proxies from the environment: pin httpx 0.27-0.28")
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    for pattern, url in read().items():
+        if url is None:
+            mounts[pattern] = None
+            continue
+        try:
+            mounts[pattern] = deadline_transport(proxy=url)
+        except (httpx.InvalidURL, ValueError, ImportError):
+            variable = pattern.split("://", 1)[0].upper() + "_PROXY"
+            raise ConfigError(f"the proxy in {variable} cannot be used: only http:// and https:// proxy URLs are "
+                              f"supported; set {variable} to http://host:port, or unset it") from None
+    if mounts:
+        mounts.update({pattern: None for pattern in _NEVER_PROXIED})
+    return mounts
 
 
 def _interval(start: datetime | None, end: datetime | None) -> dict[str, str] | None:
