@@ -245,11 +245,21 @@ def latest_job(conn: sqlite3.Connection) -> BulkJob | None:
     return _job(conn, row) if row else None
 
 
-def _plan_json(plan: BulkPlan) -> str:
+def _plan_json(plan: BulkPlan, incident_id: int | None = None) -> str:
     def c(candidate: Candidate) -> list[str]:
         return [candidate.delivery_id, candidate.webhook_id, candidate.event_id, candidate.delivered_at]
 
-    return json.dumps({"to_send": [c(x) for x in plan.to_send], "skipped": [[*c(x), why] for x, why in plan.skipped]})
+    data: dict[str, object] = {"to_send": [c(x) for x in plan.to_send],
+                               "skipped": [[*c(x), why] for x, why in plan.skipped]}
+    if incident_id is not None:
+        data["incident"] = incident_id
+    return json.dumps(data)
+
+
+def _incident_of(text: str) -> int | None:
+    """The incident a job's plan recovers (``submit_bulk(incident_id=...)``), if any."""
+    value = json.loads(text).get("incident")
+    return value if isinstance(value, int) else None
 
 
 def _plan(text: str) -> BulkPlan:
@@ -259,16 +269,34 @@ def _plan(text: str) -> BulkPlan:
 
 
 def submit_bulk(db_path: str | Path, plan: BulkPlan, *, requested_by: str, estimate_s: float | None = None,
-                now: datetime | None = None) -> str:
-    """Store ``plan`` as a queued job and return its id (also its audit ``batch_id``); nothing is sent here."""
+                now: datetime | None = None, incident_id: int | None = None) -> str:
+    """Store ``plan`` as a queued job and return its id (also its audit ``batch_id``); nothing is sent here.
+
+    With ``incident_id`` the job recovers that incident: its history records the job queued (here, in the
+    same transaction) and how it ended (by the worker, in the transaction that ends the job).
+    """
     job_id = new_batch_id()
+    now = now or _utcnow()
     with archive.open_archive(db_path) as conn, archive.transaction(conn):
         conn.execute(
             "INSERT INTO bulk_jobs (id, created_at, requested_by, state, plan, total, estimate_s) "
             "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-            (job_id, format_timestamp(now or _utcnow()), requested_by, _plan_json(plan), plan.total, estimate_s),
+            (job_id, format_timestamp(now), requested_by, _plan_json(plan, incident_id), plan.total, estimate_s),
         )
+        if incident_id is not None:
+            _note_incident(conn, incident_id, "redelivery_queued", requested_by, now,
+                           f"{len(plan.to_send):,} failed events queued as bulk job {job_id} "
+                           f"({len(plan.skipped):,} skipped)")
     return job_id
+
+
+def _note_incident(conn: sqlite3.Connection, incident_id: int | None, action: str, actor: str, now: datetime,
+                   note: str) -> None:
+    if incident_id is None:
+        return
+    from .alerts.incidents import add_event  # the alerts package loads its notifiers: only when a job needs it
+
+    add_event(conn, incident_id, action, actor, now, note)
 
 
 def request_cancel(db_path: str | Path, job_id: str) -> None:
@@ -335,6 +363,7 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
         if row is None:
             return None
         plan = _remaining(conn, job_id, _plan(row[0]))
+        incident_id = _incident_of(row[0])
         now = clock()
         with archive.transaction(conn):
             # A request in flight when the last worker died has no answer on record: failed, and never re-sent.
@@ -365,21 +394,28 @@ def work_job(settings: Settings, job_id: str, *, owner: str, client: MoeGoClient
                                             handed_over=lambda: taken_over[0],
                                             requested_by=_requested_by(conn, job_id), client=client)
         except (archive.ArchiveError, sqlite3.Error, OSError) as exc:
+            ended = clock()
             with archive.transaction(conn):
                 conn.execute("UPDATE bulk_jobs SET state = 'failed', finished_at = ?, error = ?, lease_owner = NULL, "
                              "lease_until = NULL WHERE id = ?",
-                             (format_timestamp(clock()), f"the job stopped: {exc}", job_id))
+                             (format_timestamp(ended), f"the job stopped: {exc}", job_id))
+                _note_incident(conn, incident_id, "redelivered", _requested_by(conn, job_id), ended,
+                               f"bulk job {job_id} stopped: {exc}; {job_counts(conn, job_id).summary}")
             return load_job(conn, job_id)
         holder = conn.execute("SELECT lease_owner FROM bulk_jobs WHERE id = ?", (job_id,)).fetchone()[0]
         if holder != owner:  # another worker took over: it finishes the job
             return load_job(conn, job_id)
         state = "cancelled" if run.result.cancelled else "done"
+        ended = clock()
         with archive.transaction(conn):
             conn.execute(
                 "UPDATE bulk_jobs SET state = ?, finished_at = ?, sync_lines = ?, lease_owner = NULL, lease_until = NULL "
                 "WHERE id = ?",
-                (state, format_timestamp(clock()), json.dumps(run.sync_lines), job_id),
+                (state, format_timestamp(ended), json.dumps(run.sync_lines), job_id),
             )
+            _note_incident(conn, incident_id, "redelivered", _requested_by(conn, job_id), ended,
+                           f"bulk job {job_id} {'was cancelled' if state == 'cancelled' else 'ended'}: "
+                           f"{job_counts(conn, job_id).summary}")
         return load_job(conn, job_id)
     finally:
         conn.close()

@@ -6,15 +6,25 @@ is afterwards, or raises :class:`~collectors.alerts.incidents.IncidentError` wit
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from .. import archive
-from ..bulk import BulkResult
 from ..config import Settings
 from .config import AlertsConfigError, load_alerts_config
-from .incidents import Incident, acknowledge, resolve, snooze
+from .incidents import Incident, IncidentError, acknowledge, get_incident, resolve, snooze
 
-__all__ = ["acknowledge_incident", "snooze_incident", "resolve_incident", "redeliver_incident_failures"]
+__all__ = ["acknowledge_incident", "snooze_incident", "resolve_incident", "QueuedRedelivery", "queue_incident_redelivery"]
+
+
+@dataclass(frozen=True)
+class QueuedRedelivery:
+    """A recovery queued as a bulk job: its id, what it will send and skip, and the estimate shown."""
+
+    job_id: str
+    to_send: int
+    skipped: int
+    estimate_s: float
 
 
 def acknowledge_incident(settings: Settings, incident_id: int, *, by: str) -> Incident:
@@ -39,9 +49,27 @@ def resolve_incident(settings: Settings, incident_id: int, *, by: str) -> Incide
         return resolve(conn, incident_id, by=by, dashboard_url=dashboard_url)
 
 
-def redeliver_incident_failures(settings: Settings, incident_id: int, *, by: str) -> BulkResult:
-    """:func:`~collectors.alerts.recovery.redeliver_incident` on the archive at ``settings.db_path``."""
-    from .recovery import redeliver_incident
+def queue_incident_redelivery(settings: Settings, incident_id: int, *, by: str,
+                              now: datetime | None = None) -> QueuedRedelivery:
+    """Queue the incident's failed events that never succeeded as a bulk redelivery job, and return at once.
 
-    with archive.open_archive(settings.db_path) as conn:
-        return redeliver_incident(settings, conn, incident_id, by=by)
+    The plan is :func:`~collectors.alerts.recovery.recovery_plan`'s; the job (:mod:`collectors.jobs`) is sent by
+    a background worker within MoeGo's rate, can be followed and cancelled from any page, survives a restart,
+    and writes its outcome into the incident's history when it ends. Raises ``IncidentError`` in one line
+    for an incident that is not about failing deliveries or has nothing left to redeliver.
+    """
+    from .. import jobs
+    from .recovery import recovery_plan
+
+    now = now or datetime.now(timezone.utc)
+    with archive.open_archive(settings.db_path, readonly=True) as conn:
+        incident = get_incident(conn, incident_id)
+        plan = recovery_plan(conn, incident, now)
+        durations = jobs.recent_durations_ms(conn, [c.webhook_id for c in plan.to_send], now)
+    if not plan.to_send:
+        raise IncidentError(f"incident #{incident_id}: no failed event is left to redeliver "
+                            f"({len(plan.skipped):,} skipped: later succeeded, duplicate, or deleted by MoeGo)")
+    estimate = jobs.estimate_seconds(plan, durations, timeout_s=settings.timeout_s)
+    job_id = jobs.submit_bulk(settings.db_path, plan, requested_by=by, estimate_s=estimate, now=now,
+                              incident_id=incident_id)
+    return QueuedRedelivery(job_id, len(plan.to_send), len(plan.skipped), estimate)

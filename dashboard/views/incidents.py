@@ -12,13 +12,12 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from collectors.alerts.actions import (acknowledge_incident, redeliver_incident_failures, resolve_incident,
-                                       snooze_incident)
+from collectors.alerts.actions import acknowledge_incident, queue_incident_redelivery, resolve_incident, snooze_incident
 from collectors.alerts.incidents import Incident, IncidentError
-from collectors.client import MoeGoError
-from collectors.config import ConfigError
+from collectors.archive import ArchiveError
 from dashboard import reads, ui
 from dashboard.incidents_ui import failed_link_params, plain
+from dashboard.jobs_panel import duration_text, watch
 
 SNOOZE_SPANS = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "1 day": timedelta(days=1),
                 "1 week": timedelta(days=7)}
@@ -68,10 +67,14 @@ def _redeliver(incident: Incident) -> None:
         st.session_state[_DONE] = ("error", ui.blocker(ctx, "redeliver"))
         return
     try:
-        result = redeliver_incident_failures(ctx.settings, incident.id, by=actor)
-        st.session_state[_DONE] = ("success", f"Incident #{incident.id}: failed events redelivered: {result.summary}.")
-    except (IncidentError, ConfigError, MoeGoError) as exc:  # one line on the page, never a traceback
-        st.session_state[_DONE] = ("error", f"Redelivery for incident #{incident.id} failed: {exc}")
+        queued = queue_incident_redelivery(ctx.settings, incident.id, by=actor)
+        watch(queued.job_id)
+        st.session_state[_DONE] = ("success", f"Incident #{incident.id}: {queued.to_send:,} failed events queued for "
+                                   f"redelivery ({duration_text(queued.estimate_s)}). It runs in the background: "
+                                   "its progress and Cancel are at the top of every page, and its outcome goes "
+                                   "into this incident's history.")
+    except (IncidentError, ArchiveError) as exc:  # one line on the page, never a traceback
+        st.session_state[_DONE] = ("error", f"Redelivery for incident #{incident.id} was not queued: {exc}")
     st.session_state.get(_PLANS, {}).pop(incident.id, None)
     reads.clear()
 

@@ -201,3 +201,38 @@ def run_alerts_without_sending(arch: Archive, conn) -> None:
 
     config = load_config(arch.settings())
     apply_findings(conn, config, evaluate_rules(conn, config, NOW), NOW)
+
+
+def test_recovery_is_queued_as_a_job_and_its_outcome_lands_in_the_history(arch: Archive) -> None:
+    from collectors import jobs
+    from collectors.alerts.actions import queue_incident_redelivery
+
+    failing(arch)
+    assert arch.run().ok
+    [incident] = arch.incidents()
+    queued = queue_incident_redelivery(arch.settings(), incident.id, by="dana", now=NOW)
+    # Queued, nothing sent: the five failed events wait for the background worker.
+    assert (queued.to_send, queued.skipped) == (5, 0) and queued.estimate_s > 0
+    assert arch.rows("SELECT state, requested_by, total FROM bulk_jobs") == [("queued", "dana", 5)]
+    assert arch.rows("SELECT COUNT(*) FROM redeliveries") == [(0,)]
+    jobs.request_cancel(arch.settings().db_path, queued.job_id)  # the person changes their mind before it starts
+    [job] = jobs.work_pending(arch.settings(), owner="worker")
+    assert job.state == "cancelled"
+    assert arch.rows("SELECT action, actor, note FROM incident_events WHERE incident_id = ? AND action LIKE 'redeliver%' "
+                     "ORDER BY id", incident.id) == [
+        ("redelivery_queued", "dana", f"5 failed events queued as bulk job {queued.job_id} (0 skipped)"),
+        ("redelivered", "dana", f"bulk job {queued.job_id} was cancelled: "
+                                "0 succeeded, 0 failed, 5 skipped"),
+    ]
+
+
+def test_an_incident_with_nothing_left_to_redeliver_queues_no_job(arch: Archive) -> None:
+    from collectors.alerts.actions import queue_incident_redelivery
+
+    arch.webhook("wh_off", active=False)
+    assert arch.run().ok
+    [incident] = [i for i in arch.incidents() if i.rule == "webhook_inactive"]
+    with pytest.raises(IncidentError) as info:
+        queue_incident_redelivery(arch.settings(), incident.id, by="dana", now=NOW)
+    assert "is not about failing deliveries" in str(info.value) and "\n" not in str(info.value)
+    assert arch.rows("SELECT COUNT(*) FROM bulk_jobs") == [(0,)]

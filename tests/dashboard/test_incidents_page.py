@@ -106,13 +106,16 @@ def test_the_failed_deliveries_of_an_incident_are_one_link_away(run_app, live_se
 
 
 def test_recovery_counts_then_redelivers_an_incidents_failed_events(run_app, fresh_sandbox, tmp_path) -> None:
-    """Against a real sandbox: the page counts the incident's failed events, then redelivers them, audited."""
+    """Against a real sandbox: the page counts the incident's failed events, then queues them as a background
+    job (the page returns at once); the job redelivers them, audited, and writes its outcome into the history."""
     import dataclasses
     from types import MappingProxyType
 
     from collectors.client import make_client
     from collectors.collect import collect
     from tests.collectors.conftest import db_rows, sandbox_settings
+
+    from .test_app_actions import wait_for_job
 
     sandbox = fresh_sandbox
     with make_client(sandbox_settings(sandbox, tmp_path / "unused.db")) as client:
@@ -133,11 +136,20 @@ def test_recovery_counts_then_redelivers_an_incidents_failed_events(run_app, fre
         [t.value for t in at.text]
     at.button(key=f"redeliver_{incident.id}").click().run()
     no_exception(at)
-    assert f"Incident #{incident.id}: failed events redelivered: 6 succeeded, 0 failed, 0 skipped." in \
-        [shown(s.value) for s in at.success]
-    assert db_rows(settings.db_path, "SELECT outcome, requested_by FROM redeliveries") == [("sent", "incident")] * 6
-    assert db_rows(settings.db_path, "SELECT action, actor FROM incident_events WHERE incident_id = ? ORDER BY id DESC "
-                   "LIMIT 1", incident.id) == [("redelivered", "dana")]
+    [message] = [shown(s.value) for s in at.success if shown(s.value).startswith(f"Incident #{incident.id}")]
+    assert message.startswith(f"Incident #{incident.id}: 6 failed events queued for redelivery (")
+    assert "its progress and Cancel are at the top of every page" in message
+    [(job_id, requested_by)] = db_rows(settings.db_path, "SELECT id, requested_by FROM bulk_jobs")
+    assert requested_by == "dana"
+    assert wait_for_job(settings.db_path, job_id) == "done"  # the dashboard's background worker sent it
+    assert db_rows(settings.db_path, "SELECT outcome, new_success, requested_by, batch_id FROM redeliveries") == \
+        [("sent", 1, "dana", job_id)] * 6
+    history = db_rows(settings.db_path, "SELECT action, actor, note FROM incident_events WHERE incident_id = ? "
+                      "ORDER BY id DESC LIMIT 2", incident.id)
+    assert history == [
+        ("redelivered", "dana", f"bulk job {job_id} ended: 6 succeeded, 0 failed, 0 skipped"),
+        ("redelivery_queued", "dana", f"6 failed events queued as bulk job {job_id} (0 skipped)"),
+    ]
 
 
 def test_a_viewer_sees_incidents_but_cannot_change_them(run_app, live_seed: Seed) -> None:
