@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from . import archive, skew
@@ -123,6 +124,7 @@ def collect(
     """
     if client is None:
         settings.require_api_key()
+    archive.refuse_foreign(Path(settings.db_path))  # before the lock file: nothing is left beside another's file
     with collector_lock(settings.db_path):
         conn = archive.connect(settings.db_path)
         try:

@@ -472,7 +472,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn = _open_readonly(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _refuse_foreign(path)
+            refuse_foreign(path)
             # Autocommit mode: transactions are explicit (see transaction()), never opened behind our back.
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -536,9 +536,9 @@ def _identify(conn: sqlite3.Connection) -> tuple[str, str]:
     return "foreign", holds
 
 
-def _refuse_foreign(path: Path) -> None:
+def refuse_foreign(path: Path) -> None:
     """Raise :class:`ArchiveError` when ``path`` is a non-empty file that is not a moego-monitor archive,
-    having read it read-only: nothing in it is changed."""
+    having read it read-only: nothing in it or beside it is changed (call it before making a lock file)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     try:

@@ -57,7 +57,7 @@ def test_someone_elses_database_is_refused_and_left_alone(tmp_path: Path, comman
     assert output.strip().splitlines()[-1].startswith(f"Error: {other} is not a moego-monitor archive (it holds the "
                                                       "tables invoices)")
     assert digest(other) == before  # not a table, trigger or row added; not switched to WAL
-    assert not Path(f"{other}-wal").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal, -shm or .lock left beside it
     with sqlite3.connect(other) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["invoices"]
