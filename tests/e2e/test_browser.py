@@ -4,8 +4,9 @@ The demo stack (sandbox, scheduled collector, dashboard) runs as one subprocess 
 `make demo` starts it; Playwright drives Debian's /usr/bin/chromium. The tests redeliver a failed
 entry (and see a failure shown as one), download the CSV and open it, run a bulk redelivery whose
 summary must equal its audit, check that a row's detail opens inside the viewport at 1440x900 and
-390x844, acknowledge an incident the demo's rules opened, and record every request the browser makes: none
-may leave the machine. Screenshots go to
+390x844, acknowledge an incident the demo's rules opened, log in to a team console behind a login proxy and
+through OpenID Connect (a local provider, tests/e2e/oidc_provider.py), and record every request the browser
+makes: none may leave the machine. Screenshots go to
 test-artifacts/. Without chromium the tests skip locally and fail under CI.
 """
 
@@ -622,3 +623,104 @@ def test_a_crafted_link_draws_no_link_and_fetches_nothing(demo, browser, outside
         server.shutdown()
         server.server_close()
     assert hits == []
+
+
+# -- the console for a team with an identity provider: st.login against OpenID Connect, end to end ------------
+
+
+@pytest.fixture(scope="module")
+def oidc_console(demo, tmp_path_factory):
+    """A third dashboard on the demo's archive, logging people in with `MOEGO_MONITOR_AUTH=oidc` against a local
+    OpenID Connect provider (tests/e2e/oidc_provider.py): olivia@example.com operates, victor@example.com views."""
+    from sandbox.demo import SANDBOX_API_KEY
+
+    from .oidc_provider import OidcProvider
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with OidcProvider() as idp:
+        secrets_file = tmp_path_factory.mktemp("oidc") / "secrets.toml"
+        secrets_file.write_text(idp.secrets_toml(url))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
+        env.update(MOEGO_MONITOR_DB=str(demo.db), MOEGO_API_KEY=SANDBOX_API_KEY, MOEGO_BASE_URL=demo.sandbox,
+                   MOEGO_MONITOR_AUTH="oidc", MOEGO_MONITOR_OPERATORS="olivia@example.com",
+                   MOEGO_MONITOR_VIEWERS="victor@example.com")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--secrets.files", str(secrets_file)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        try:
+            _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc,
+                  "the OIDC dashboard")
+            yield url, idp
+        finally:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+
+
+def _log_in(browser, url: str, email: str):
+    """A new browser: open the console, press "Log in", sign in at the provider as ``email``; the page after."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    expect(page.get_by_text("This console needs a login.")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("Example identity provider")).to_be_visible(timeout=30_000)
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/**", timeout=30_000)
+    return page
+
+
+def test_team_console_with_an_openid_connect_login(demo, oidc_console, browser):
+    from playwright.sync_api import expect
+
+    url, idp = oidc_console
+    # Before logging in: only the login screen, no page of the archive.
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(f"{url}/deliveries")
+    expect(page.get_by_text("This console needs a login.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Deliveries in view")).to_have_count(0)
+    page.context.close()
+
+    # An operator logs in at the provider and comes back signed in; her redelivery is audited under her e-mail.
+    with sqlite3.connect(f"file:{demo.db}?mode=ro", uri=True) as conn:
+        (delivery_id,) = conn.execute(
+            "SELECT id FROM deliveries WHERE success = 0 AND delivered_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day') "
+            "AND id NOT IN (SELECT delivery_id FROM redeliveries) ORDER BY delivered_at DESC LIMIT 1").fetchone()
+    page = _log_in(browser, url, "Olivia@Example.com")
+    expect(page.get_by_text("Signed in as olivia@example.com (operator)", exact=True)).to_be_visible(timeout=30_000)
+    page.goto(f"{url}/deliveries?delivery={delivery_id}")
+    expect(page.get_by_text(f"Delivery {delivery_id}")).to_be_visible(timeout=30_000)
+    page.locator(".st-key-redeliver").get_by_role("button").click()
+    page.locator(".st-key-redeliver_confirm").get_by_role("button").click()
+    expect(page.get_by_text(re.compile(rf"Redelivered {delivery_id}(:|, but) the new attempt")).first).to_be_visible(
+        timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "e2e-oidc-operator.png"), full_page=True)
+    page.context.close()
+    with sqlite3.connect(f"file:{demo.db}?mode=ro", uri=True) as conn:
+        audit = conn.execute("SELECT outcome, requested_by FROM redeliveries WHERE delivery_id = ?", (delivery_id,)).fetchall()
+    assert audit == [("sent", "olivia@example.com")]
+
+    # A viewer reads, and may not act.
+    page = _log_in(browser, url, "victor@example.com")
+    expect(page.get_by_text("Signed in as victor@example.com (viewer)", exact=True)).to_be_visible(timeout=30_000)
+    page.context.close()
+
+    # Someone the provider knows but the console does not, and an e-mail the provider has not verified: refused.
+    page = _log_in(browser, url, "mallory@example.com")
+    expect(page.get_by_text("mallory@example.com may not use this console")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Signed in as", exact=False)).to_have_count(0)
+    page.context.close()
+    page = _log_in(browser, url, "unverified-olivia@example.com")
+    expect(page.get_by_text("has not verified the e-mail")).to_be_visible(timeout=30_000)
+    page.context.close()
+    assert idp.issued == ["Olivia@Example.com", "victor@example.com", "mallory@example.com",
+                          "unverified-olivia@example.com"]
