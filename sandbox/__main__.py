@@ -72,6 +72,14 @@ def parse_args(argv: list[str] | None = None, *, prog: str = "python -m sandbox"
         help=f"shape of webhook bodies: the guide's payload, MoeGo's proto oneof field, that field in base64,"
         f" or mixed by webhook (default {d.body_shape}; see sandbox/README.md)",
     )
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=d.latency_ms,
+        metavar="MS",
+        help="milliseconds added before every API answer, as the round trip to MoeGo over the internet would"
+        f" (default {d.latency_ms:g}; for measuring a collector's concurrency)",
+    )
     a = p.parse_args(argv)
     return SandboxOptions(
         host=a.host,
@@ -86,6 +94,7 @@ def parse_args(argv: list[str] | None = None, *, prog: str = "python -m sandbox"
         quiet=a.quiet,
         daily_limit=a.daily_limit,
         body_shape=a.body_shape,
+        latency_ms=a.latency,
     )
 
 

@@ -45,6 +45,7 @@ class RuntimeConfig:
     receiver_base_url: str
     daily_limit: int = PER_DAY
     body_shape: str = "guide"
+    latency_ms: float = 0.0  # added before every API answer (SandboxOptions.latency_ms)
 
 
 class Runtime:

@@ -32,6 +32,10 @@ __all__ = ["SandboxOptions", "SandboxError", "serve"]
 VOLUMES = ("demo", "full")
 
 
+#: The most ``--latency`` a sandbox adds to an answer (ms): a slow intercontinental round trip, with margin.
+MAX_LATENCY_MS = 10_000.0
+
+
 @dataclass
 class SandboxOptions:
     """Everything ``serve`` needs; the defaults make the demo."""
@@ -48,6 +52,7 @@ class SandboxOptions:
     quiet: bool = False
     daily_limit: int = PER_DAY  # pushes a day per webhook; lower it only in tests
     body_shape: str = DEFAULT_BODY_SHAPE  # guide | oneof | oneof-base64 | mixed (sandbox.shapes)
+    latency_ms: float = 0.0  # added before every API answer: the round trip to MoeGo over the internet
 
     def validate(self) -> None:
         """Raise SandboxError (one clear line) for impossible options."""
@@ -65,6 +70,8 @@ class SandboxOptions:
             raise SandboxError(f"daily_limit must be between 1 and {PER_DAY} (MoeGo's limit)")
         if self.body_shape not in BODY_SHAPES:
             raise SandboxError(f"body_shape must be one of {', '.join(BODY_SHAPES)}, not {self.body_shape!r}")
+        if not 0 <= self.latency_ms <= MAX_LATENCY_MS:
+            raise SandboxError(f"latency must be between 0 and {MAX_LATENCY_MS:,.0f} ms, not {self.latency_ms:g}")
         if not self.api_key or any(c.isspace() for c in self.api_key):
             raise SandboxError("api_key must be a non-empty string without spaces")
 
@@ -198,6 +205,7 @@ def serve(options: SandboxOptions) -> None:
             receiver_base_url=_url("127.0.0.1", recv_port),
             daily_limit=options.daily_limit,
             body_shape=options.body_shape,
+            latency_ms=options.latency_ms,
         )
         rt = Runtime(config, relay_sock, recv_port)
         rt.seed()
