@@ -348,8 +348,12 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
         hooks.update(json.loads(trained_before))
     hooks = sorted(hooks)
     share = max(1, TRAIN_SAMPLES // max(1, len(hooks)))
+    # The time index's column: delivered_key from schema 13 on (collectors.archive.when); the text before it,
+    # when the compactions of older schemas train a dictionary.
+    time = "delivered_key" if any(r[1] == "delivered_key" for r in conn.execute("PRAGMA table_xinfo(deliveries)")) \
+        else "delivered_at"
     rows = [row for hook in hooks for row in conn.execute(
-        f"SELECT {_KEYS}, payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
+        f"SELECT {_KEYS}, payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY {time} DESC LIMIT ?",
         (hook, share))]
     width = len(KEY_COLUMNS)
     samples = [_keyed(stored_values(codec, r[width], r[width + 1:], r[:width]), r[:width]) for r in rows]
