@@ -417,7 +417,8 @@ _EMPTY_FIELDS = dict.fromkeys(PAYLOAD_FIELDS, "")
 
 #: Columns of ``deliveries`` that hold a stored form readers never see (``SELECT *`` returns them): the payload and
 #: the seen times' two forms (``first_seen_at`` and ``last_seen_at`` are generated from them, schema 10 on).
-HIDDEN_COLUMNS: tuple[str, ...] = ("payload", "first_seen_text", "last_seen_text", "seen_us", "last_seen_us")
+HIDDEN_COLUMNS: tuple[str, ...] = ("payload", "first_seen_text", "last_seen_text", "seen_us", "last_seen_us",
+                                   "delivered_text", "delivered_us", "delivered_key", "rowid")
 
 
 def readable(conn: sqlite3.Connection, record: dict[str, object]) -> dict[str, object]:

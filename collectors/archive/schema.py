@@ -459,10 +459,8 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 COMPACTION_STEP = len(_MIGRATIONS) - 1
 assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must stay the last migration"
 #: The oldest schema version this code reads as well: an archive from this version on is being compacted,
-#: and reads exactly the same meanwhile. Queries compare ``delivered_key`` (schema 13 on, an instant step), so an
-#: archive must have it: one before gets ``check_readable``'s "run 'moego-monitor collect' once".
-READABLE_FROM = max(next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched)),
-                    _MIGRATIONS.index(when.DELIVERED_DDL) + 1)
+#: and reads exactly the same meanwhile (before schema 13, through :func:`collectors.archive.when.read_older`).
+READABLE_FROM = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -491,6 +489,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             if WAL_LIMIT_BYTES is not None:
                 conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if readonly:
+            when.read_older(conn)
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot open the archive at {path}: {exc}") from exc
     return conn

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 
 __all__ = ["TEXT_TO_US_SQL", "RENDER_SQL", "DELIVERED_DDL", "TIME_INDEXES", "PENDING_SQL", "BEFORE_ALL", "key_of",
-           "key_after", "next_hour_key", "stored_time", "move_delivered"]
+           "key_after", "next_hour_key", "stored_time", "move_delivered", "read_older"]
 
 #: An archive text time (fixed width, microseconds) as microseconds since the epoch, in SQL (``{t}``: the text).
 TEXT_TO_US_SQL = ("(CAST(strftime('%s', substr({t}, 1, 19)) AS INTEGER) * 1000000 "
@@ -113,6 +113,19 @@ def stored_time(at: datetime, text: str) -> tuple[str, int | None]:
     ``('', us)``, or the text itself when the integer would not render back as it (before 1970)."""
     us = (at - _EPOCH) // timedelta(microseconds=1)
     return ("", us) if us >= 0 else (text, None)
+
+
+def read_older(conn: sqlite3.Connection) -> None:
+    """On a read-only connection to an archive from before schema 13 (one the collector is still compacting),
+    a temporary view ``deliveries`` over the table with its ``delivered_key`` computed from the text, so the
+    same queries read it (with ``rowid``, for the full-text joins). Its time ranges scan rather than seek (the
+    old indexes are on the text): that lasts until the collector's next start migrates the archive.
+    Nothing is written to the archive; on a current archive this does nothing."""
+    columns = {row[1] for row in conn.execute("PRAGMA main.table_xinfo(deliveries)")}
+    if not columns or "delivered_key" in columns:
+        return
+    conn.execute("CREATE TEMP VIEW IF NOT EXISTS deliveries AS SELECT rowid AS rowid, *, "
+                 f"{TEXT_TO_US_SQL.format(t='delivered_at')} AS delivered_key FROM main.deliveries")
 
 
 @contextmanager
