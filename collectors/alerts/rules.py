@@ -261,11 +261,11 @@ def _unrecovered(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: Ale
     widest = max(r.params["before"] for r in rules.values())
     rows = conn.execute(
         """SELECT d.webhook_id, d.event_id, MIN(d.delivered_at) FROM deliveries d
-           WHERE d.success = 0 AND d.delivered_at >= ? AND d.delivered_at < ?
+           WHERE d.success = 0 AND d.delivered_key >= ? AND d.delivered_key < ?
              AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.event_id = d.event_id
                              AND s.webhook_id = d.webhook_id AND s.success = 1)
            GROUP BY d.webhook_id, d.event_id""",
-        (format_timestamp(edge), format_timestamp(edge + widest)),
+        (key_of(format_timestamp(edge)), key_of(format_timestamp(edge + widest))),
     ).fetchall()
     per_hook: dict[str, list[str]] = {}
     for webhook_id, _event, first in rows:
