@@ -455,7 +455,9 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 #: first on, no step changes what readers see (names, values), only how rows are stored. A step added later
 #: goes after them only if it keeps that true: schema 10's daily rollup is a faster road to numbers readers
 #: also get without it (``dashboard.queries.failures_by_status`` reads the hours while it is missing); schema
-#: 11's seen times keep their names as generated columns.
+#: 11's seen times keep their names as generated columns; schema 13's delivery time keeps its name as a generated
+#: column, and a read-only connection to an archive before it reads ``delivered_key`` from a temporary view
+#: (:func:`collectors.archive.when.read_older`).
 COMPACTION_STEP = len(_MIGRATIONS) - 1
 assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must stay the last migration"
 #: The oldest schema version this code reads as well: an archive from this version on is being compacted,
