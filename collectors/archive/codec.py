@@ -48,6 +48,7 @@ from ..redaction import DEFAULT_SECRET_HEADERS, REDACTED
 __all__ = [
     "PAYLOAD_FIELDS",
     "KEY_COLUMNS",
+    "KEY_SELECT",
     "SEPARATOR",
     "CODEC_DDL",
     "TRAIN_AT",
@@ -69,6 +70,10 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
 )
 #: The row's columns a payload may refer to instead of repeating them (:meth:`Codec.encode`), in its order.
 KEY_COLUMNS: tuple[str, ...] = ("id", "event_id", "webhook_id", "event_type", "delivered_at")
+#: :data:`KEY_COLUMNS` as a reader of a schema-13 archive selects them for :meth:`Codec.packed_many` /
+#: :meth:`Codec.decode`: the delivery time as ``delivered_key`` (its stored integer; ``delivered_at`` would render
+#: the text once more per row, collectors.archive.when), which gives the same epoch milliseconds.
+KEY_SELECT = ", ".join(KEY_COLUMNS[:-1] + ("delivered_key",))
 #: The byte between two fields of a packed payload (:func:`pack`): 0xFF, which UTF-8 text never holds.
 SEPARATOR = b"\xff"
 #: Schema 3's table of dictionaries.
@@ -129,9 +134,12 @@ _days: dict[str, int] = {}
 _REQUEST_BODY = PAYLOAD_FIELDS.index("request_body")
 
 
-def _epoch_ms(stamp: str) -> str:
-    """``2026-10-31T23:17:54.998749Z`` as epoch milliseconds (``1793488674998``); ``""`` for any other text."""
-    if len(stamp) != 27 or stamp[10] != "T" or stamp[26] != "Z":
+def _epoch_ms(stamp: str | int | None) -> str:
+    """``2026-10-31T23:17:54.998749Z`` as epoch milliseconds (``1793488674998``); ``""`` for any other text. An
+    integer is the same time as ``delivered_key`` (microseconds, :data:`KEY_SELECT`) and gives the same digits."""
+    if type(stamp) is int:
+        return str(stamp // 1000)
+    if not isinstance(stamp, str) or len(stamp) != 27 or stamp[10] != "T" or stamp[26] != "Z":
         return ""
     try:
         day = _days.get(stamp[:10])

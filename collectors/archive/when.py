@@ -24,7 +24,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 __all__ = ["TEXT_TO_US_SQL", "RENDER_SQL", "DELIVERED_DDL", "TIME_INDEXES", "PENDING_SQL", "BEFORE_ALL", "key_of",
            "key_after", "next_hour_key", "stored_time", "move_delivered", "read_older"]
@@ -111,7 +111,8 @@ def next_hour_key(hour: str) -> int:
 def stored_time(at: datetime, text: str) -> tuple[str, int | None]:
     """``(delivered_text, delivered_us)`` as the writer stores a delivery time (``text``: its archive text):
     ``('', us)``, or the text itself when the integer would not render back as it (before 1970)."""
-    us = (at - _EPOCH) // timedelta(microseconds=1)
+    since = at - _EPOCH
+    us = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds  # per row: no timedelta division
     return ("", us) if us >= 0 else (text, None)
 
 

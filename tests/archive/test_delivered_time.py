@@ -295,3 +295,24 @@ def test_every_time_range_query_walks_an_index_on_the_integer(main_archive, tmp_
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
         assert expected in plan and "TEMP B-TREE" not in plan, (name, plan)
     conn.close()
+
+
+def test_a_payload_keyed_with_the_text_time_decodes_with_the_integer_key_to_the_same_bytes(tmp_path: Path) -> None:
+    """The export selects the time as ``delivered_key`` (codec.KEY_SELECT): the epoch milliseconds MoeGo puts in a
+    payload (``X-Moe-Timestamp``) come back the same as from the text the writer keyed them with."""
+    from collectors.archive import codec
+
+    conn = archive.connect(tmp_path / "k.db")
+    archive.ensure_db_shape(conn)
+    coder = codec.Codec(conn)
+    for text, ms in (("2026-10-31T23:17:54.998749Z", "1793488674998"), ("1970-01-01T00:00:00.000000Z", "0"),
+                     ("1969-12-31T23:59:59.250000Z", "-750"), ("2026-11-20T12:00:00.000999Z", "1795176000000")):
+        values = ["https://x.example/h", "1.2.3.4:443", '{"X-Moe-Timestamp":["' + ms + '"]}', f'{{"at":{ms}}}',
+                  "{}", "ok", "CONTENT_TYPE_JSON", "CONTENT_TYPE_JSON"][:len(codec.PAYLOAD_FIELDS)]
+        keys = ["dlv_1", "evt_1", ALPHA, "PET_UPDATED", text]
+        blob = coder.encode(values, keys)
+        with pytest.raises(ValueError):  # the time was keyed out of the payload: it needs the row's time back
+            coder.decode(blob, keys[:4] + [""])
+        assert list(coder.decode(blob, keys)) == values
+        assert list(coder.decode(blob, keys[:4] + [when.key_of(text)])) == values, text
+    conn.close()
