@@ -25,6 +25,10 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .compaction import Progress
 
 __all__ = ["TEXT_TO_US_SQL", "RENDER_SQL", "DELIVERED_DDL", "TIME_INDEXES", "PENDING_SQL", "BEFORE_ALL", "key_of",
            "key_after", "next_hour_key", "stored_time", "move_delivered", "read_older"]
@@ -153,7 +157,7 @@ _MOVE = (
 
 
 def move_delivered(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True,
-                   on_batch: Callable[[object], None] | None = None) -> int:
+                   on_batch: "Callable[[Progress], None] | None" = None) -> int:
     """Schema 13 -> 14: the time indexes rebuilt on ``delivered_key``, then every row's text time moved into
     ``delivered_us``, ``batch`` rows per committed transaction, then ``VACUUM``. Returns the rows moved.
 
@@ -161,9 +165,10 @@ def move_delivered(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool
     new one, never none). A row is moved whole in one batch; killed at any point, the next run carries on (an
     index already on ``delivered_key`` is kept, a moved row has an empty text). The archive reads the same
     throughout: ``delivered_key`` and ``delivered_at`` are right for moved and unmoved rows alike. Call
-    outside a transaction. ``on_batch`` is told the :class:`~collectors.archive.compaction.Progress`.
+    outside a transaction. ``on_batch`` is told the :class:`~collectors.archive.compaction.Progress`. An archive
+    with planner statistics (``ANALYZE``: the benchmark's) gets them again for the rebuilt indexes.
     """
-    from .compaction import Progress  # compaction imports this module for its progress report
+    from .compaction import Progress  # noqa: F811 (compaction imports this module for its progress report)
 
     for name, sql in TIME_INDEXES:
         with _write(conn):
@@ -184,6 +189,11 @@ def move_delivered(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool
         after = end
         if on_batch:
             on_batch(Progress(after, last_rowid))
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() and conn.execute(
+            "SELECT 1 FROM sqlite_stat1 WHERE tbl = 'deliveries' LIMIT 1").fetchone():
+        for name, _ in TIME_INDEXES:
+            if not conn.execute("SELECT 1 FROM sqlite_stat1 WHERE idx = ?", (name,)).fetchone():
+                conn.execute(f"ANALYZE {name}")
     if vacuum and done:
         conn.execute("VACUUM")
     return done
