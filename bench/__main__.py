@@ -42,6 +42,7 @@ import pandas as pd
 
 from collectors import archive
 from collectors.archive import writer
+from collectors.archive.when import key_of
 
 from .archive_gen import synthetic_deliveries
 from . import chromium, reads, writes
@@ -103,9 +104,9 @@ def bench_page(conn: sqlite3.Connection, end, repeat: int) -> str:
     offset = (depth - 1) * 200
     product = lambda: queries.delivery_page(conn, filters, window, after=cursor, limit=200)  # noqa: E731
     baseline = lambda: conn.execute(  # noqa: E731
-        "SELECT delivered_at, id FROM deliveries WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?"
-        " ORDER BY delivered_at DESC, id DESC LIMIT 201 OFFSET ?",
-        ("whk_3", window.since_text, window.until_text, offset),
+        "SELECT delivered_at, id FROM deliveries WHERE webhook_id = ? AND delivered_key >= ? AND delivered_key < ?"
+        " ORDER BY delivered_key DESC, id DESC LIMIT 201 OFFSET ?",
+        ("whk_3", key_of(window.since_text), key_of(window.until_text), offset),
     ).fetchall()
     p, q = side_by_side(product, baseline, repeat)
     return f"deliveries page {depth} of 200: keyset {q / p:6.1f}x faster than OFFSET"

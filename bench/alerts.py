@@ -59,7 +59,7 @@ def main() -> None:
               f"in {time.perf_counter() - started:.0f}s")
         config = AlertsConfig()
         dbs = {name: archive.connect(path, readonly=True) for name, path in (("month", small), ("year", large))}
-        end = dbs["month"].execute("SELECT MAX(delivered_at) FROM deliveries").fetchone()[0]
+        end = dbs["month"].execute("SELECT delivered_at FROM deliveries ORDER BY delivered_key DESC LIMIT 1").fetchone()[0]
         from collectors.models import parse_timestamp
 
         now = parse_timestamp(end) + timedelta(minutes=1)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from collectors import archive
-from collectors.archive import HISTOGRAM_COLUMNS, compaction, histogram_sql, rollups, writer
+from collectors.archive import HISTOGRAM_COLUMNS, compaction, histogram_sql, rollups, when, writer
 from collectors.models import WebhookDelivery
 
 #: A word in one synthetic row out of RARE_EVERY, and a word in every row (for the search benchmarks).
@@ -74,7 +74,7 @@ def build_archive(path: Path, *, rows: int, webhooks: int = 10, days: int = 30, 
 
 
 #: Bump when the synthetic rows or the bulk build change, so cached archives are rebuilt.
-GENERATOR_VERSION = 3  # 3: the daily status rollup
+GENERATOR_VERSION = 4  # 3: the daily status rollup; 4: the delivery time as an integer
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 
@@ -94,15 +94,19 @@ def build_archive_bulk(path: Path, *, rows: int, webhooks: int = 10, days: int =
     for name, _ in indexes:
         db.execute(f"DROP INDEX {name}")
     # The payload fields stay in their text columns (as an archive before the payload column: it reads the
-    # same); the seen times are stored as the writer stores them (collectors.archive.compaction.SEEN_DDL).
+    # same); the seen times and the delivery time are stored as the writer stores them
+    # (collectors.archive.compaction.SEEN_DDL, collectors.archive.when).
     columns = writer.ALL_COLUMNS[:-2]
-    names = (*writer.TEXT_COLUMNS, "seen_us")
+    at = columns.index("delivered_at")
+    names = (*writer.TEXT_COLUMNS, "seen_us", "delivered_us")
     insert = f"INSERT INTO deliveries ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
     seen = ("", "", compaction.seen_us(end))
     page: list[tuple] = []
     for delivery in synthetic_deliveries(rows, webhooks=webhooks, days=days, end=end):
         row = writer.delivery_row(delivery, seen_at=end)
-        page.append((*(row[c] for c in columns), *seen))
+        values = [row[c] for c in columns]
+        values[at], us = when.stored_time(delivery.delivered_at, row["delivered_at"])  # type: ignore[arg-type]
+        page.append((*values, *seen, us))
         if len(page) == batch:
             with archive.transaction(db):
                 db.executemany(insert, page)

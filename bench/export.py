@@ -104,7 +104,7 @@ def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int
     ours_argv = [sys.executable, "-m", "collectors", "export", "--since", "0001-01-01", "--until", "9999-12-31",
                  "--db", str(ours_db), "--out", "-"]
     base_argv = [sqlite3_cli, "-csv", "-readonly", str(baseline_db),
-                 f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY delivered_at, id"]
+                 f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY delivered_key, id"]
     ours, base = [], []
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     for _ in range(repeat):

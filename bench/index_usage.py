@@ -106,9 +106,9 @@ def main() -> None:
     path = Path(sys.argv[1])
     now = datetime.now(timezone.utc)
     conn = sqlite3.connect(path)
-    latest = conn.execute("SELECT MAX(delivered_at) FROM deliveries").fetchone()[0]
+    latest = conn.execute("SELECT MAX(delivered_key) FROM deliveries").fetchone()[0]
     if latest:
-        now = datetime.fromisoformat(latest.replace("Z", "+00:00")) + timedelta(minutes=1)
+        now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=latest, minutes=1)
     usage = index_usage(conn, traced_queries(conn, now))
     for name, statements in sorted(usage.items(), key=lambda kv: -len(kv[1])):
         print(f"{name:40s} used by {len(statements):3d} statements")

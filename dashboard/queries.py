@@ -25,6 +25,7 @@ import pandas as pd
 from collectors.archive import codec, search_plan
 from collectors.archive.filters import Filters, Window
 from collectors.archive.names import webhook_labels
+from collectors.archive.when import key_after, key_of
 from collectors.archive.where import daily_where, deliveries_where, hourly_where, rollup_can_answer
 from collectors.models import EVENT_TYPES, format_timestamp, parse_timestamp
 from collectors.redelivery import Candidate
@@ -239,19 +240,19 @@ def health_state(*, active: bool, deliveries: int, success_rate: float | None, p
 
 #: A webhook's latest entry with one outcome before a time: one seek on ``deliveries_by_webhook_outcome_time``.
 _LATEST_SQL = (
-    "SELECT delivered_at FROM deliveries WHERE webhook_id = ? AND success = ? AND delivered_at < ? "
-    "ORDER BY delivered_at DESC LIMIT 1"
+    "SELECT delivered_at FROM deliveries WHERE webhook_id = ? AND success = ? AND delivered_key < ? "
+    "ORDER BY delivered_key DESC LIMIT 1"
 )
 #: Failures after a moment (the last success), capped: a range of ``deliveries_by_webhook_outcome_time``.
 _STREAK_SQL = (
-    "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_at > ? "
-    "AND delivered_at < ? LIMIT ?)"
+    "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_key > ? "
+    "AND delivered_key < ? LIMIT ?)"
 )
 
 
 def _latest(conn: sqlite3.Connection, webhook_id: str, until: str, success: int) -> str | None:
     """When ``webhook_id``'s latest entry with this outcome before ``until`` was delivered; one index seek."""
-    row = conn.execute(_LATEST_SQL, (webhook_id, success, until)).fetchone()
+    row = conn.execute(_LATEST_SQL, (webhook_id, success, key_of(until))).fetchone()
     return row[0] if row else None
 
 
@@ -260,7 +261,7 @@ def _streak(conn: sqlite3.Connection, webhook_id: str, after: str | None, until:
 
     Reads only failures (``success = 0``), so the outcome index serves it: the cost is the streak, capped.
     """
-    return int(conn.execute(_STREAK_SQL, (webhook_id, after or "", until, _STREAK_CAP)).fetchone()[0])
+    return int(conn.execute(_STREAK_SQL, (webhook_id, key_after(after), key_of(until), _STREAK_CAP)).fetchone()[0])
 
 
 def webhook_health(conn: sqlite3.Connection, filters: Filters, window: Window) -> pd.DataFrame:
@@ -380,7 +381,9 @@ def delivery_page(conn: sqlite3.Connection, filters: Filters, window: Window, *,
         "delivered_at, id, webhook_id, event_type, event_id, success, response_status, error_class, "
         "duration_ms, retry_count, substr(error, 1, 300) AS error"
     )
-    ordering = f" ORDER BY delivered_at {direction}, id {direction} LIMIT ?"
+    # Each arm walks the time index; the merge of the arms' few rows sorts their text (the same order).
+    ordering = f" ORDER BY delivered_key {direction}, id {direction} LIMIT ?"
+    merged = f" ORDER BY delivered_at {direction}, id {direction} LIMIT ?"
 
     plan = search_plan.choose_plan(conn, filters, window.since_text, window.until_text)
 
@@ -389,13 +392,13 @@ def delivery_page(conn: sqlite3.Connection, filters: Filters, window: Window, *,
         sql = f"SELECT {columns} FROM deliveries WHERE {where.sql}"
         params: list[object] = list(where.params)
         if after is not None:
-            sql += f" AND (delivered_at, id) {compare} (?, ?)"
-            params += [after.delivered_at, after.id]
+            sql += f" AND (delivered_key, id) {compare} (?, ?)"
+            params += [key_of(after.delivered_at), after.id]
         return sql + ordering, params + [limit + 1]
 
     if len(filters.webhooks) > 1:
         arms = [arm(filters.with_changes(webhooks=(hook,))) for hook in filters.webhooks]
-        sql = " UNION ALL ".join(f"SELECT * FROM ({a[0]})" for a in arms) + ordering
+        sql = " UNION ALL ".join(f"SELECT * FROM ({a[0]})" for a in arms) + merged
         params = [p for a in arms for p in a[1]] + [limit + 1]
     else:
         sql, params = arm(filters)
@@ -414,7 +417,7 @@ def failed_candidates(conn: sqlite3.Connection, filters: Filters, window: Window
     where = deliveries_where(filters, window.since_text, window.until_text, time_ordered=True)
     rows = conn.execute(
         f"SELECT id, webhook_id, event_id, delivered_at FROM deliveries WHERE {where.sql} AND success = 0 "
-        "ORDER BY delivered_at, id LIMIT ?",
+        "ORDER BY delivered_key, id LIMIT ?",
         (*where.params, limit),
     ).fetchall()
     return [Candidate(delivery_id=r[0], webhook_id=r[1], event_id=r[2], delivered_at=r[3]) for r in rows]

@@ -17,6 +17,7 @@ from ..bulk import BulkPlan, BulkResult, bulk_redeliver, plan_bulk
 from ..redelivery import Candidate, resync
 from ..client import MoeGoClient, RetryConfig, make_client
 from ..config import Settings
+from ..archive.when import key_of
 from ..models import format_timestamp
 from .incidents import Incident, IncidentError, add_event, get_incident
 
@@ -32,8 +33,8 @@ def failed_candidates(conn: sqlite3.Connection, incident: Incident, now: datetim
     start, end = incident.failed_window(now)
     rows = conn.execute(
         "SELECT id, webhook_id, event_id, delivered_at FROM deliveries WHERE webhook_id = ? AND success = 0 "
-        "AND delivered_at >= ? AND delivered_at < ? ORDER BY delivered_at, id LIMIT ?",
-        (incident.webhook_id, format_timestamp(start), format_timestamp(end), limit),
+        "AND delivered_key >= ? AND delivered_key < ? ORDER BY delivered_key, id LIMIT ?",
+        (incident.webhook_id, key_of(format_timestamp(start)), key_of(format_timestamp(end)), limit),
     ).fetchall()
     return [Candidate(r[0], r[1], r[2], r[3]) for r in rows]
 

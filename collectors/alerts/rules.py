@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from ..archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, histogram_sql
 from ..archive.coverage import RETENTION, retention_start
+from ..archive.when import BEFORE_ALL, key_of
 from ..models import format_timestamp, parse_timestamp
 from . import status as status_model
 from .config import RULE_KINDS, AlertsConfig, RuleConfig
@@ -106,7 +107,8 @@ def _hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-_RAW = f"SELECT COUNT(*), SUM(success = 0), {histogram_sql()} FROM deliveries WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?"
+_RAW = (f"SELECT COUNT(*), SUM(success = 0), {histogram_sql()} FROM deliveries "
+        "WHERE webhook_id = ? AND delivered_key >= ? AND delivered_key < ?")
 _ROLLUP = (f"SELECT SUM(deliveries), SUM(CASE WHEN success = 0 THEN deliveries ELSE 0 END), "
            f"{', '.join(f'SUM({c})' for c in HISTOGRAM_COLUMNS)} FROM delivery_hourly "
            f"WHERE hour >= ? AND hour < ? AND webhook_id = ?")
@@ -126,7 +128,8 @@ def window_counts(conn: sqlite3.Connection, webhook_id: str, since: datetime, un
         spans = [(since, until)]
     for start, end in spans:
         if start < end:
-            parts.append(conn.execute(_RAW, (webhook_id, format_timestamp(start), format_timestamp(end))).fetchone())
+            parts.append(conn.execute(_RAW, (webhook_id, key_of(format_timestamp(start)),
+                                             key_of(format_timestamp(end)))).fetchone())
     total = sum(p[0] or 0 for p in parts)
     failed = sum(p[1] or 0 for p in parts)
     histogram = tuple(sum(p[2 + i] or 0 for p in parts) for i in range(len(HISTOGRAM_COLUMNS)))
@@ -180,16 +183,18 @@ def _success_rate(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig,
 def _consecutive_failures(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig, now: datetime) -> Finding | None:
     count = rule.params["count"]
     latest = conn.execute(
-        "SELECT success, delivered_at FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
+        "SELECT success, delivered_at FROM deliveries WHERE webhook_id = ? ORDER BY delivered_key DESC LIMIT ?",
         (hook.id, count),
     ).fetchall()
     if len(latest) < count or any(success for success, _ in latest):
         return None
     # The streak started with the first failure after the last success (two seeks on the outcome index).
-    last_success = conn.execute("SELECT MAX(delivered_at) FROM deliveries WHERE webhook_id = ? AND success = 1",
+    last_success = conn.execute("SELECT MAX(delivered_key) FROM deliveries WHERE webhook_id = ? AND success = 1",
                                 (hook.id,)).fetchone()[0]
-    first_failure = conn.execute("SELECT MIN(delivered_at) FROM deliveries WHERE webhook_id = ? AND success = 0 "
-                                 "AND delivered_at > ?", (hook.id, last_success or "")).fetchone()[0]
+    first_failure = conn.execute(
+        "SELECT delivered_at FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_key > ? "
+        "ORDER BY delivered_key LIMIT 1", (hook.id, BEFORE_ALL if last_success is None else last_success)).fetchone()
+    first_failure = first_failure[0] if first_failure else None
     since = parse_timestamp(first_failure or latest[-1][1])
     return Finding("consecutive_failures", hook.id,
                    f"the latest {count} deliveries all failed (failing since {since:%Y-%m-%d %H:%M} UTC)",
@@ -214,7 +219,9 @@ def _silence(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig, now:
     if not hook.is_active:
         return None
     synced = conn.execute("SELECT last_success_at FROM sync_state WHERE webhook_id = ?", (hook.id,)).fetchone()
-    newest = conn.execute("SELECT MAX(delivered_at) FROM deliveries WHERE webhook_id = ?", (hook.id,)).fetchone()[0]
+    newest = conn.execute("SELECT delivered_at FROM deliveries WHERE webhook_id = ? ORDER BY delivered_key DESC LIMIT 1",
+                          (hook.id,)).fetchone()
+    newest = newest[0] if newest else None
     if not synced or not synced[0] or not newest:
         return None
     reference = parse_timestamp(synced[0])
@@ -254,11 +261,11 @@ def _unrecovered(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: Ale
     widest = max(r.params["before"] for r in rules.values())
     rows = conn.execute(
         """SELECT d.webhook_id, d.event_id, MIN(d.delivered_at) FROM deliveries d
-           WHERE d.success = 0 AND d.delivered_at >= ? AND d.delivered_at < ?
+           WHERE d.success = 0 AND d.delivered_key >= ? AND d.delivered_key < ?
              AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.event_id = d.event_id
                              AND s.webhook_id = d.webhook_id AND s.success = 1)
            GROUP BY d.webhook_id, d.event_id""",
-        (format_timestamp(edge), format_timestamp(edge + widest)),
+        (key_of(format_timestamp(edge)), key_of(format_timestamp(edge + widest))),
     ).fetchall()
     per_hook: dict[str, list[str]] = {}
     for webhook_id, _event, first in rows:

@@ -48,6 +48,7 @@ from ..redaction import DEFAULT_SECRET_HEADERS, REDACTED
 __all__ = [
     "PAYLOAD_FIELDS",
     "KEY_COLUMNS",
+    "KEY_SELECT",
     "SEPARATOR",
     "CODEC_DDL",
     "TRAIN_AT",
@@ -69,6 +70,10 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
 )
 #: The row's columns a payload may refer to instead of repeating them (:meth:`Codec.encode`), in its order.
 KEY_COLUMNS: tuple[str, ...] = ("id", "event_id", "webhook_id", "event_type", "delivered_at")
+#: :data:`KEY_COLUMNS` as a reader of a schema-13 archive selects them for :meth:`Codec.packed_many` /
+#: :meth:`Codec.decode`: the delivery time as ``delivered_key`` (its stored integer; ``delivered_at`` would render
+#: the text once more per row, collectors.archive.when), which gives the same epoch milliseconds.
+KEY_SELECT = ", ".join(KEY_COLUMNS[:-1] + ("delivered_key",))
 #: The byte between two fields of a packed payload (:func:`pack`): 0xFF, which UTF-8 text never holds.
 SEPARATOR = b"\xff"
 #: Schema 3's table of dictionaries.
@@ -129,9 +134,12 @@ _days: dict[str, int] = {}
 _REQUEST_BODY = PAYLOAD_FIELDS.index("request_body")
 
 
-def _epoch_ms(stamp: str) -> str:
-    """``2026-10-31T23:17:54.998749Z`` as epoch milliseconds (``1793488674998``); ``""`` for any other text."""
-    if len(stamp) != 27 or stamp[10] != "T" or stamp[26] != "Z":
+def _epoch_ms(stamp: str | int | None) -> str:
+    """``2026-10-31T23:17:54.998749Z`` as epoch milliseconds (``1793488674998``); ``""`` for any other text. An
+    integer is the same time as ``delivered_key`` (microseconds, :data:`KEY_SELECT`) and gives the same digits."""
+    if type(stamp) is int:
+        return str(stamp // 1000)
+    if not isinstance(stamp, str) or len(stamp) != 27 or stamp[10] != "T" or stamp[26] != "Z":
         return ""
     try:
         day = _days.get(stamp[:10])
@@ -348,8 +356,12 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
         hooks.update(json.loads(trained_before))
     hooks = sorted(hooks)
     share = max(1, TRAIN_SAMPLES // max(1, len(hooks)))
+    # The time index's column: delivered_key from schema 13 on (collectors.archive.when); the text before it,
+    # when the compactions of older schemas train a dictionary.
+    time = "delivered_key" if any(r[1] == "delivered_key" for r in conn.execute("PRAGMA table_xinfo(deliveries)")) \
+        else "delivered_at"
     rows = [row for hook in hooks for row in conn.execute(
-        f"SELECT {_KEYS}, payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY delivered_at DESC LIMIT ?",
+        f"SELECT {_KEYS}, payload, {_TEXTS} FROM deliveries WHERE webhook_id = ? ORDER BY {time} DESC LIMIT ?",
         (hook, share))]
     width = len(KEY_COLUMNS)
     samples = [_keyed(stored_values(codec, r[width], r[width + 1:], r[:width]), r[:width]) for r in rows]
@@ -413,7 +425,8 @@ _EMPTY_FIELDS = dict.fromkeys(PAYLOAD_FIELDS, "")
 
 #: Columns of ``deliveries`` that hold a stored form readers never see (``SELECT *`` returns them): the payload and
 #: the seen times' two forms (``first_seen_at`` and ``last_seen_at`` are generated from them, schema 10 on).
-HIDDEN_COLUMNS: tuple[str, ...] = ("payload", "first_seen_text", "last_seen_text", "seen_us", "last_seen_us")
+HIDDEN_COLUMNS: tuple[str, ...] = ("payload", "first_seen_text", "last_seen_text", "seen_us", "last_seen_us",
+                                   "delivered_text", "delivered_us", "delivered_key", "rowid")
 
 
 def readable(conn: sqlite3.Connection, record: dict[str, object]) -> dict[str, object]:

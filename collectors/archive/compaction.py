@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from . import codec, search_index
+from . import codec, search_index, when
 
 __all__ = ["BATCH", "DENSIFY_AFTER", "SEEN_DDL", "Progress", "compact", "compact_rows", "merge_search_index",
            "progress", "note", "densify", "seen_us", "seen_text"]
@@ -124,6 +124,8 @@ def progress(conn: sqlite3.Connection) -> Progress | None:
     """
     columns = {r[1] for r in conn.execute("PRAGMA table_info(deliveries)")}
     pending = f"{_PENDING} OR first_seen_text != ''" if "first_seen_text" in columns else _PENDING
+    if "delivered_text" in columns:  # schema 13 on: a delivery time still to move (collectors.archive.when)
+        pending += f" OR ({when.PENDING_SQL})"
     first = conn.execute(f"SELECT rowid FROM deliveries WHERE {pending} ORDER BY rowid LIMIT 1").fetchone()
     if first is None:
         return None

@@ -58,7 +58,7 @@ _PAYLOAD_CELLS = tuple(codec.PAYLOAD_FIELDS.index(name) for name in (
     "request_url", "delivered_to", "request_headers", "response_headers", "request_body", "response_body"))
 _HEADER_CELLS = (2, 3)
 #: The row's columns its payload may refer to (:data:`codec.KEY_COLUMNS`), selected after the payload.
-_KEYS = ", ".join(codec.KEY_COLUMNS)
+_KEYS = codec.KEY_SELECT  # the delivery time as its integer: delivered_at is rendered once per row, in the head
 _KEY_COUNT = len(codec.KEY_COLUMNS)
 _GENERAL = (f"SELECT rowid, {_CAREFUL}, {_SUFFIX}, webhook_id, payload, {_KEYS}, "
             f"{', '.join(codec.PAYLOAD_FIELDS[i] for i in _PAYLOAD_CELLS)} FROM deliveries")

@@ -206,7 +206,7 @@ def export_csv(conn: sqlite3.Connection, filters: Filters, out: TextIO, *, now: 
     lines = Lines(conn, secret_headers, webhook_names(conn))
     select, params = lines.select()
     # The query first: an archive that cannot be read fails before anything is written.
-    cursor = conn.execute(f"{select} WHERE {where.sql} ORDER BY delivered_at, id", params + where.params)
+    cursor = conn.execute(f"{select} WHERE {where.sql} ORDER BY delivered_key, id", params + where.params)
     bounds = export_parallel.plan(conn, filters, window) if workers > 1 else None
     if bounds is not None and export_parallel.database_file(conn) is not None:
         cursor.close()

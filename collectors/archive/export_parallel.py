@@ -100,7 +100,7 @@ def _work(path: str, filters: Filters, bounds: Sequence[str], mine: range, secre
         select, params = lines.select()
         for k in mine:
             where = deliveries_where(filters, bounds[k], bounds[k + 1], time_ordered=True)
-            cursor = conn.execute(f"{select} WHERE {where.sql} ORDER BY delivered_at, id", params + where.params)
+            cursor = conn.execute(f"{select} WHERE {where.sql} ORDER BY delivered_key, id", params + where.params)
             held: list[bytes] = []
             rows = size = 0
             while batch := cursor.fetchmany(BATCH):

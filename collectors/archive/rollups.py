@@ -22,6 +22,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable
 
+from . import when
+
 __all__ = ["DDL", "DAILY_STATUS_DDL", "refresh", "migrate_add_rollups", "migrate_add_daily_status", "rowid_ranges_sql",
            "STATUS_FROM_RAW", "DAILY_STATUS_FROM_RAW", "SPANS_FROM_RAW"]
 
@@ -73,12 +75,12 @@ SPANS_FROM_RAW = """
 _REFRESH_STATUS = """
 INSERT INTO delivery_hourly_status (hour, webhook_id, event_type, status_class, response_status, failures)
 SELECT ?, webhook_id, event_type, status_class, response_status, COUNT(*)
-FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_at >= ? AND delivered_at < ?
+FROM deliveries WHERE webhook_id = ? AND success = 0 AND delivered_key >= ? AND delivered_key < ?
 GROUP BY event_type, status_class, response_status
 """
 _REFRESH_SPAN = """
 INSERT INTO delivery_spans (hour, webhook_id, rowid_min, rowid_max)
-SELECT ?, ?, MIN(rowid), MAX(rowid) FROM deliveries WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?
+SELECT ?, ?, MIN(rowid), MAX(rowid) FROM deliveries WHERE webhook_id = ? AND delivered_key >= ? AND delivered_key < ?
 HAVING COUNT(*) > 0
 """
 
@@ -96,12 +98,11 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
     hour from its hours. In a transaction."""
     keys = sorted(set(keys))
     for webhook_id, hour in keys:
-        # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
-        end = hour + ";"
+        start, end = when.key_of(hour), when.next_hour_key(hour)  # exactly that hour's rows
         conn.execute("DELETE FROM delivery_hourly_status WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
-        conn.execute(_REFRESH_STATUS, (hour, webhook_id, hour, end))
+        conn.execute(_REFRESH_STATUS, (hour, webhook_id, start, end))
         conn.execute("DELETE FROM delivery_spans WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
-        conn.execute(_REFRESH_SPAN, (hour, webhook_id, webhook_id, hour, end))
+        conn.execute(_REFRESH_SPAN, (hour, webhook_id, webhook_id, start, end))
     for webhook_id, day in sorted({(webhook_id, hour[:10]) for webhook_id, hour in keys}):
         # A day's hours are 'YYYY-MM-DDT00' .. 'YYYY-MM-DDT23': [day + 'T', day + 'U') holds exactly those.
         conn.execute("DELETE FROM delivery_daily_status WHERE day = ? AND webhook_id = ?", (day, webhook_id))

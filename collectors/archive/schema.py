@@ -6,7 +6,8 @@ described here, never writing. The archive is designed for
 MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a year:
 
 - ``deliveries`` holds one row per delivery log entry, upserted on its id. Every query the dashboard
-  runs is bounded by ``delivered_at`` (indexed, alone and after ``webhook_id``), never a full scan.
+  runs is bounded by the delivery time (``delivered_key``, indexed, alone and after ``webhook_id``), never a
+  full scan.
   From schema 4 its bulky fields (URL, headers, bodies, formats) are one compressed ``payload``
   (:mod:`collectors.archive.codec`); read them only through that module.
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
@@ -26,7 +27,8 @@ moves it. Readers use the generated names and never see the difference.
 
 Times are stored as fixed-width RFC 3339 UTC text with microseconds (``2025-06-30T11:58:36.740351Z``,
 see :func:`collectors.models.format_timestamp`), so text order is time order and an hour is the
-13-character prefix. Secrets never enter: webhook secret tokens are reduced to a fingerprint and
+13-character prefix; a delivery's own time is stored as microseconds from schema 13 on and read back as that
+text (:mod:`collectors.archive.when`). Secrets never enter: webhook secret tokens are reduced to a fingerprint and
 secret-like header values are redacted before a row is written (:mod:`collectors.redaction`).
 
 Connections come from :func:`connect` (or :func:`open_archive`, which closes them): plain
@@ -52,7 +54,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.request import pathname2url
 
-from . import codec, compaction
+from . import codec, compaction, when
 from .rollups import migrate_add_daily_status, migrate_add_rollups
 from .search_index import migrate_to_writer_index
 
@@ -438,6 +440,13 @@ CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifi
     # 12: every row's payload keyed to its row and its seen times moved, batch by batch (resumable), the
     # full-text index merged, then VACUUM.
     Batched(compaction.compact_rows),
+    # 13: the delivery time as an integer (collectors.archive.when): the text column renamed delivered_text (older
+    # rows keep their time there until step 14 moves it), delivered_us beside it, delivered_key (what the time
+    # indexes hold) and delivered_at (the same text as before) generated from them.
+    when.DELIVERED_DDL,
+    # 14: the time indexes rebuilt on delivered_key, every row's time moved into delivered_us, batch by batch
+    # (resumable), then VACUUM.
+    Batched(when.move_delivered),
 ]
 
 #: The schema version this code writes and reads.
@@ -446,11 +455,13 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 #: first on, no step changes what readers see (names, values), only how rows are stored. A step added later
 #: goes after them only if it keeps that true: schema 10's daily rollup is a faster road to numbers readers
 #: also get without it (``dashboard.queries.failures_by_status`` reads the hours while it is missing); schema
-#: 11's seen times keep their names as generated columns.
+#: 11's seen times keep their names as generated columns; schema 13's delivery time keeps its name as a generated
+#: column, and a read-only connection to an archive before it reads ``delivered_key`` from a temporary view
+#: (:func:`collectors.archive.when.read_older`).
 COMPACTION_STEP = len(_MIGRATIONS) - 1
 assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must stay the last migration"
 #: The oldest schema version this code reads as well: an archive from this version on is being compacted,
-#: and reads exactly the same meanwhile.
+#: and reads exactly the same meanwhile (before schema 13, through :func:`collectors.archive.when.read_older`).
 READABLE_FROM = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
 
 
@@ -480,6 +491,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             if WAL_LIMIT_BYTES is not None:
                 conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if readonly:
+            when.read_older(conn)
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot open the archive at {path}: {exc}") from exc
     return conn

@@ -204,9 +204,9 @@ def archive_status(conn: sqlite3.Connection, now: datetime) -> ArchiveStatus:
             (webhook_id,),
         ).fetchone() or (None, None, None, None)
         oldest, newest = conn.execute(
-            # Two subqueries, so each is one seek on (webhook_id, delivered_at) rather than a scan of the webhook.
-            "SELECT (SELECT MIN(delivered_at) FROM deliveries WHERE webhook_id = ?),"
-            " (SELECT MAX(delivered_at) FROM deliveries WHERE webhook_id = ?)",
+            # Two subqueries, so each is one seek on (webhook_id, delivered_key) rather than a scan of the webhook.
+            "SELECT (SELECT delivered_at FROM deliveries WHERE webhook_id = ? ORDER BY delivered_key LIMIT 1),"
+            " (SELECT delivered_at FROM deliveries WHERE webhook_id = ? ORDER BY delivered_key DESC LIMIT 1)",
             (webhook_id, webhook_id),
         ).fetchone()
         last_success, error_at = _time(state[0]), _time(state[2])

@@ -1,6 +1,6 @@
 """SQL ``WHERE`` clauses for :class:`~collectors.archive.filters.Filters`, against ``deliveries`` or its rollup.
 
-Every clause on ``deliveries`` starts with the ``delivered_at`` range, so SQLite reads an index range
+Every clause on ``deliveries`` starts with the time range (``delivered_key``), so SQLite reads an index range
 and never the whole table. Only parameters carry user input; column names come from fixed lists.
 
 The search box matches, in one clause: a delivery id exactly, an event id exactly, or words in the
@@ -18,6 +18,7 @@ from typing import Literal
 
 from .filters import Filters
 from .rollups import rowid_ranges_sql
+from .when import key_of
 
 __all__ = ["Clause", "SearchPlan", "fts_query", "fts_candidates", "deliveries_where", "hourly_where",
            "daily_where", "rollup_can_answer"]
@@ -55,7 +56,7 @@ def _in(column: str, values: tuple[str, ...]) -> Clause:
 def _common(filters: Filters, prefix: str, *, webhook_index: bool = True) -> list[Clause]:
     parts: list[Clause] = []
     if filters.webhooks:
-        # A unary + keeps SQLite off the (webhook_id, delivered_at) index, for time-ordered scans.
+        # A unary + keeps SQLite off the (webhook_id, delivered_key) index, for time-ordered scans.
         plus = "" if webhook_index or len(filters.webhooks) == 1 else "+"
         parts.append(_in(f"{plus}{prefix}webhook_id", filters.webhooks))
     if filters.event_types:
@@ -84,13 +85,13 @@ def deliveries_where(filters: Filters, since: str, until: str, *, alias: str = "
     """The rows of ``deliveries`` (optionally aliased) in ``[since, until)`` that ``filters`` select.
 
     ``since`` and ``until`` are archive timestamps (fixed-width RFC 3339 UTC, or a prefix of one
-    such as an hour ``2026-11-01T13``: text order is time order). ``time_ordered=True`` is for a
+    such as an hour ``2026-11-01T13``), compared as ``delivered_key`` integers (:func:`~collectors.archive.when.key_of`). ``time_ordered=True`` is for a
     scan in ``delivered_at`` order: with several webhooks selected it keeps SQLite on the time
     index (streaming in order) instead of collecting each webhook's rows and sorting them all.
     ``search`` chooses how the search box's words are matched (see :func:`_search`).
     """
     prefix = f"{alias}." if alias else ""
-    parts = [Clause(f"{prefix}delivered_at >= ? AND {prefix}delivered_at < ?", (since, until))]
+    parts = [Clause(f"{prefix}delivered_key >= ? AND {prefix}delivered_key < ?", (key_of(since), key_of(until)))]
     parts.extend(_common(filters, prefix, webhook_index=not time_ordered))
     if filters.status_codes:
         parts.append(Clause(f"{prefix}response_status IN ({', '.join('?' for _ in filters.status_codes)})",

@@ -23,7 +23,7 @@ from operator import itemgetter
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from . import codec, compaction, rollup_delta, rollups, search_index
+from . import codec, compaction, rollup_delta, rollups, search_index, when
 from .schema import HISTOGRAM_COLUMNS, error_class, histogram_sql, hour_of, status_class
 from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, secret_fingerprint
@@ -127,20 +127,25 @@ def _custom_header_names(conn: sqlite3.Connection, webhook_ids: set[str]) -> dic
 
 
 #: Every column of a ``deliveries`` row as stored in text form (as an archive before schema 10 held it: the seen
-#: times in ``first_seen_text`` and ``last_seen_text``), in :data:`ALL_COLUMNS`' order; it reads the same.
-TEXT_COLUMNS = ("id",) + _CONTENT_COLUMNS + ("first_seen_text", "last_seen_text")
+#: times in ``first_seen_text`` and ``last_seen_text``; as one before schema 13, the delivery time in
+#: ``delivered_text``), in :data:`ALL_COLUMNS`' order; it reads the same.
+TEXT_COLUMNS = (("id",) + tuple("delivered_text" if c == "delivered_at" else c for c in _CONTENT_COLUMNS)
+                + ("first_seen_text", "last_seen_text"))
 # The writer's form: payload fields compressed, seen times as integers (first_seen_text and last_seen_text
-# empty, last_seen_us NULL: the same as seen_us), see collectors.archive.compaction.SEEN_DDL.
-_PLAIN_COLUMNS = tuple(c for c in ("id",) + _CONTENT_COLUMNS if c not in codec.PAYLOAD_FIELDS)
-_STORED_COLUMNS = _PLAIN_COLUMNS + codec.PAYLOAD_FIELDS + ("first_seen_text", "last_seen_text", "seen_us", "payload")
+# empty, last_seen_us NULL: the same as seen_us), see collectors.archive.compaction.SEEN_DDL; the delivery time
+# as an integer (delivered_text empty), see collectors.archive.when.
+_PLAIN_COLUMNS = tuple(c for c in ("id",) + _CONTENT_COLUMNS if c not in codec.PAYLOAD_FIELDS and c != "delivered_at")
+_STORED_COLUMNS = _PLAIN_COLUMNS + codec.PAYLOAD_FIELDS + ("first_seen_text", "last_seen_text", "seen_us", "payload",
+                                                           "delivered_text", "delivered_us")
 _INSERT = f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in _STORED_COLUMNS)})"
 _plain_of = itemgetter(*_PLAIN_COLUMNS)
 _payload_of = itemgetter(*codec.PAYLOAD_FIELDS)
 _keys_of = itemgetter(*codec.KEY_COLUMNS)
 _EMPTY_TEXTS = ("",) * (len(codec.PAYLOAD_FIELDS) + 2)  # the payload's text columns, first_seen_text, last_seen_text
+_SET_COLUMNS = tuple(c for c in _CONTENT_COLUMNS if c != "delivered_at")  # delivered_at is generated
 _UPDATE = (
-    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)}, payload = ?, last_seen_text = '', "
-    "last_seen_us = ? WHERE id = ?"
+    f"UPDATE deliveries SET {', '.join(f'{c} = ?' for c in _SET_COLUMNS)}, payload = ?, delivered_text = ?, "
+    "delivered_us = ?, last_seen_text = '', last_seen_us = ? WHERE id = ?"
 )
 _SELECT_EXISTING = (
     f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)}, payload FROM deliveries WHERE id IN "
@@ -181,6 +186,7 @@ def save_deliveries(
     rows = {d.id: _row(d, seen, secrets.get(d.webhook_id, secret_headers)) for d in deliveries}
     if not rows:
         return SaveResult()
+    times = {d.id: d.delivered_at for d in deliveries}
     coder = codec.for_writing(conn, {d.webhook_id for d in deliveries})
     existing: dict[str, sqlite3.Row | tuple] = {}
     ids = list(rows)
@@ -197,7 +203,8 @@ def save_deliveries(
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
-            inserts.append((*_plain_of(row), *_EMPTY_TEXTS, seen_us, coder.encode(_payload_of(row), _keys_of(row))))
+            inserts.append((*_plain_of(row), *_EMPTY_TEXTS, seen_us, coder.encode(_payload_of(row), _keys_of(row)),
+                            *when.stored_time(times[delivery_id], row["delivered_at"])))
             indexed_new.append(row)
             continue
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
@@ -206,7 +213,8 @@ def save_deliveries(
             unchanged.append((seen_us, delivery_id))
             continue
         stored = codec.stored_row(coder, row)
-        updates.append([*(stored[c] for c in _CONTENT_COLUMNS), stored["payload"], seen_us, delivery_id])
+        updates.append([*(stored[c] for c in _SET_COLUMNS), stored["payload"],
+                        *when.stored_time(times[delivery_id], row["delivered_at"]), seen_us, delivery_id])
         indexed_changes.append((dict(zip(_CONTENT_COLUMNS, old_content)), row))
         touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
         touched.add((old[2], hour_of(old[1])))
@@ -239,7 +247,7 @@ INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class
 SELECT webhook_id, ?, event_type, success, status_class, error_class,
     COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
 FROM deliveries
-WHERE webhook_id = ? AND delivered_at >= ? AND delivered_at < ?
+WHERE webhook_id = ? AND delivered_key >= ? AND delivered_key < ?
 GROUP BY event_type, success, status_class, error_class
 """
 
@@ -249,8 +257,7 @@ def refresh_hourly(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) ->
     keys = sorted(set(keys))
     for webhook_id, hour in keys:
         conn.execute("DELETE FROM delivery_hourly WHERE webhook_id = ? AND hour = ?", (webhook_id, hour))
-        # ':' sorts after every digit, so [hour, hour + ';') holds exactly that hour's timestamps.
-        conn.execute(_REFRESH_HOUR, (hour, webhook_id, hour, hour + ";"))
+        conn.execute(_REFRESH_HOUR, (hour, webhook_id, when.key_of(hour), when.next_hour_key(hour)))
     rollups.refresh(conn, keys)
 
 

@@ -37,6 +37,9 @@ from tests.conftest import running_sandbox
 from tests.seed import ALPHA, BETA, GAMMA, delivery
 
 REPO = Path(__file__).resolve().parents[2]
+#: The schema version before the keying compaction (schema 11 -> 12): keying payloads pending.
+KEYING_STEP = next(i for i, step in enumerate(archive.schema._MIGRATIONS)
+                   if isinstance(step, archive.schema.Batched) and step.run is compaction.compact_rows)
 MAIN_FTS_DDL = "CREATE VIRTUAL TABLE deliveries_fts USING fts5(request_body, response_body, error, content='')"
 SCHEMA_9 = 9  # main's schema before this step: payloads without keys, seen times as text
 
@@ -147,8 +150,12 @@ CHILD = """
 import sys
 from collectors import archive
 from collectors.archive import compaction
+
+#: The schema version before the keying compaction (schema 11 -> 12): keying payloads pending.
+KEYING_STEP = next(i for i, step in enumerate(archive.schema._MIGRATIONS)
+                   if isinstance(step, archive.schema.Batched) and step.run is compaction.compact_rows)
 conn = archive.connect(sys.argv[1])
-archive.ensure_db_shape(conn, until=archive.SCHEMA_VERSION - 1)
+archive.ensure_db_shape(conn, until=KEYING_STEP)
 compaction.compact_rows(conn, batch=100, on_batch=lambda p: print(p.rowid, flush=True))
 print("done", flush=True)
 """
@@ -167,7 +174,7 @@ def test_the_migration_killed_with_sigkill_loses_and_doubles_nothing_and_resumes
     conn = archive.connect(path)
     done, pending = conn.execute(
         "SELECT SUM(first_seen_text = '' AND seen_us IS NOT NULL), SUM(first_seen_text != '') FROM deliveries").fetchone()
-    assert archive.schema_version(conn) == archive.SCHEMA_VERSION - 1 and done >= 500 and pending > 0, (done, pending)
+    assert archive.schema_version(conn) == KEYING_STEP and done >= 500 and pending > 0, (done, pending)
     assert compaction.note(conn) is not None
     conn.close()
     assert "deliveries_fts_next" in fts_tables(path) and "deliveries_fts_docsize" in fts_tables(path)
@@ -286,7 +293,7 @@ def test_two_migrations_of_the_same_archive_at_once_index_each_row_once(main_arc
     path = copy(main_archive[0], tmp_path / "t.db")
     before = main_archive[1]
     first, second = archive.connect(path), archive.connect(path)
-    archive.ensure_db_shape(first, until=archive.SCHEMA_VERSION - 1)
+    archive.ensure_db_shape(first, until=KEYING_STEP)
     turns: list[int] = []
 
     def between_batches(progress: compaction.Progress) -> None:

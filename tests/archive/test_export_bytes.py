@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from collectors import archive
-from collectors.archive import compaction, export_parallel, writer
+from collectors.archive import compaction, export_parallel, when, writer
 from collectors.archive.export import export_csv, filters_for_status, write_export
 from collectors.archive.names import set_webhook_name
 from collectors.cli.export import export_command
@@ -32,6 +32,10 @@ from collectors.models import format_timestamp
 
 from tests.archive.legacy import legacy_archive, legacy_csv, varied_deliveries
 from tests.seed import ALPHA, BETA, GAMMA, delivery
+
+#: The schema version before the keying compaction (schema 11 -> 12): keying payloads pending.
+KEYING_STEP = next(i for i, step in enumerate(archive.schema._MIGRATIONS)
+                   if isinstance(step, archive.schema.Batched) and step.run is compaction.compact_rows)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 SINCE, UNTIL = NOW - timedelta(days=1), NOW + timedelta(minutes=1)
@@ -63,15 +67,17 @@ class _Stop(Exception):
     pass
 
 
-@pytest.fixture(scope="module", params=["text-and-payload", "unkeyed-and-keyed"])
+@pytest.fixture(scope="module", params=["text-and-payload", "unkeyed-and-keyed", "text-and-integer-time"])
 def mixed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, bytes]:
     """An archive half way through one of its compactions, and the CSV bytes (without and with the extra secret
     header) the pre-payload export gives for the same deliveries archived as text:
 
     - ``text-and-payload``: half way through the payload compaction (schema 8): rows still in the text columns
       beside rows compacted into (unkeyed) payloads;
-    - ``unkeyed-and-keyed``: half way through keying payloads to their rows (schema 11): unkeyed payloads,
-      payloads keyed by the compaction, and new rows keyed by today's writer.
+    - ``unkeyed-and-keyed``: half way through keying payloads to their rows (schema 11): unkeyed payloads
+      beside payloads keyed by the compaction;
+    - ``text-and-integer-time``: half way through moving the delivery time into an integer (schema 13): rows
+      with their time as text beside rows moved, and new rows written by today's writer.
     """
     folder = tmp_path_factory.mktemp("mixed")
     first = varied_deliveries(2_400, (ALPHA, BETA, GAMMA), NOW, seed=11) + _tricky_heads()
@@ -107,13 +113,27 @@ def mixed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         assert text_rows > 1_000 and payload_rows >= 900, (text_rows, payload_rows)
         return path, expected, expected_secret
 
-    legacy_archive(path, first, seen_at=NOW)
+    if request.param == "text-and-integer-time":
+        legacy_archive(path, first, seen_at=NOW)
+        _name_webhooks(path)
+        conn = archive.connect(path)
+        archive.ensure_db_shape(conn, until=archive.SCHEMA_VERSION - 1)  # the integer column; moving times pending
+        for start in range(0, len(later), 500):
+            with archive.transaction(conn):
+                writer.save_deliveries(conn, later[start : start + 500], seen_at=NOW)
+        with pytest.raises(_Stop):
+            when.move_delivered(conn, batch=300, on_batch=stop_after_three)
+        text, moved, written = conn.execute(
+            "SELECT SUM(delivered_text != ''), SUM(delivered_text = '' AND id NOT LIKE 'new_%'), "
+            "SUM(id LIKE 'new_%' AND delivered_text = '' AND delivered_us IS NOT NULL) FROM deliveries").fetchone()
+        conn.close()
+        assert text > 1_000 and moved >= 900 and written == 1_200, (text, moved, written)
+        return path, expected, expected_secret
+
+    legacy_archive(path, first + later, seen_at=NOW)
     _name_webhooks(path)
     conn = archive.connect(path)
-    archive.ensure_db_shape(conn, until=archive.SCHEMA_VERSION - 1)  # payloads, unkeyed; keying them pending
-    for start in range(0, len(later), 500):
-        with archive.transaction(conn):
-            writer.save_deliveries(conn, later[start : start + 500], seen_at=NOW)
+    archive.ensure_db_shape(conn, until=KEYING_STEP)  # payloads, unkeyed; keying them pending
     with pytest.raises(_Stop):
         compaction.compact_rows(conn, batch=300, on_batch=stop_after_three)
     pending, keyed, written = conn.execute(
