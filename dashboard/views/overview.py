@@ -1,4 +1,5 @@
-"""Overview: headline tiles against the previous period, trends, failure breakdowns, webhook health."""
+"""Overview: headline tiles against the previous period; below them three lazy tabs (trends, failure breakdowns,
+webhook health), only the open one run and drawn."""
 
 from __future__ import annotations
 
