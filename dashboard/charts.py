@@ -83,7 +83,7 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
     ``success_rate`` (percent; missing for an empty bucket, which breaks the line), ``p50``, ``p95``, ``p99`` (ms).
     Rows (names ``volume``, ``rate``, ``latency``): deliveries stacked (succeeded under failed), success rate,
     latency percentiles, each over the same buckets. Pointing at any row shows every figure of that bucket in
-    one tooltip (the bucket's column is shaded while pointed at); the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
+    one tooltip; the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
     failed, makes it meaningless).
     """
     word = _BUCKET_WORD.get(bucket, bucket)
@@ -110,18 +110,16 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
                 for p in ("p50", "p95", "p99")]
 
     def row(name: str, title: str, layer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        # A full-height column per bucket carries the tooltip with every figure of that bucket, and is shaded
-        # while pointed at. Not a rule picked by ``nearest``: that builds a Voronoi diagram over every bucket in
-        # each chart, the larger part of drawing one (bench/README.md, "The Overview in Chromium, part J").
-        hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"],
+        # A rule at the bucket nearest the pointer carries the tooltip with every figure of that bucket.
+        hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"], "nearest": True,
                                                        "on": "pointerover", "clear": "pointerout"}}
         zoom = {"name": f"{name}_zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}
-        column = {"mark": {"type": "bar", "color": "#616161", "clip": True}, "params": [hover],
-                  "encoding": {"x": x, "y": {"value": 0}, "y2": {"value": {"expr": "height"}}, "tooltip": tooltip,
-                               "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.12},
-                                           "value": 0}}}
+        rule = {"mark": {"type": "rule", "color": "#616161", "clip": True}, "params": [hover],
+                "encoding": {"x": x, "tooltip": tooltip,
+                             "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.5},
+                                         "value": 0}}}
         return name, {"title": {"text": title, "anchor": "start"}, "height": _ROW_HEIGHT,
-                      "layer": [{**layer, "params": [zoom]}, column]}
+                      "layer": [{**layer, "params": [zoom]}, rule]}
 
     rows = [row("volume", f"Deliveries per {word}", {
         "transform": [{"fold": ["succeeded", "failed"], "as": ["outcome", "count"]}],
