@@ -156,6 +156,15 @@ def test_outcome_filter_changes_the_numbers_and_the_url(run_app, live_seed: Seed
     assert at.query_params == {"outcome": "failed", "webhook": BETA}
 
 
+def test_a_filter_change_keeps_the_open_tab(run_app, live_seed: Seed) -> None:
+    at = open_tab(run_app(live_seed.path), "Failures")
+    at.radio(key="filter_outcome").set_value("failed").run()
+    no_exception(at)
+    assert not trend_charts(at) and table_with(at, "error_class", "failures")["failures"].sum() == 14
+    at.multiselect(key="filter_webhooks").set_value([BETA]).run()
+    assert table_with(at, "webhook_id", "failures")["failures"].sum() == 8 == int(metrics(at)["Failures"][0])
+
+
 def test_health_in_a_view_of_failures_still_describes_each_webhook(run_app, live_seed: Seed) -> None:
     at = run_app(live_seed.path, query={"outcome": "failed", "tab": "Webhook health"})
     no_exception(at)
