@@ -1,4 +1,5 @@
-"""Overview: headline tiles against the previous period, trends, failure breakdowns, webhook health."""
+"""Overview: headline tiles against the previous period; below them three lazy tabs (trends, failure breakdowns,
+webhook health), only the open one run and drawn."""
 
 from __future__ import annotations
 
@@ -127,6 +128,44 @@ def live_tiles() -> None:
         )
 
 
+def _health() -> None:
+    """Every webhook's state in the window, worst first."""
+    if ctx.filters.outcome != "all" or ctx.filters.status_classes or ctx.filters.search:
+        st.caption("Health counts every delivery of the filtered webhooks and event types in this window: "
+                   "the outcome, status and search filters do not apply to it.")
+    health = reads.webhook_health(ctx.db_path, ctx.filters, ctx.window)
+    if health.empty:
+        st.info("No webhooks in the archive yet.")
+    else:
+        shown = health.assign(
+            webhook=health["webhook_id"].map(ctx.label),
+            success_rate=health["success_rate"] * 100.0,
+            last_success=ui.local(health["last_success"], ctx.tz),
+            last_failure=ui.local(health["last_failure"], ctx.tz),
+        )
+        st.dataframe(
+            shown.style.map(ui.state_style, subset=["state"]),
+            key="health_table",
+            hide_index=True,
+            column_order=["webhook", "state", "deliveries", "success_rate", "p95_ms", "last_success", "last_failure",
+                          "consecutive_failures", "webhook_id", "endpoint_url"],
+            column_config={
+                "webhook": st.column_config.TextColumn("Webhook", help="Its short name, else its endpoint's host and path."),
+                "webhook_id": st.column_config.TextColumn("Webhook id"),
+                "endpoint_url": st.column_config.TextColumn("Endpoint"),
+                "state": st.column_config.TextColumn("State", help="failing: 5+ failures in a row or under 80% success; "
+                                                                   "degraded: the latest failed, under 99% success or "
+                                                                   "p95 over 10 s; inactive: disabled or no traffic."),
+                "deliveries": st.column_config.NumberColumn("Deliveries", format="localized"),
+                "success_rate": st.column_config.NumberColumn("Success rate", format="%.2f%%"),
+                "p95_ms": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
+                "last_success": st.column_config.DatetimeColumn("Last success", format="YYYY-MM-DD HH:mm:ss"),
+                "last_failure": st.column_config.DatetimeColumn("Last failure", format="YYYY-MM-DD HH:mm:ss"),
+                "consecutive_failures": st.column_config.NumberColumn("Failures in a row"),
+            },
+        )
+
+
 window, bucket = ctx.window, ctx.bucket
 if ctx.filters.search:
     scoped = reads.search_window(ctx.db_path, ctx.filters, window)
@@ -138,67 +177,43 @@ if ctx.filters.search:
 
 live_tiles()
 
-series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
-no_rate = rate_meaningless(ctx.filters)
-if no_rate:
-    st.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
-            icon=":material/info:")
-trends, rows = charts.trends_charts(series, bucket, with_rate=not no_rate)
-for name, spec in rows:
-    st.vega_lite_chart(trends, spec, width="stretch", key=f"chart_trends_{name}")
+#: The Overview's three parts below the tiles, one tab each; the URL's ``tab`` names the one open (``?tab=Failures``).
+#: Only the open tab runs its queries and is drawn: a browser opening the Overview draws the tiles and the trends,
+#: not five data grids below the fold (bench/README.md, "The Overview in Chromium, part J").
+TABS = ("Trends", "Failures", "Webhook health")
+trends_tab, failures_tab, health_tab = st.tabs(TABS, key="tab", bind="query-params")
 
+if trends_tab.open:
+    with trends_tab:
+        series = reads.time_series(ctx.db_path, ctx.filters, window, bucket, ctx.tz)
+        no_rate = rate_meaningless(ctx.filters)
+        if no_rate:
+            st.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
+                    icon=":material/info:")
+        trends, rows = charts.trends_charts(series, bucket, with_rate=not no_rate)
+        for name, spec in rows:
+            st.vega_lite_chart(trends, spec, width="stretch", key=f"chart_trends_{name}")
 
-by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")
-if by_class.empty:
-    st.success("No failed deliveries in this view.", icon=":material/check_circle:")
-else:
-    st.subheader("Failures")
-    cols = st.columns(4)
-    _breakdown(cols[0], by_class, "error_class", "Error class", "failures_error_class")
-    by_status = reads.failures_by_status(ctx.db_path, ctx.filters, window)
-    by_status = by_status.assign(status=by_status["response_status"].map(lambda s: str(s) if s else "no response"))
-    _breakdown(cols[1], by_status, "status", "Response status", "failures_status")
-    _breakdown(cols[2], reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"), "event_type", "Event type",
-               "failures_event_type")
-    by_hook = reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id")
-    _breakdown(cols[3], by_hook.assign(webhook_id=by_hook["webhook_id"].map(ctx.labeled)), "webhook_id", "Webhook",
-               "failures_webhook")
-    failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
-    st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
-                 query_params=failed_view)
+if failures_tab.open:
+    with failures_tab:
+        by_class = reads.failures_by(ctx.db_path, ctx.filters, window, "error_class")
+        if by_class.empty:
+            st.success("No failed deliveries in this view.", icon=":material/check_circle:")
+        else:
+            cols = st.columns(4)
+            _breakdown(cols[0], by_class, "error_class", "Error class", "failures_error_class")
+            by_status = reads.failures_by_status(ctx.db_path, ctx.filters, window)
+            by_status = by_status.assign(status=by_status["response_status"].map(lambda s: str(s) if s else "no response"))
+            _breakdown(cols[1], by_status, "status", "Response status", "failures_status")
+            _breakdown(cols[2], reads.failures_by(ctx.db_path, ctx.filters, window, "event_type"), "event_type",
+                       "Event type", "failures_event_type")
+            by_hook = reads.failures_by(ctx.db_path, ctx.filters, window, "webhook_id")
+            _breakdown(cols[3], by_hook.assign(webhook_id=by_hook["webhook_id"].map(ctx.labeled)), "webhook_id",
+                       "Webhook", "failures_webhook")
+            failed_view = {**to_query_params(ctx.filters), "outcome": "failed"}
+            st.page_link("views/deliveries.py", label="See the failed deliveries", icon=":material/arrow_forward:",
+                         query_params=failed_view)
 
-st.subheader("Webhook health")
-if ctx.filters.outcome != "all" or ctx.filters.status_classes or ctx.filters.search:
-    st.caption("Health counts every delivery of the filtered webhooks and event types in this window: "
-               "the outcome, status and search filters do not apply to it.")
-health = reads.webhook_health(ctx.db_path, ctx.filters, ctx.window)
-if health.empty:
-    st.info("No webhooks in the archive yet.")
-else:
-    shown = health.assign(
-        webhook=health["webhook_id"].map(ctx.label),
-        success_rate=health["success_rate"] * 100.0,
-        last_success=ui.local(health["last_success"], ctx.tz),
-        last_failure=ui.local(health["last_failure"], ctx.tz),
-    )
-    st.dataframe(
-        shown.style.map(ui.state_style, subset=["state"]),
-        key="health_table",
-        hide_index=True,
-        column_order=["webhook", "state", "deliveries", "success_rate", "p95_ms", "last_success", "last_failure",
-                      "consecutive_failures", "webhook_id", "endpoint_url"],
-        column_config={
-            "webhook": st.column_config.TextColumn("Webhook", help="Its short name, else its endpoint's host and path."),
-            "webhook_id": st.column_config.TextColumn("Webhook id"),
-            "endpoint_url": st.column_config.TextColumn("Endpoint"),
-            "state": st.column_config.TextColumn("State", help="failing: 5+ failures in a row or under 80% success; "
-                                                               "degraded: the latest failed, under 99% success or "
-                                                               "p95 over 10 s; inactive: disabled or no traffic."),
-            "deliveries": st.column_config.NumberColumn("Deliveries", format="localized"),
-            "success_rate": st.column_config.NumberColumn("Success rate", format="%.2f%%"),
-            "p95_ms": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
-            "last_success": st.column_config.DatetimeColumn("Last success", format="YYYY-MM-DD HH:mm:ss"),
-            "last_failure": st.column_config.DatetimeColumn("Last failure", format="YYYY-MM-DD HH:mm:ss"),
-            "consecutive_failures": st.column_config.NumberColumn("Failures in a row"),
-        },
-    )
+if health_tab.open:
+    with health_tab:
+        _health()

@@ -43,6 +43,12 @@ def read(markdown: str) -> str:
     return re.sub(r"\\([!-/:-@[-`{-~])", r"\1", markdown)
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Open one of the Overview's tabs (Trends, Failures, Webhook health) as a click on it does, and run."""
+    at.session_state["tab"] = label
+    return at.run()
+
+
 def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -86,6 +92,7 @@ def test_an_empty_archive_reads_as_zero(run_app, tmp_path: Path) -> None:
     no_exception(at)
     shown = metrics(at)
     assert shown["Deliveries"] == ("0", "no archive for the previous 24 h") and shown["Success rate"][0] == "—" and shown["Latency p95"][0] == "—"
+    at = open_tab(at, "Failures")
     assert any(s.value == "No failed deliveries in this view." for s in at.success)
     at.switch_page("views/deliveries.py").run()
     no_exception(at)
@@ -109,16 +116,31 @@ def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
     per_hour = drawn[0][1]
     assert (per_hour["deliveries"].sum(), per_hour["failed"].sum(), per_hour["succeeded"].sum()) == (53, 14, 39)
     assert not at.get("plotly_chart")
+    # Only the open tab is drawn: the first view holds no data grid (the failures and health tabs run on a click).
+    assert [t.label for t in at.tabs] == ["Trends", "Failures", "Webhook health"] and not at.dataframe
+    assert any("expire within 48 hours" in w.value for w in at.warning)
+    at = open_tab(at, "Failures")
+    no_exception(at)
+    assert not trend_charts(at) and metrics(at)["Failures"] == ("14", "+14")  # the tiles stay above every tab
     by_hook = table_with(at, "webhook_id", "failures", without=("state",))
     assert dict(zip(by_hook["webhook_id"], by_hook["failures"])) == {  # labelled by endpoint, the id beside it
         f"receiver.example/{ALPHA} ({ALPHA})": 6, f"receiver.example/{BETA} ({BETA})": 8}
     by_status = table_with(at, "status", "failures")
     assert by_status["failures"].sum() == 14 and "no response" in set(by_status["status"])
     assert table_with(at, "error_class", "failures")["failures"].sum() == 14
+    at = open_tab(at, "Webhook health")
+    no_exception(at)
     health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
     assert health.loc[BETA, "state"] == "failing" and health.loc[ALPHA, "state"] == "degraded"
     assert health.loc[GAMMA, "state"] == "inactive" and health.loc[BETA, "consecutive_failures"] == 8
-    assert any("expire within 48 hours" in w.value for w in at.warning)
+
+
+def test_a_link_opens_an_overview_tab(run_app, live_seed: Seed) -> None:
+    at = run_app(live_seed.path, query={"tab": "Webhook health", "outcome": "failed"})
+    no_exception(at)
+    assert table_with(at, "webhook_id", "state").set_index("webhook_id").loc[BETA, "state"] == "failing"
+    assert not trend_charts(at) and metrics(at)["Deliveries"][0] == "14"
+    assert at.query_params["tab"] == "Webhook health" and at.query_params["outcome"] == "failed"
 
 
 def test_outcome_filter_changes_the_numbers_and_the_url(run_app, live_seed: Seed) -> None:
@@ -134,8 +156,17 @@ def test_outcome_filter_changes_the_numbers_and_the_url(run_app, live_seed: Seed
     assert at.query_params == {"outcome": "failed", "webhook": BETA}
 
 
+def test_a_filter_change_keeps_the_open_tab(run_app, live_seed: Seed) -> None:
+    at = open_tab(run_app(live_seed.path), "Failures")
+    at.radio(key="filter_outcome").set_value("failed").run()
+    no_exception(at)
+    assert not trend_charts(at) and table_with(at, "error_class", "failures")["failures"].sum() == 14
+    at.multiselect(key="filter_webhooks").set_value([BETA]).run()
+    assert table_with(at, "webhook_id", "failures")["failures"].sum() == 8 == int(metrics(at)["Failures"][0])
+
+
 def test_health_in_a_view_of_failures_still_describes_each_webhook(run_app, live_seed: Seed) -> None:
-    at = run_app(live_seed.path, query={"outcome": "failed"})
+    at = run_app(live_seed.path, query={"outcome": "failed", "tab": "Webhook health"})
     no_exception(at)
     assert metrics(at)["Success rate"][0] == "n/a"  # the view: failures only
     health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")

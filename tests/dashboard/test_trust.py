@@ -99,6 +99,8 @@ def test_a_short_name_is_used_on_every_page_and_in_the_csv(run_app, live_seed: S
     no_exception(at)
     assert "Orders ERP" in set(at.dataframe(key="deliveries_table").value["webhook"])
     at.switch_page("views/overview.py").run()
+    at.session_state["tab"] = "Webhook health"
+    at.run()
     assert table_with(at, "webhook", "state").set_index("webhook_id").loc[ALPHA, "webhook"] == "Orders ERP"
     data = reads.csv_bytes(str(live_seed.path), Filters(time_range="24h"), live_seed.now, ())
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))

@@ -463,6 +463,28 @@ def test_the_overviews_trends_say_what_the_archive_holds(demo, browser, outside_
     page.context.close()
 
 
+def test_the_overviews_tabs_open_on_a_click_and_by_link(demo, browser, outside_requests):
+    """The Overview opens on its trends; a click on Failures draws the four breakdowns (and no chart) and puts the
+    tab in the URL, and that URL opened anew shows the same tab."""
+    from playwright.sync_api import expect
+
+    page = open_page(browser, outside_requests, 1400, 1000)
+    page.goto(demo.url)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=30_000)
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
+    page.get_by_role("tab", name="Failures").click()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(4, timeout=30_000)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(0)
+    expect(page).to_have_url(re.compile(r"[?&]tab=Failures"), timeout=10_000)
+    link = page.url
+    page.context.close()
+    again = open_page(browser, outside_requests, 1400, 1000)
+    again.goto(link)
+    expect(again.get_by_test_id("stDataFrame")).to_have_count(4, timeout=30_000)
+    expect(again.get_by_role("tab", name="Failures")).to_have_attribute("aria-selected", "true")
+    again.context.close()
+
+
 def test_nothing_is_fetched_from_outside(demo, browser, outside_requests):
     from playwright.sync_api import expect
 
