@@ -17,6 +17,8 @@ text is then redacted again), or when a header set holds a name given as ``secre
 from __future__ import annotations
 
 import sqlite3
+from binascii import b2a_base64
+from itertools import repeat
 from typing import Any, Sequence
 
 from . import codec
@@ -78,9 +80,35 @@ _ERROR = "CAST(CASE WHEN error = '' THEN '' ELSE " + _sql_cell("COALESCE(error, 
 _ENCODINGS = ("((CASE WHEN request_body_base64 THEN 2 ELSE 0 END) + "
               "(CASE WHEN response_body_base64 THEN 1 ELSE 0 END))")
 _TAILS = (b"utf-8,utf-8,\r\n", b"utf-8,base64,\r\n", b"base64,utf-8,\r\n", b"base64,base64,\r\n")
+#: The payload's zstd frame (after its dictionary byte), then that byte.
 _FAST_PAYLOAD = ("(CASE WHEN " + " AND ".join(f"{codec.PAYLOAD_FIELDS[i]} = ''" for i in _PAYLOAD_CELLS)
-                 + " THEN payload END)")
+                 + " THEN substr(payload, 2) END), substr(payload, 1, 1)")
+#: The row's keys as its payload refers to them (:data:`codec.KEY_COLUMNS`): UTF-8 bytes, the delivery time as
+#: text, then the delivery time as epoch milliseconds (``codec._epoch_ms``) when it is a plain timestamp that
+#: SQLite reads (otherwise NULL: the row by row path works it out, or says why it cannot).
+_KEY_BLOBS = ("CAST(id AS BLOB), CAST(event_id AS BLOB), CAST(webhook_id AS BLOB), CAST(event_type AS BLOB), "
+              "delivered_at, CASE WHEN delivered_at GLOB '[1-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:"
+              "[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' THEN CAST(unixepoch(substr(delivered_at, 1, 19)) "
+              "* 1000 + substr(delivered_at, 21, 3) AS BLOB) END")
 _FORMULA_BYTES = frozenset(bytes((c,)) for c in b"=+-@\t\r")
+
+# The column by column path (Lines._columns).
+#: Between two rows' payloads when a batch's are joined: a byte UTF-8 text never holds, nor a payload.
+_ROW = b"\xf5"
+_MARKS = frozenset((0xF5, 0xFF, *codec.KEY_TOKENS))
+_ALL_BUT_MARKS = bytes(b for b in range(256) if b not in _MARKS)
+_ALL_BUT_KEYS = bytes(b for b in range(256) if b not in codec.KEY_TOKENS)
+#: Every key byte as the first (to split on one byte).
+_KEYS_AS_ONE = bytes.maketrans(codec.KEY_TOKENS, codec.KEY_TOKENS[:1] * len(codec.KEY_TOKENS))
+_ONE_KEY = codec.KEY_TOKENS[:1]
+_FIELDS = len(codec.PAYLOAD_FIELDS)
+_SEPARATORS = _FIELDS - 1
+#: Where the four checked cells (URL, address, request body, response body) and the two header sets are among a
+#: payload's fields.
+_CELL_AT = tuple(codec.PAYLOAD_FIELDS.index(f) for f in ("request_url", "delivered_to", "request_body", "response_body"))
+_REQ_HEADERS = codec.PAYLOAD_FIELDS.index("request_headers")
+_RESP_HEADERS = codec.PAYLOAD_FIELDS.index("response_headers")
+_FORMULA_STARTS = tuple(sorted(_FORMULA_BYTES))
 
 
 def _cell(value: str) -> str:
@@ -101,6 +129,21 @@ def _byte_cell(value: bytes) -> bytes:
     if b"," in value or b"\n" in value or b"\r" in value:
         return b'"' + value + b'"'
     return value
+
+
+def _doubled_cell(value: bytes) -> bytes:
+    """:func:`_byte_cell` of UTF-8 bytes whose quotes are doubled already."""
+    if value[:1] in _FORMULA_BYTES:
+        value = b"'" + value
+    if b'"' in value or b"," in value or b"\n" in value or b"\r" in value:
+        return b'"' + value + b'"'
+    return value
+
+
+def _needs_quotes(column: Sequence[bytes]) -> bool:
+    """True when a cell of ``column`` holds a quote, a comma or a line break (a few scans of the joined column)."""
+    joined = b"\0".join(column)
+    return b'"' in joined or b"," in joined or b"\n" in joined or b"\r" in joined
 
 
 def _plain_heads(heads: Sequence[bytes]) -> bool:
@@ -133,11 +176,11 @@ class Lines:
         payload`` and the row's :data:`codec.KEY_COLUMNS`. The tail holds the encodings, the name's cell (a CASE over the names given) and CRLF; with no
         name given, it is the encodings' number (:data:`_ENCODINGS`) instead."""
         if not self.name_cells:
-            return f"SELECT rowid, {_HEAD}, {_ERROR}, {_ENCODINGS}, {_FAST_PAYLOAD}, {_KEYS} FROM deliveries", ()
+            return f"SELECT rowid, {_HEAD}, {_ERROR}, {_ENCODINGS}, {_FAST_PAYLOAD}, {_KEY_BLOBS} FROM deliveries", ()
         name = "(CASE webhook_id " + " ".join("WHEN ? THEN ?" for _ in self.name_cells) + " ELSE '' END)"
         params = tuple(x for pair in self.name_cells.items() for x in pair)
         tail = f"CAST({_SUFFIX} || ',' || {name} || char(13, 10) AS BLOB)"
-        return f"SELECT rowid, {_HEAD}, {_ERROR}, {tail}, {_FAST_PAYLOAD}, {_KEYS} FROM deliveries", params
+        return f"SELECT rowid, {_HEAD}, {_ERROR}, {tail}, {_FAST_PAYLOAD}, {_KEY_BLOBS} FROM deliveries", params
 
     def _headers(self, text: str, from_payload: bool) -> str:
         if from_payload and not (self.secret_lower and any(n in text.lower() for n in self.secret_lower)):
@@ -165,19 +208,101 @@ class Lines:
     def lines(self, rows: Sequence[Sequence[Any]]) -> bytes:
         """The CSV bytes of a batch of :meth:`select` rows, in their order.
 
-        A row written by this version (its fields all in the payload, its head plain, no secret name in its
-        headers) is built here from bytes; any other is read again down the general path (:meth:`general`)."""
+        A batch written by this version (every row's fields in its payload, its head plain, no secret name in its
+        headers, every payload referring to the same keys) is built a column at a time (:meth:`_columns`); any
+        other goes row by row (:meth:`_by_row`), and a row that needs it down the general path (:meth:`general`)."""
+        built = self._columns(rows)
+        return built if built is not None else self._by_row(rows)
+
+    def _columns(self, rows: Sequence[Sequence[Any]]) -> bytes | None:
+        """:meth:`lines` a column at a time, with no Python work per row beyond a few list comprehensions, or
+        ``None`` when the batch does not have the shape this needs (then :meth:`_by_row` builds it).
+
+        The payloads are decompressed (``map`` over one dictionary's decompressor) and joined, a row mark
+        (0xF5: never in UTF-8) between two; when every payload holds the same sequence of separators and key
+        bytes (one ``translate`` and one comparison say so), the keys are put back for the whole batch at once
+        (split on the key bytes, interleaved with the key columns), then base64 bodies stored as their text,
+        quotes doubled, and the fields split out: the 6 cells are columns (slices), quoted a column at a time
+        when no cell starts like a formula. Each step is exactly what :func:`codec.unkeyed` and the row by row
+        path do to one row, so the bytes are the same."""
+        n = len(rows)
+        (_, heads, errors, tails, bodies, dict_ids, ids, event_ids, webhook_ids, types, _, millis) = zip(*rows)
+        if None in bodies or not _plain_heads(heads):
+            return None
+        kinds = set(dict_ids)
+        if len(kinds) == 1:
+            packed = list(map(self.coder.decompressor(dict_ids[0][0]), bodies))
+        else:
+            by_kind = {kind: self.coder.decompressor(kind[0]) for kind in kinds}
+            packed = [by_kind[kind](body) for kind, body in zip(dict_ids, bodies)]
+        joined = _ROW.join(packed)
+        if self.secret_bytes:
+            lower = joined.lower()
+            if any(name in lower for name in self.secret_bytes):
+                return None
+        marks = joined.translate(None, _ALL_BUT_MARKS)
+        unit = marks[: marks.find(_ROW) + 1] if n > 1 else marks + _ROW
+        if unit.count(codec.SEPARATOR) != _SEPARATORS or marks + _ROW != unit * n:
+            return None  # payloads of several shapes (or not 8 fields): row by row
+        tokens = unit.translate(None, _ALL_BUT_KEYS)
+        if tokens:
+            if 0xFC in tokens and None in millis:
+                return None  # a delivery time SQLite did not turn into epoch milliseconds: row by row says why
+            columns = (ids, event_ids, webhook_ids, types, millis)
+            width = len(tokens)
+            values: list[Any] = [None] * (width * n)
+            for j, token in enumerate(tokens):
+                values[j::width] = columns[token - 0xF8]
+            merged: list[Any] = [None] * (2 * len(values) + 1)
+            merged[0::2] = joined.translate(_KEYS_AS_ONE).split(_ONE_KEY)
+            merged[1::2] = values
+            joined = b"".join(merged)
+        if b"\xfd" in joined:
+            pieces = codec.EXPANDED_BASE64.split(joined)
+            texts = pieces[1::2]
+            if _ROW in b"".join(texts):
+                return None  # a mark left open in one payload, closed in another: row by row
+            pieces[1::2] = [b2a_base64(text, newline=False) for text in texts]
+            joined = b"".join(pieces)
+        if b'"' in joined:
+            joined = joined.replace(b'"', b'""')
+        joined = joined.replace(_ROW, codec.SEPARATOR)
+        fields = joined.split(codec.SEPARATOR)
+        if len(fields) != _FIELDS * n:
+            return None
+        urls, tos, req_bodies, resp_bodies = (fields[at::_FIELDS] for at in _CELL_AT)
+        if any(any(map(bytes.startswith, column, repeat(_FORMULA_STARTS)))
+               for column in (urls, tos, req_bodies, resp_bodies)):
+            urls, tos, req_bodies, resp_bodies = (list(map(_doubled_cell, column))
+                                                  for column in (urls, tos, req_bodies, resp_bodies))
+        else:
+            urls, tos, req_bodies, resp_bodies = (
+                [b'"' + c + b'"' if b'"' in c or b"," in c or b"\n" in c or b"\r" in c else c for c in column]
+                if _needs_quotes(column) else column for column in (urls, tos, req_bodies, resp_bodies))
+        # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
+        req_headers = [h if h == b"{}" else b'"' + h + b'"' for h in fields[_REQ_HEADERS::_FIELDS]]
+        resp_headers = [h if h == b"{}" else b'"' + h + b'"' for h in fields[_RESP_HEADERS::_FIELDS]]
+        if not self.name_cells:
+            tails = map(_TAILS.__getitem__, tails)
+        return b"".join(map(b",".join, zip(heads, errors, urls, tos, req_headers, resp_headers, req_bodies,
+                                           resp_bodies, tails)))
+
+    def _by_row(self, rows: Sequence[Sequence[Any]]) -> bytes:
+        """:meth:`lines` row by row: a row written by this version (its fields all in the payload, its head plain,
+        no secret name in its headers) is built here from bytes; any other is read again down the general path
+        (:meth:`general`)."""
         plain = _plain_heads([r[1] for r in rows])
-        with_payload = [r for r in rows if r[4] is not None]
-        packed = iter(self.coder.packed_many([r[4] for r in with_payload], [r[5:] for r in with_payload]))
+        decompress = self.coder.decompressor
         secret, formula, sep = self.secret_bytes, _FORMULA_BYTES, codec.SEPARATOR
         tails = None if self.name_cells else _TAILS
         out: list[bytes] = []
         slow: dict[int, int] = {}
-        for rowid, head, error, tail, blob, *_keys in rows:
-            if blob is not None:
-                url, to, req_h, req_b, resp_h, resp_b, _, _ = next(packed).split(sep)
-            if blob is None or not plain and not _plain_heads((head,)) or secret and any(
+        for rowid, head, error, tail, body, dict_id, *keys in rows:
+            if body is not None:
+                keys = [k.decode("utf-8") for k in keys[:4]] + [keys[4]]
+                data = codec.unkeyed(decompress(dict_id[0])(body), keys)
+                url, to, req_h, req_b, resp_h, resp_b, _, _ = data.split(sep)
+            if body is None or not plain and not _plain_heads((head,)) or secret and any(
                     n in req_h.lower() or n in resp_h.lower() for n in secret):
                 slow[rowid] = len(out)
                 out.append(b"")
