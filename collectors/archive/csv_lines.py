@@ -230,16 +230,14 @@ class Lines:
         if None in bodies or not _plain_heads(heads):
             return None
         kinds = set(dict_ids)
+        # Memory: each step below replaces the batch's bytes, so about two copies of it are alive at a time.
         if len(kinds) == 1:
-            packed = list(map(self.coder.decompressor(dict_ids[0][0]), bodies))
+            joined = _ROW.join(map(self.coder.decompressor(dict_ids[0][0]), bodies))
         else:
             by_kind = {kind: self.coder.decompressor(kind[0]) for kind in kinds}
-            packed = [by_kind[kind](body) for kind, body in zip(dict_ids, bodies)]
-        joined = _ROW.join(packed)
-        if self.secret_bytes:
-            lower = joined.lower()
-            if any(name in lower for name in self.secret_bytes):
-                return None
+            joined = _ROW.join([by_kind[kind](body) for kind, body in zip(dict_ids, bodies)])
+        if self.secret_bytes and any(name in joined.lower() for name in self.secret_bytes):
+            return None
         marks = joined.translate(None, _ALL_BUT_MARKS)
         unit = marks[: marks.find(_ROW) + 1] if n > 1 else marks + _ROW
         if unit.count(codec.SEPARATOR) != _SEPARATORS or marks + _ROW != unit * n:
@@ -256,18 +254,22 @@ class Lines:
             merged: list[Any] = [None] * (2 * len(values) + 1)
             merged[0::2] = joined.translate(_KEYS_AS_ONE).split(_ONE_KEY)
             merged[1::2] = values
+            del joined, values
             joined = b"".join(merged)
+            del merged
         if b"\xfd" in joined:
             pieces = codec.EXPANDED_BASE64.split(joined)
             texts = pieces[1::2]
             if _ROW in b"".join(texts):
                 return None  # a mark left open in one payload, closed in another: row by row
             pieces[1::2] = [b2a_base64(text, newline=False) for text in texts]
+            del joined, texts
             joined = b"".join(pieces)
+            del pieces
         if b'"' in joined:
             joined = joined.replace(b'"', b'""')
-        joined = joined.replace(_ROW, codec.SEPARATOR)
-        fields = joined.split(codec.SEPARATOR)
+        fields = joined.replace(_ROW, codec.SEPARATOR).split(codec.SEPARATOR)
+        del joined
         if len(fields) != _FIELDS * n:
             return None
         urls, tos, req_bodies, resp_bodies = (fields[at::_FIELDS] for at in _CELL_AT)
@@ -282,6 +284,7 @@ class Lines:
         # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
         req_headers = [h if h == b"{}" else b'"' + h + b'"' for h in fields[_REQ_HEADERS::_FIELDS]]
         resp_headers = [h if h == b"{}" else b'"' + h + b'"' for h in fields[_RESP_HEADERS::_FIELDS]]
+        del fields
         if not self.name_cells:
             tails = map(_TAILS.__getitem__, tails)
         return b"".join(map(b",".join, zip(heads, errors, urls, tos, req_headers, resp_headers, req_bodies,
