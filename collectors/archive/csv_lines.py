@@ -19,14 +19,17 @@ from __future__ import annotations
 import sqlite3
 from binascii import b2a_base64
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Sequence
 
 from . import codec
 
 __all__ = ["BATCH", "Lines", "neutralize"]
 
-#: Rows read and built at a time.
+#: Rows read at a time.
 BATCH = 500
+#: Rows built a column at a time (a few copies of their bytes stay in the CPU's cache).
+COLUMN_ROWS = 100
 _FORMULA_START = frozenset("=+-@\t\r")
 
 
@@ -83,13 +86,13 @@ _TAILS = (b"utf-8,utf-8,\r\n", b"utf-8,base64,\r\n", b"base64,utf-8,\r\n", b"bas
 #: The payload's zstd frame (after its dictionary byte), then that byte.
 _FAST_PAYLOAD = ("(CASE WHEN " + " AND ".join(f"{codec.PAYLOAD_FIELDS[i]} = ''" for i in _PAYLOAD_CELLS)
                  + " THEN substr(payload, 2) END), substr(payload, 1, 1)")
-#: The row's keys as its payload refers to them (:data:`codec.KEY_COLUMNS`): UTF-8 bytes, the delivery time as
-#: text, then the delivery time as epoch milliseconds (``codec._epoch_ms``) when it is a plain timestamp that
-#: SQLite reads (otherwise NULL: the row by row path works it out, or says why it cannot).
-_KEY_BLOBS = ("CAST(id AS BLOB), CAST(event_id AS BLOB), CAST(webhook_id AS BLOB), CAST(event_type AS BLOB), "
-              "delivered_at, CASE WHEN delivered_at GLOB '[1-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:"
-              "[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' THEN CAST(unixepoch(substr(delivered_at, 1, 19)) "
-              "* 1000 + substr(delivered_at, 21, 3) AS BLOB) END")
+#: The row's delivery time as epoch milliseconds, as ``codec._epoch_ms`` gives it, for a payload referring to it
+#: (its other keys are read from the head): NULL when the time does not end in 6 digits of fraction and a Z or
+#: SQLite does not read it as a date and time (the row by row path then works it out, or says why it cannot).
+#: Payloads :class:`Lines` looks at to decide whether to select :data:`_MILLIS`.
+_SAMPLE = 50
+_MILLIS = ("CASE WHEN length(delivered_at) = 27 AND substr(delivered_at, 20) GLOB '.[0-9][0-9][0-9][0-9][0-9][0-9]Z' "
+           "THEN CAST(unixepoch(substr(delivered_at, 1, 19)) * 1000 + substr(delivered_at, 21, 3) AS BLOB) END")
 _FORMULA_BYTES = frozenset(bytes((c,)) for c in b"=+-@\t\r")
 
 # The column by column path (Lines._columns).
@@ -97,18 +100,23 @@ _FORMULA_BYTES = frozenset(bytes((c,)) for c in b"=+-@\t\r")
 _ROW = b"\xf5"
 _MARKS = frozenset((0xF5, 0xFF, *codec.KEY_TOKENS))
 _ALL_BUT_MARKS = bytes(b for b in range(256) if b not in _MARKS)
-_ALL_BUT_KEYS = bytes(b for b in range(256) if b not in codec.KEY_TOKENS)
+_ALL_BUT_KEYS_AND_ROW = bytes(b for b in range(256) if b not in codec.KEY_TOKENS and b != _ROW[0])
+_HEAD_CELLS = _HEAD_COMMAS + 1
+#: The separators of a payload of 8 fields, and the row mark after it.
+_EIGHT_FIELDS = codec.SEPARATOR * (len(codec.PAYLOAD_FIELDS) - 1) + _ROW
 #: Every key byte as the first (to split on one byte).
 _KEYS_AS_ONE = bytes.maketrans(codec.KEY_TOKENS, codec.KEY_TOKENS[:1] * len(codec.KEY_TOKENS))
 _ONE_KEY = codec.KEY_TOKENS[:1]
 _FIELDS = len(codec.PAYLOAD_FIELDS)
-_SEPARATORS = _FIELDS - 1
-#: Where the four checked cells (URL, address, request body, response body) and the two header sets are among a
-#: payload's fields.
-_CELL_AT = tuple(codec.PAYLOAD_FIELDS.index(f) for f in ("request_url", "delivered_to", "request_body", "response_body"))
-_REQ_HEADERS = codec.PAYLOAD_FIELDS.index("request_headers")
-_RESP_HEADERS = codec.PAYLOAD_FIELDS.index("response_headers")
-_FORMULA_STARTS = tuple(sorted(_FORMULA_BYTES))
+#: The payload's fields in the CSV's order of its 6 cells; which of them are checked (not header sets).
+_CSV_ORDER = tuple(codec.PAYLOAD_FIELDS.index(f) for f in (
+    "request_url", "delivered_to", "request_headers", "response_headers", "request_body", "response_body"))
+_HEADER_COLUMNS = (2, 3)
+_CHECKED = (0, 1, 4, 5)
+_FIRST = itemgetter(slice(None, 1))
+_PIECES = 3 + 2 * len(_CSV_ORDER) + 2
+#: The separator between two cells, by whether the one before and the one after are wrapped in quotes.
+_SEPARATOR = {(False, False): b",", (True, False): b'",', (False, True): b',"', (True, True): b'","'}
 
 
 def _cell(value: str) -> str:
@@ -170,17 +178,32 @@ class Lines:
         self.secret_headers = tuple(secret_headers)
         self.secret_lower = tuple(n.strip().lower() for n in secret_headers if n.strip())
         self.secret_bytes = tuple(n.encode("utf-8") for n in self.secret_lower)
+        self.millis = _MILLIS if self._refers_to_time() else "NULL"
+
+    def _refers_to_time(self) -> bool:
+        """Whether the newest payloads refer to their row's delivery time (MoeGo's ``X-Moe-Timestamp``): then the
+        SELECT has SQLite work out the epoch milliseconds of every row; otherwise it does not (a batch whose
+        payloads refer to it then goes row by row). A guess from a sample: either way the bytes are the same."""
+        for (dict_id, frame) in self.conn.execute(
+                "SELECT substr(payload, 1, 1), substr(payload, 2) FROM deliveries WHERE payload IS NOT NULL "
+                "ORDER BY rowid DESC LIMIT ?", (_SAMPLE,)):
+            try:
+                if codec.KEY_TOKENS[-1:] in self.coder.decompressor(dict_id[0])(frame):
+                    return True
+            except Exception:  # noqa: BLE001 - a payload this cannot read is for the export to report
+                return True
+        return False
 
     def select(self) -> tuple[str, tuple[str, ...]]:
         """The fast path's SELECT (a WHERE to follow) and its parameters: ``rowid, head, error cell, tail,
         payload`` and the row's :data:`codec.KEY_COLUMNS`. The tail holds the encodings, the name's cell (a CASE over the names given) and CRLF; with no
         name given, it is the encodings' number (:data:`_ENCODINGS`) instead."""
         if not self.name_cells:
-            return f"SELECT rowid, {_HEAD}, {_ERROR}, {_ENCODINGS}, {_FAST_PAYLOAD}, {_KEY_BLOBS} FROM deliveries", ()
+            return f"SELECT rowid, {_HEAD}, {_ERROR}, {_ENCODINGS}, {_FAST_PAYLOAD}, {self.millis} FROM deliveries", ()
         name = "(CASE webhook_id " + " ".join("WHEN ? THEN ?" for _ in self.name_cells) + " ELSE '' END)"
         params = tuple(x for pair in self.name_cells.items() for x in pair)
         tail = f"CAST({_SUFFIX} || ',' || {name} || char(13, 10) AS BLOB)"
-        return f"SELECT rowid, {_HEAD}, {_ERROR}, {tail}, {_FAST_PAYLOAD}, {_KEY_BLOBS} FROM deliveries", params
+        return f"SELECT rowid, {_HEAD}, {_ERROR}, {tail}, {_FAST_PAYLOAD}, {self.millis} FROM deliveries", params
 
     def _headers(self, text: str, from_payload: bool) -> str:
         if from_payload and not (self.secret_lower and any(n in text.lower() for n in self.secret_lower)):
@@ -211,6 +234,8 @@ class Lines:
         A batch written by this version (every row's fields in its payload, its head plain, no secret name in its
         headers, every payload referring to the same keys) is built a column at a time (:meth:`_columns`); any
         other goes row by row (:meth:`_by_row`), and a row that needs it down the general path (:meth:`general`)."""
+        if len(rows) > COLUMN_ROWS:
+            return b"".join([self.lines(rows[i:i + COLUMN_ROWS]) for i in range(0, len(rows), COLUMN_ROWS)])
         built = self._columns(rows)
         return built if built is not None else self._by_row(rows)
 
@@ -226,7 +251,7 @@ class Lines:
         when no cell starts like a formula. Each step is exactly what :func:`codec.unkeyed` and the row by row
         path do to one row, so the bytes are the same."""
         n = len(rows)
-        (_, heads, errors, tails, bodies, dict_ids, ids, event_ids, webhook_ids, types, _, millis) = zip(*rows)
+        _, heads, errors, tails, bodies, dict_ids, millis = zip(*rows)
         if None in bodies or not _plain_heads(heads):
             return None
         kinds = set(dict_ids)
@@ -239,18 +264,25 @@ class Lines:
         if self.secret_bytes and any(name in joined.lower() for name in self.secret_bytes):
             return None
         marks = joined.translate(None, _ALL_BUT_MARKS)
-        unit = marks[: marks.find(_ROW) + 1] if n > 1 else marks + _ROW
-        if unit.count(codec.SEPARATOR) != _SEPARATORS or marks + _ROW != unit * n:
-            return None  # payloads of several shapes (or not 8 fields): row by row
-        tokens = unit.translate(None, _ALL_BUT_KEYS)
-        if tokens:
+        if marks.translate(None, codec.KEY_TOKENS) != (_EIGHT_FIELDS * n)[:-1]:
+            return None  # a payload that is not 8 fields: row by row says why
+        tokens = marks.translate(None, _ALL_BUT_KEYS_AND_ROW)
+        if len(tokens) >= n:
             if 0xFC in tokens and None in millis:
                 return None  # a delivery time SQLite did not turn into epoch milliseconds: row by row says why
-            columns = (ids, event_ids, webhook_ids, types, millis)
-            width = len(tokens)
-            values: list[Any] = [None] * (width * n)
-            for j, token in enumerate(tokens):
-                values[j::width] = columns[token - 0xF8]
+            # The keys, from the heads (plain: their first 5 cells are the keys' text as it is).
+            cells = b",".join(heads).split(b",")
+            columns = (cells[0::_HEAD_CELLS], cells[3::_HEAD_CELLS], cells[1::_HEAD_CELLS], cells[2::_HEAD_CELLS],
+                       millis)
+            unit = tokens[: tokens.find(_ROW) + 1] if n > 1 else tokens + _ROW
+            if tokens + _ROW == unit * n:  # every payload refers to the same keys in the same order
+                width = len(unit) - 1
+                values: list[Any] = [None] * (width * n)
+                for j, token in enumerate(unit[:-1]):
+                    values[j::width] = columns[token - 0xF8]
+            else:
+                by_row = list(zip(*columns))
+                values = [keys[token - 0xF8] for row, keys in zip(tokens.split(_ROW), by_row) for token in row]
             merged: list[Any] = [None] * (2 * len(values) + 1)
             merged[0::2] = joined.translate(_KEYS_AS_ONE).split(_ONE_KEY)
             merged[1::2] = values
@@ -272,23 +304,43 @@ class Lines:
         del joined
         if len(fields) != _FIELDS * n:
             return None
-        urls, tos, req_bodies, resp_bodies = (fields[at::_FIELDS] for at in _CELL_AT)
-        if any(any(map(bytes.startswith, column, repeat(_FORMULA_STARTS)))
-               for column in (urls, tos, req_bodies, resp_bodies)):
-            urls, tos, req_bodies, resp_bodies = (list(map(_doubled_cell, column))
-                                                  for column in (urls, tos, req_bodies, resp_bodies))
-        else:
-            urls, tos, req_bodies, resp_bodies = (
-                [b'"' + c + b'"' if b'"' in c or b"," in c or b"\n" in c or b"\r" in c else c for c in column]
-                if _needs_quotes(column) else column for column in (urls, tos, req_bodies, resp_bodies))
-        # Header sets as written: a JSON object (never a formula start), quoted unless "{}".
-        req_headers = [h if h == b"{}" else b'"' + h + b'"' for h in fields[_REQ_HEADERS::_FIELDS]]
-        resp_headers = [h if h == b"{}" else b'"' + h + b'"' for h in fields[_RESP_HEADERS::_FIELDS]]
+        # The 6 cells in CSV order, a column each; wrapped[k]: every cell of column k is to be wrapped in quotes
+        # (done by the separators around it); a column of mixed cells is quoted cell by cell.
+        columns = [fields[at::_FIELDS] for at in _CSV_ORDER]
         del fields
+        firsts: set[bytes] = set()
+        for k in _CHECKED:
+            firsts.update(map(_FIRST, columns[k]))
+        formula = not _FORMULA_BYTES.isdisjoint(firsts)
+        wrapped = [False] * len(columns)
+        for k, column in enumerate(columns):
+            if k in _HEADER_COLUMNS:  # header sets as written: a JSON object (never a formula start), quoted unless "{}"
+                empty = column.count(b"{}")
+                if not empty:
+                    wrapped[k] = True
+                elif empty != n:
+                    columns[k] = [h if h == b"{}" else b'"' + h + b'"' for h in column]
+            elif formula:
+                columns[k] = list(map(_doubled_cell, column))
+            elif sum(map(bytes.__contains__, column, repeat(b'"'))) == n:
+                wrapped[k] = True  # every cell holds a quote (a JSON body): every cell is wrapped
+            elif _needs_quotes(column):
+                columns[k] = [b'"' + c + b'"' if b'"' in c or b"," in c or b"\n" in c or b"\r" in c else c
+                              for c in column]
         if not self.name_cells:
-            tails = map(_TAILS.__getitem__, tails)
-        return b"".join(map(b",".join, zip(heads, errors, urls, tos, req_headers, resp_headers, req_bodies,
-                                           resp_bodies, tails)))
+            tails = list(map(_TAILS.__getitem__, tails))
+        # head , error SEP cell SEP cell ... SEP tail: 17 pieces a row, joined once.
+        edges = [False, *wrapped, False]
+        pieces: list[Any] = [None] * (_PIECES * n)
+        pieces[0::_PIECES] = heads
+        pieces[1::_PIECES] = [b","] * n
+        pieces[2::_PIECES] = errors
+        for k, column in enumerate(columns):
+            pieces[3 + 2 * k::_PIECES] = [_SEPARATOR[edges[k], edges[k + 1]]] * n
+            pieces[4 + 2 * k::_PIECES] = column
+        pieces[_PIECES - 2::_PIECES] = [_SEPARATOR[edges[-2], False]] * n
+        pieces[_PIECES - 1::_PIECES] = tails
+        return b"".join(pieces)
 
     def _by_row(self, rows: Sequence[Sequence[Any]]) -> bytes:
         """:meth:`lines` row by row: a row written by this version (its fields all in the payload, its head plain,
@@ -300,13 +352,15 @@ class Lines:
         tails = None if self.name_cells else _TAILS
         out: list[bytes] = []
         slow: dict[int, int] = {}
-        for rowid, head, error, tail, body, dict_id, *keys in rows:
-            if body is not None:
-                keys = [k.decode("utf-8") for k in keys[:4]] + [keys[4]]
-                data = codec.unkeyed(decompress(dict_id[0])(body), keys)
+        for rowid, head, error, tail, body, dict_id, _ in rows:
+            if body is not None and (plain or _plain_heads((head,))):
+                # A plain head's first 5 cells are the row's keys as they are (codec.KEY_COLUMNS' order differs).
+                did, webhook_id, event_type, event_id, delivered_at = head.decode("utf-8").split(",", 5)[:5]
+                data = codec.unkeyed(decompress(dict_id[0])(body), (did, event_id, webhook_id, event_type, delivered_at))
                 url, to, req_h, req_b, resp_h, resp_b, _, _ = data.split(sep)
-            if body is None or not plain and not _plain_heads((head,)) or secret and any(
-                    n in req_h.lower() or n in resp_h.lower() for n in secret):
+            else:
+                body = None
+            if body is None or secret and any(n in req_h.lower() or n in resp_h.lower() for n in secret):
                 slow[rowid] = len(out)
                 out.append(b"")
                 continue
