@@ -156,14 +156,22 @@ def _needs_quotes(column: Sequence[bytes]) -> bool:
 
 def _plain_heads(heads: Sequence[bytes]) -> bool:
     """True when no cell of these heads (11 cells each, joined by commas) holds a quote, a comma or a line break
-    or starts like a formula: then a head is already the CSV text of its cells. A few scans of the batch, most
-    of them ``memchr`` (a NUL separates the heads: one inside a cell only sends the batch down the careful way)."""
-    joined = b"\0".join(heads)
-    if b'"' in joined or b"\r" in joined or b"\n" in joined or joined.count(b",") != _HEAD_COMMAS * len(heads):
-        return False
-    if b"=" in joined or b"+" in joined or b"@" in joined or b"\t" in joined or joined.count(b"\0") != len(heads) - 1:
-        return False  # rare in a head: look no closer
-    return not (joined[:1] == b"-" or b",-" in joined or b"\0-" in joined)
+    or starts like a formula: then a head is already the CSV text of its cells (:func:`_joined_plain_heads`)."""
+    return _joined_plain_heads(heads) is not None
+
+
+def _joined_plain_heads(heads: Sequence[bytes]) -> bytes | None:
+    """The heads joined by commas when they are plain (:func:`_plain_heads`), else ``None``. A few scans of the
+    batch, most of them ``memchr``: with a comma between two heads, every comma is between two cells exactly
+    when there are 11 cells a head."""
+    joined = b",".join(heads)
+    if b'"' in joined or b"\r" in joined or b"\n" in joined or joined.count(b",") != _HEAD_CELLS * len(heads) - 1:
+        return None
+    if b"=" in joined or b"+" in joined or b"@" in joined or b"\t" in joined:
+        return None  # rare in a head: look no closer
+    if joined[:1] == b"-" or b",-" in joined:
+        return None
+    return joined
 
 
 class Lines:
@@ -252,7 +260,8 @@ class Lines:
         path do to one row, so the bytes are the same."""
         n = len(rows)
         _, heads, errors, tails, bodies, dict_ids, millis = zip(*rows)
-        if None in bodies or not _plain_heads(heads):
+        joined_heads = None if None in bodies else _joined_plain_heads(heads)
+        if joined_heads is None:
             return None
         kinds = set(dict_ids)
         # Memory: each step below replaces the batch's bytes, so about two copies of it are alive at a time.
@@ -271,7 +280,7 @@ class Lines:
             if 0xFC in tokens and None in millis:
                 return None  # a delivery time SQLite did not turn into epoch milliseconds: row by row says why
             # The keys, from the heads (plain: their first 5 cells are the keys' text as it is).
-            cells = b",".join(heads).split(b",")
+            cells = joined_heads.split(b",")
             columns = (cells[0::_HEAD_CELLS], cells[3::_HEAD_CELLS], cells[1::_HEAD_CELLS], cells[2::_HEAD_CELLS],
                        millis)
             unit = tokens[: tokens.find(_ROW) + 1] if n > 1 else tokens + _ROW
@@ -322,11 +331,12 @@ class Lines:
                     columns[k] = [h if h == b"{}" else b'"' + h + b'"' for h in column]
             elif formula:
                 columns[k] = list(map(_doubled_cell, column))
-            elif sum(map(bytes.__contains__, column, repeat(b'"'))) == n:
-                wrapped[k] = True  # every cell holds a quote (a JSON body): every cell is wrapped
             elif _needs_quotes(column):
-                columns[k] = [b'"' + c + b'"' if b'"' in c or b"," in c or b"\n" in c or b"\r" in c else c
-                              for c in column]
+                if sum(map(bytes.__contains__, column, repeat(b'"'))) == n:
+                    wrapped[k] = True  # every cell holds a quote (a JSON body): every cell is wrapped
+                else:
+                    columns[k] = [b'"' + c + b'"' if b'"' in c or b"," in c or b"\n" in c or b"\r" in c else c
+                                  for c in column]
         if not self.name_cells:
             tails = list(map(_TAILS.__getitem__, tails))
         # head , error SEP cell SEP cell ... SEP tail: 17 pieces a row, joined once.
