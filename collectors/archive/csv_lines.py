@@ -4,14 +4,25 @@
 batch at a time, exactly as ``csv.writer`` (QUOTE_MINIMAL, CRLF line ends) writes the cells after each was
 neutralized (:func:`neutralize`: a leading ``'`` on a cell that starts like a formula).
 
-Two paths, the same bytes. The fast path works on bytes (``CAST AS BLOB``: nothing is decoded to text
-to be encoded again): SQLite joins the first 11 cells with ``printf`` (the "head"), checks the error's
-cell, and builds the encodings and the webhook's name (the "tail"); the payload is decompressed a batch
-at a time (:meth:`collectors.archive.codec.Codec.packed_many`) and its 6 cells quoted with bytes operations,
-header sets copied as archived (redacted when written). A row takes the general path, read again and built
-cell by cell, when its head would need a quote or a ``'`` (checked for a whole batch at once), when its
-fields are still in the text columns (archived before the payload column, compaction not done yet; header
-text is then redacted again), or when a header set holds a name given as ``secret_headers``.
+Three paths, the same bytes. All work on bytes (``CAST AS BLOB``: nothing is decoded to text to be encoded
+again): SQLite joins the first 11 cells with ``printf`` (the "head"), checks the error's cell, and builds the
+encodings and the webhook's name (the "tail"); the payload's 6 cells are built in Python, header sets copied as
+archived (redacted when written).
+
+- **A column at a time** (:meth:`Lines._columns`, up to :data:`COLUMN_ROWS` rows): when every head of the batch
+  is plain (one comma-joined check) and every row's fields are in its payload, the payloads are decompressed
+  and joined, their keys put back for the whole batch from the heads' cells (the payload refers to its row's
+  id, event id, webhook, event type and time by one byte each: :mod:`collectors.archive.codec`), base64 bodies
+  stored as their text encoded again, quotes doubled and the fields split out in a few whole-batch byte
+  operations; each of the 6 cells is then a column, quoted for the whole column when every cell (or none)
+  needs it, and the lines are one ``join`` of the pieces. A few copies of the batch's bytes stay in the CPU's
+  cache.
+- **Row by row** (:meth:`Lines._by_row`): any other batch; a payload's keys put back with
+  :func:`collectors.archive.codec.unkeyed`, its cells quoted one at a time.
+- **The general path** (:meth:`Lines.general`): a row read again and built cell by cell, when its head would
+  need a quote or a ``'``, when its fields are still in the text columns (archived before the payload column,
+  compaction not done yet; header text is then redacted again), or when a header set holds a name given as
+  ``secret_headers``.
 """
 
 from __future__ import annotations
@@ -203,9 +214,11 @@ class Lines:
         return False
 
     def select(self) -> tuple[str, tuple[str, ...]]:
-        """The fast path's SELECT (a WHERE to follow) and its parameters: ``rowid, head, error cell, tail,
-        payload`` and the row's :data:`codec.KEY_COLUMNS`. The tail holds the encodings, the name's cell (a CASE over the names given) and CRLF; with no
-        name given, it is the encodings' number (:data:`_ENCODINGS`) instead."""
+        """The SELECT (a WHERE to follow) and its parameters: ``rowid, head, error cell, tail, payload frame,
+        dictionary byte, epoch milliseconds``. The tail holds the encodings, the name's cell (a CASE over the names
+        given) and CRLF; with no name given, it is the encodings' number (:data:`_ENCODINGS`) instead. The payload
+        is NULL for a row whose fields are (partly) in the text columns; the milliseconds are NULL unless the
+        sampled payloads refer to the delivery time (:data:`_MILLIS`)."""
         if not self.name_cells:
             return f"SELECT rowid, {_HEAD}, {_ERROR}, {_ENCODINGS}, {_FAST_PAYLOAD}, {self.millis} FROM deliveries", ()
         name = "(CASE webhook_id " + " ".join("WHEN ? THEN ?" for _ in self.name_cells) + " ELSE '' END)"

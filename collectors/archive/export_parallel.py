@@ -5,7 +5,8 @@ Building CSV lines is Python work (one core at a time per process), so a large e
 hourly rollup (never the rows). Each of ``workers`` processes (forked: they start at once, with nothing to
 import) opens the archive read-only and builds every ``workers``-th slice, oldest first, with
 :class:`collectors.archive.csv_lines.Lines`, sending pieces of about :data:`PIECE_BYTES` down a pipe of its
-own (a thread writes them; at most :data:`_QUEUED` wait). :func:`pieces` takes slice 0 from worker 0, slice 1
+own (widened to hold a whole piece; a thread writes them; at most :data:`_QUEUED` wait) that the reader reads
+straight into one buffer per piece. :func:`pieces` takes slice 0 from worker 0, slice 1
 from worker 1, and so on:
 the bytes come out in the export's order (by ``delivered_at``, then ``id``: slices split on time, so
 their concatenation is the order of the whole), while memory stays a few pieces per worker.
