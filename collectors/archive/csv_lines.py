@@ -115,8 +115,9 @@ _ALL_BUT_KEYS_AND_ROW = bytes(b for b in range(256) if b not in codec.KEY_TOKENS
 _HEAD_CELLS = _HEAD_COMMAS + 1
 #: The separators of a payload of 8 fields, and the row mark after it.
 _EIGHT_FIELDS = codec.SEPARATOR * (len(codec.PAYLOAD_FIELDS) - 1) + _ROW
-#: Every key byte as the first (to split on one byte).
-_KEYS_AS_ONE = bytes.maketrans(codec.KEY_TOKENS, codec.KEY_TOKENS[:1] * len(codec.KEY_TOKENS))
+#: Every key byte as the first (to split on one byte), and the row mark as a separator (once the keys are back,
+#: a row's fields follow the previous row's as if one payload).
+_KEYS_AS_ONE = bytes.maketrans(codec.KEY_TOKENS + _ROW, codec.KEY_TOKENS[:1] * len(codec.KEY_TOKENS) + codec.SEPARATOR)
 _ONE_KEY = codec.KEY_TOKENS[:1]
 _FIELDS = len(codec.PAYLOAD_FIELDS)
 #: The payload's fields in the CSV's order of its 6 cells; which of them are checked (not header sets).
@@ -289,7 +290,8 @@ class Lines:
         if marks.translate(None, codec.KEY_TOKENS) != (_EIGHT_FIELDS * n)[:-1]:
             return None  # a payload that is not 8 fields: row by row says why
         tokens = marks.translate(None, _ALL_BUT_KEYS_AND_ROW)
-        if len(tokens) >= n:
+        keyed = len(tokens) >= n  # some payload refers to its keys (then the row marks go with them)
+        if keyed:
             if 0xFC in tokens and None in millis:
                 return None  # a delivery time SQLite did not turn into epoch milliseconds: row by row says why
             # The keys, from the heads (plain: their first 5 cells are the keys' text as it is).
@@ -314,15 +316,17 @@ class Lines:
         if b"\xfd" in joined:
             pieces = codec.EXPANDED_BASE64.split(joined)
             texts = pieces[1::2]
-            if _ROW in b"".join(texts):
-                return None  # a mark left open in one payload, closed in another: row by row
+            if _ROW in b"".join(texts) or codec.SEPARATOR in b"".join(texts):
+                return None  # a mark left open in one field, closed in another: row by row
             pieces[1::2] = [b2a_base64(text, newline=False) for text in texts]
             del joined, texts
             joined = b"".join(pieces)
             del pieces
         if b'"' in joined:
             joined = joined.replace(b'"', b'""')
-        fields = joined.replace(_ROW, codec.SEPARATOR).split(codec.SEPARATOR)
+        if not keyed:
+            joined = joined.replace(_ROW, codec.SEPARATOR)
+        fields = joined.split(codec.SEPARATOR)
         del joined
         if len(fields) != _FIELDS * n:
             return None
