@@ -9,7 +9,7 @@ again): SQLite joins the first 11 cells with ``printf`` (the "head"), checks the
 encodings and the webhook's name (the "tail"); the payload's 6 cells are built in Python, header sets copied as
 archived (redacted when written).
 
-- **A column at a time** (:meth:`Lines._columns`, up to :data:`COLUMN_ROWS` rows): when every head of the batch
+- **A column at a time** (:meth:`Lines._columns`, about :data:`COLUMN_BYTES` of payload at a time): when every head of the batch
   is plain (one comma-joined check) and every row's fields are in its payload, the payloads are decompressed
   and joined, their keys put back for the whole batch from the heads' cells (the payload refers to its row's
   id, event id, webhook, event type and time by one byte each: :mod:`collectors.archive.codec`), base64 bodies
@@ -39,8 +39,10 @@ __all__ = ["BATCH", "Lines", "neutralize"]
 
 #: Rows read at a time.
 BATCH = 500
-#: Rows built a column at a time (a few copies of their bytes stay in the CPU's cache).
-COLUMN_ROWS = 100
+#: Compressed payload bytes built a column at a time, about (some 80 KB once decompressed: a few copies of them stay
+#: in the CPU's cache), in at least :data:`MIN_COLUMN_ROWS` rows.
+COLUMN_BYTES = 8_192
+MIN_COLUMN_ROWS = 32
 _FORMULA_START = frozenset("=+-@\t\r")
 
 
@@ -151,6 +153,12 @@ def _byte_cell(value: bytes) -> bytes:
     return value
 
 
+def _column_rows(rows: Sequence[Sequence[Any]]) -> int:
+    """Rows of this batch to build a column at a time: :data:`COLUMN_BYTES` of payload, guessed from three rows."""
+    sizes = [len(rows[i][4] or b"") for i in (0, len(rows) // 2, -1)] if rows else [0]
+    return max(MIN_COLUMN_ROWS, COLUMN_BYTES * 3 // max(1, sum(sizes)))
+
+
 def _doubled_cell(value: bytes) -> bytes:
     """:func:`_byte_cell` of UTF-8 bytes whose quotes are doubled already."""
     if value[:1] in _FORMULA_BYTES:
@@ -256,8 +264,12 @@ class Lines:
         A batch written by this version (every row's fields in its payload, its head plain, no secret name in its
         headers, every payload referring to the same keys) is built a column at a time (:meth:`_columns`); any
         other goes row by row (:meth:`_by_row`), and a row that needs it down the general path (:meth:`general`)."""
-        if len(rows) > COLUMN_ROWS:
-            return b"".join([self.lines(rows[i:i + COLUMN_ROWS]) for i in range(0, len(rows), COLUMN_ROWS)])
+        step = _column_rows(rows)
+        if len(rows) > step:
+            return b"".join([self._lines(rows[i:i + step]) for i in range(0, len(rows), step)])
+        return self._lines(rows)
+
+    def _lines(self, rows: Sequence[Sequence[Any]]) -> bytes:
         built = self._columns(rows)
         return built if built is not None else self._by_row(rows)
 

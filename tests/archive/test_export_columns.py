@@ -133,15 +133,20 @@ class _Paths:
         monkeypatch.setattr(csv_lines.Lines, "_columns", counted)
 
 
-@pytest.mark.parametrize("column_rows", [7, 100])
+@pytest.mark.parametrize("column_rows", [7, 100, None])
 def test_batches_built_a_column_at_a_time_hold_the_bytes_exported_before_payloads(
-        archives, column_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        archives, column_rows: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     path, expected, _ = archives
-    monkeypatch.setattr(csv_lines, "COLUMN_ROWS", column_rows)
+    if column_rows is not None:
+        monkeypatch.setattr(csv_lines, "_column_rows", lambda rows: column_rows)
     paths = _Paths(monkeypatch)
     assert _export(path) == expected
-    # Both paths ran: the 4 batches holding a delivery id with a comma row by row, every other a column at a time.
-    assert paths.by_row == 4 and paths.columns >= 8, (paths.columns, paths.by_row)
+    # Both paths ran: the batches holding a delivery id with a comma (4 of them) row by row, every other a column
+    # at a time.
+    if column_rows is not None:
+        assert paths.by_row == 4 and paths.columns >= 8, (paths.columns, paths.by_row)
+    else:
+        assert 1 <= paths.by_row <= 4 and paths.columns >= 1, (paths.columns, paths.by_row)
 
 
 def test_a_redacted_header_name_gives_the_bytes_it_gave_before(archives) -> None:
