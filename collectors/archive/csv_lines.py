@@ -264,6 +264,8 @@ class Lines:
         A batch written by this version (every row's fields in its payload, its head plain, no secret name in its
         headers, every payload referring to the same keys) is built a column at a time (:meth:`_columns`); any
         other goes row by row (:meth:`_by_row`), and a row that needs it down the general path (:meth:`general`)."""
+        if not rows:
+            return b""
         step = _column_rows(rows)
         if len(rows) > step:
             return b"".join([self._lines(rows[i:i + step]) for i in range(0, len(rows), step)])
@@ -296,8 +298,11 @@ class Lines:
         else:
             by_kind = {kind: self.coder.decompressor(kind[0]) for kind in kinds}
             joined = _ROW.join([by_kind[kind](body) for kind, body in zip(dict_ids, bodies)])
-        if self.secret_bytes and any(name in joined.lower() for name in self.secret_bytes):
-            return None
+        if self.secret_bytes:
+            lower = joined.lower()
+            if any(name in lower for name in self.secret_bytes):
+                return None  # a header set may name one: row by row looks
+            del lower
         marks = joined.translate(None, _ALL_BUT_MARKS)
         if marks.translate(None, codec.KEY_TOKENS) != (_EIGHT_FIELDS * n)[:-1]:
             return None  # a payload that is not 8 fields: row by row says why
