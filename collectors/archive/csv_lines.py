@@ -209,12 +209,12 @@ class Lines:
         self.millis = _MILLIS if self._refers_to_time() else "NULL"
 
     def _refers_to_time(self) -> bool:
-        """Whether the newest payloads refer to their row's delivery time (MoeGo's ``X-Moe-Timestamp``): then the
+        """Whether the newest payloads (among the newest rows) refer to their row's delivery time (MoeGo's ``X-Moe-Timestamp``): then the
         SELECT has SQLite work out the epoch milliseconds of every row; otherwise it does not (a batch whose
         payloads refer to it then goes row by row). A guess from a sample: either way the bytes are the same."""
         for (dict_id, frame) in self.conn.execute(
-                "SELECT substr(payload, 1, 1), substr(payload, 2) FROM deliveries WHERE payload IS NOT NULL "
-                "ORDER BY rowid DESC LIMIT ?", (_SAMPLE,)):
+                "SELECT substr(payload, 1, 1), substr(payload, 2) FROM (SELECT payload FROM deliveries ORDER BY rowid "
+                "DESC LIMIT ?) WHERE payload IS NOT NULL LIMIT ?", (20 * _SAMPLE, _SAMPLE)):
             try:
                 if codec.KEY_TOKENS[-1:] in self.coder.decompressor(dict_id[0])(frame):
                     return True
