@@ -7,7 +7,7 @@ wall time and by CPU time (every process of the export counted: its workers too)
 memory of the export: the largest RSS any one of its processes reached, and the largest sum over them,
 sampled every 10 ms while it runs (a worker's pages shared with the parent count twice: an upper bound).
 
-``python -m bench.export [--rows 1000000] [--repeat 3]`` does it on the synthetic archive of ``--rows`` rows
+``python -m bench.export [--rows 1000000] [--repeat 3] [--against /work/main]`` does it on the synthetic archive of ``--rows`` rows
 (:func:`bench.archive_gen.cached_archive`, text columns: the baseline's) and a compacted copy of it (ours;
 cached beside it, so a rerun is quick). :mod:`bench.storage` does it on the full-volume-like archive.
 """
@@ -64,7 +64,8 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int, int, bytes]:
+def _run(argv: list[str], stdout_path: Path, env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> tuple[float, float, int, int, bytes]:
     """Wall seconds, CPU seconds (the process and its descendants), the largest RSS of one process (bytes),
     the largest RSS summed over the process tree (both sampled every 10 ms) and the stderr of a subprocess.
 
@@ -73,7 +74,7 @@ def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int, int, by
     peak_sum, peak_one = [0], [0]
     with open(stdout_path, "wb") as out:
         started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env, cwd=cwd)
         done = threading.Event()
 
         def sample() -> None:
@@ -96,31 +97,56 @@ def _run(argv: list[str], stdout_path: Path) -> tuple[float, float, int, int, by
     return wall, usage.ru_utime + usage.ru_stime, peak_one[0], peak_sum[0], said
 
 
-def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int) -> list[str]:
-    """The lines of the export row: ours on ``ours_db`` vs ``sqlite3 -csv`` on ``baseline_db`` (same rows)."""
+def _export_argv(db: Path) -> list[str]:
+    return [sys.executable, "-m", "collectors", "export", "--since", "0001-01-01", "--until", "9999-12-31",
+            "--db", str(db), "--out", "-"]
+
+
+def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int,
+            against: Path | None = None) -> list[str]:
+    """The lines of the export row: ours on ``ours_db`` vs ``sqlite3 -csv`` on ``baseline_db`` (same rows), and,
+    with ``against`` (another checkout, e.g. main's), that version's export on ``ours_db`` too, alternately."""
     sqlite3_cli = shutil.which("sqlite3")
     if not sqlite3_cli:
         return ["export vs sqlite3 -csv: skipped (install Debian's sqlite3)"]
-    ours_argv = [sys.executable, "-m", "collectors", "export", "--since", "0001-01-01", "--until", "9999-12-31",
-                 "--db", str(ours_db), "--out", "-"]
     base_argv = [sqlite3_cli, "-csv", "-readonly", str(baseline_db),
                  f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY delivered_key, id"]
-    ours, base = [], []
+    other_env = {**os.environ, "PYTHONPATH": str(against)} if against is not None else None
+    if other_env is not None:
+        found = subprocess.run([sys.executable, "-c", "import collectors; print(collectors.__file__)"], env=other_env,
+                               cwd=against, capture_output=True, text=True).stdout.strip()
+        if not found.startswith(str(against)):
+            raise RuntimeError(f"--against {against}: its `python -m collectors` imports {found or 'nothing'}")
+    ours, base, other = [], [], []
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     for _ in range(repeat):
-        ours.append(_run(ours_argv, work / "ours.csv"))
+        ours.append(_run(_export_argv(ours_db), work / "ours.csv"))
+        if other_env is not None:
+            # From its folder: `python -m` puts the working directory first on sys.path, before PYTHONPATH.
+            other.append(_run(_export_argv(ours_db), work / "other.csv", env=other_env, cwd=against))
         base.append(_run(base_argv, work / "base.csv"))
+    load_after = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]  # noqa: E731
+    walls = lambda xs: ", ".join(f"{x[0]:.2f}" for x in xs)  # noqa: E731
     said = ours[-1][4].decode(errors="replace")  # "exported N deliveries (sha256 ...)"
     written = "all" if f"exported {rows:,} deliveries" in said else f"NOT all: {said.strip()}"
-    return [
-        f"export of {rows:,} rows vs sqlite3 -csv (same columns and order; ours decompresses), load {load}: "
-        f"{med(base, 0) / med(ours, 0):.2f}x the rows/s by wall ({rows / med(ours, 0):,.0f} vs {rows / med(base, 0):,.0f} "
-        f"rows/s; walls {', '.join(f'{x[0]:.2f}' for x in ours)} s vs {', '.join(f'{x[0]:.2f}' for x in base)} s), "
+    lines = [
+        f"export of {rows:,} rows vs sqlite3 -csv (same columns and order; ours decompresses), load {load} -> "
+        f"{load_after}: {med(base, 0) / med(ours, 0):.2f}x the rows/s by wall ({rows / med(ours, 0):,.0f} vs "
+        f"{rows / med(base, 0):,.0f} rows/s; walls {walls(ours)} s vs {walls(base)} s), "
         f"{med(base, 1) / med(ours, 1):.2f}x by CPU ({med(ours, 1):.1f} s vs {med(base, 1):.1f} s, every process)",
         f"export peak RSS: {max(x[2] for x in ours) / 1e6:,.0f} MB in one process, {max(x[3] for x in ours) / 1e6:,.0f} MB "
         f"summed over its processes (sqlite3 -csv {max(x[2] for x in base) / 1e6:,.0f} MB); rows written {written}",
     ]
+    if other:
+        same = other[-1][4].split(b"(sha256 ")[-1] == ours[-1][4].split(b"(sha256 ")[-1]
+        lines.append(
+            f"{against}'s export, same runs: {med(base, 0) / med(other, 0):.2f}x sqlite3 -csv's rows/s by wall "
+            f"(walls {walls(other)} s), {med(base, 1) / med(other, 1):.2f}x by CPU ({med(other, 1):.1f} s); this one "
+            f"{med(other, 0) / med(ours, 0):.2f}x its rows/s by wall, {med(other, 1) / med(ours, 1):.2f}x by CPU; peak "
+            f"RSS {max(x[2] for x in other) / 1e6:,.0f} MB / {max(x[3] for x in other) / 1e6:,.0f} MB summed; "
+            f"{'the same' if same else 'NOT the same'} sha256")
+    return lines
 
 
 def compacted_copy(rows: int, log=print) -> tuple[Path, Path]:
@@ -143,12 +169,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout (e.g. /work/main) whose export runs alongside")
     args = parser.parse_args()
     plain, packed = compacted_copy(args.rows)
     work = CACHE_DIR / "export-work"
     work.mkdir(exist_ok=True)
     try:
-        for line in measure(plain, packed, work, args.rows, args.repeat):
+        for line in measure(plain, packed, work, args.rows, args.repeat, args.against):
             print(line, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

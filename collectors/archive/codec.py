@@ -38,7 +38,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import zstandard as zstd
@@ -53,6 +53,9 @@ __all__ = [
     "CODEC_DDL",
     "TRAIN_AT",
     "Codec",
+    "KEY_TOKENS",
+    "EXPANDED_BASE64",
+    "unkeyed",
     "pack",
     "unpack",
     "canonical_headers",
@@ -214,6 +217,14 @@ def _unkeyed(data: bytes, keys: Sequence[str]) -> bytes:
     return data
 
 
+#: The bytes standing for the row's :data:`KEY_COLUMNS`, in their order (module docstring).
+KEY_TOKENS = b"\xf8\xf9\xfa\xfb\xfc"
+#: A base64 string of the request body stored as its text (``0xFD <text> 0xFE``; group 1: the text).
+EXPANDED_BASE64 = _B64_EXPANDED
+#: :func:`unkeyed` is the inverse of the encoder's key replacement (public for batch decoders).
+unkeyed = _unkeyed
+
+
 def pack(values: Sequence[str]) -> bytes:
     """The UTF-8 texts of ``values`` separated by the byte 0xFF, which UTF-8 text never holds."""
     return b"\xff".join(v.encode("utf-8") for v in values)
@@ -299,6 +310,13 @@ class Codec:
         """:meth:`decode` of each blob with the keys of its row (same order)."""
         decode = self.decode
         return [decode(b, k) for b, k in zip(blobs, keys, strict=True)]
+
+    def decompressor(self, dict_id: int) -> Callable[[bytes], bytes]:
+        """The function that decompresses the zstd frame of a payload BLOB compressed with dictionary ``dict_id``
+        (the BLOB after its first byte, which is ``dict_id``), its keys not restored (:func:`unkeyed` does):
+        for a reader that restores a whole batch's keys at once (the export). ``ValueError`` for a dictionary the
+        archive does not hold."""
+        return self._decoder(dict_id).decompress
 
     def packed_many(self, blobs: Sequence[bytes], keys: Sequence[Sequence[str]]) -> list[bytes]:
         """Each payload BLOB decompressed and given back its row's ``keys`` (:data:`KEY_COLUMNS`, same order as

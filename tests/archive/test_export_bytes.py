@@ -207,6 +207,7 @@ def test_a_worker_killed_mid_export_fails_the_export_at_once(mixed, monkeypatch:
     monkeypatch.setattr(export_parallel, "SLICE_ROWS", 150)
     monkeypatch.setattr(export_parallel, "PARALLEL_FROM", 300)
     monkeypatch.setattr(export_parallel, "PIECE_BYTES", 20_000)
+    monkeypatch.setattr(export_parallel, "_PIPE_BYTES", 4_096)  # a pipe of 1 MiB would hold all of worker 1's slices
     filters = filters_for_status(SINCE, UNTIL)
     conn = archive.connect(path, readonly=True)
     source = export_parallel.pieces(conn, filters, export_parallel.plan(conn, filters, filters.window(NOW)), workers=2)
