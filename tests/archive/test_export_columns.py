@@ -163,27 +163,6 @@ def test_payloads_that_refer_to_the_time_though_the_newest_do_not_export_the_sam
     assert _export(path) == expected
 
 
-def test_a_time_sqlite_cannot_read_is_worked_out_row_by_row(tmp_path: Path) -> None:
-    """A delivery time the codec reads (it looks at digits only) but SQLite does not: that row's batch goes row
-    by row and its payload gets the same time back."""
-    deliveries = moego_like(300)
-    path, _, _ = _archives(tmp_path, deliveries)
-    odd = deliveries[123]
-    stamp = format_timestamp(odd.delivered_at)
-    edited = stamp[:13] + "h" + stamp[14:]  # 2026-11-19T23h58:...: the same epoch milliseconds to the codec
-    for db in (path, tmp_path / "reference.db"):
-        conn = sqlite3.connect(db)
-        with conn:
-            conn.execute("UPDATE deliveries SET delivered_at = ? WHERE id = ?", (edited, odd.id))
-        conn.close()
-    conn = sqlite3.connect(tmp_path / "reference.db")
-    expected = legacy_csv(conn, format_timestamp(SINCE), format_timestamp(UNTIL))
-    conn.close()
-    got = _export(path)
-    assert got == expected and f"{edited}".encode() in got
-    assert f'[""{_epoch_ms(odd.delivered_at)}""]'.encode() in got  # X-Moe-Timestamp, as MoeGo sent it
-
-
 def test_closing_a_parallel_export_before_reading_it_stops_its_workers(archives,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     path, _, _ = archives
