@@ -139,7 +139,10 @@ def test_stopped_between_pages_then_resumed_loses_nothing_and_counts_nothing_twi
 
     first = collect(settings, client=client, now=fake.now, stop=stop, progress=progress, chunk=LONG)
     assert first.outcome == "interrupted" and not first.ok
-    assert first.pages == 2 + 5  # both webhooks' slices at the retention edge first, then five pages
+    # Both webhooks' slices at the retention edge first, then the pages up to the stop: progress is reported
+    # for committed pages only, and the writer commits a few at a time, so the stop set at the fifth is seen
+    # after the rest of that batch was committed (and reported).
+    assert len(seen) >= 5 and first.pages == 2 + len(seen)
     assert len(archived_ids(settings)) == first.new
     state = query(settings, "SELECT webhook_id, chunk_start, chunk_end, page_token FROM sync_state WHERE page_token IS NOT NULL")
     assert len(state) == 1  # the resume position was committed with the last page
