@@ -64,7 +64,7 @@ from .config import Settings
 from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
 from .overlap import reread_span
 from .redaction import scrub_secrets
-from .fanout import ArchiveWriter
+from .fanout import ArchiveWriter, few_collections
 from .prefetch import Prefetched, prefetch
 
 __all__ = [
@@ -413,9 +413,10 @@ def sync_window(settings: Settings, conn: sqlite3.Connection | None, client: Moe
             raise ValueError("sync_window needs conn or db")
         own = ArchiveWriter(conn)  # this thread's: its batch is committed before this returns, whatever happens
         try:
-            return sync_window(settings, None, client, webhook_id, clock=clock, since=since, stop=stop,
-                               progress=progress, chunk=chunk, label=label, edge_only=edge_only, overlap=overlap,
-                               db=own, read_ahead=read_ahead)
+            with few_collections():
+                return sync_window(settings, None, client, webhook_id, clock=clock, since=since, stop=stop,
+                                   progress=progress, chunk=chunk, label=label, edge_only=edge_only, overlap=overlap,
+                                   db=own, read_ahead=read_ahead)
         finally:
             own.close()
     now = clock.start
