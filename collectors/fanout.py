@@ -30,7 +30,7 @@ bookkeeping, its end, a stop), when the workers are done, and when the writer cl
 - Rows are visible to readers (the dashboard's live tail) at most :data:`BATCH_AGE_S` after their
   page was saved, plus the time one page takes to save: the owner commits a batch that old on its
   next page, while waiting for work (:meth:`ArchiveWriter.serve`), or when the sync it runs waits
-  for MoeGo (:meth:`ArchiveWriter.flush_if_due` with the time :meth:`ArchiveWriter.due_in` says).
+  for MoeGo longer than :meth:`ArchiveWriter.due_in` says.
 """
 
 from __future__ import annotations
@@ -244,11 +244,6 @@ class ArchiveWriter:
         """On the owner's thread: seconds until the open batch should be committed (``None``: nothing
         pending). Elsewhere always ``None``: the owner's :meth:`serve` keeps time then."""
         return self.batch.due_in() if threading.get_ident() == self._owner else None
-
-    def flush_if_due(self) -> None:
-        """On the owner's thread: commit the open batch if it is old enough."""
-        if threading.get_ident() == self._owner and self.batch.due_in() == 0.0:
-            self.batch.flush()
 
     def flush(self) -> None:
         """Commit the open batch now (pages saved so far become visible)."""

@@ -355,7 +355,7 @@ class _Sync:
         if due is None or not isinstance(pages, Prefetched):
             return
         if not pages.wait(due):
-            self.db.flush_if_due()
+            self.db.flush()  # waited until the batch was due, and MoeGo has not answered yet
 
     def _check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
