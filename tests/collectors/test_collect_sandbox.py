@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import threading
 import time
 from datetime import timedelta
@@ -30,6 +29,7 @@ from .conftest import (
     sandbox_now,
     sandbox_settings,
     start_cli,
+    writing,
 )
 
 CONTENT = ("id, webhook_id, event_type, event_id, request_headers, request_body, response_status, response_body, "
@@ -111,19 +111,6 @@ def archived(db_path: Path) -> int:
         return db_rows(db_path, "SELECT COUNT(*) FROM deliveries")[0][0]
     except Exception:  # the archive may not have its tables yet
         return 0
-
-
-def writing(db_path: Path) -> bool:
-    """Whether another connection holds the archive's write lock (the collector inside a transaction)."""
-    probe = sqlite3.connect(db_path, timeout=0)
-    try:
-        probe.execute("BEGIN IMMEDIATE")
-        probe.execute("ROLLBACK")
-        return False
-    except sqlite3.OperationalError:
-        return True
-    finally:
-        probe.close()
 
 
 def test_a_collector_killed_mid_backfill_resumes_with_nothing_lost_or_doubled(tmp_path):
