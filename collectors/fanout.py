@@ -97,8 +97,9 @@ class WriterClosed(Exception):
     """The writer stopped (the pass ended or crashed) before it could run this work."""
 
 
-class BatchLost(Exception):
-    """A batch of pages was rolled back after a failed write, so no later page may be saved by this writer."""
+class BatchLost(sqlite3.DatabaseError):
+    """A batch of pages was rolled back after a failed write, so no later page may be saved by this writer
+    (an archive error: the CLI reports it on one line like any other)."""
 
 
 class PageBatch:
