@@ -10,7 +10,8 @@
   ``moego-monitor collect --concurrency N`` into a new archive, for each N of :data:`CONCURRENCIES` (one
   webhook at a time, then the default) against the same sandbox, one after the other: wall time, and
   entries per CPU-second of the collector process (its user + system time), against the sandbox's own
-  CPU over the same collection.
+  CPU over the same collection; printed beside it: user and system CPU, bytes the collector wrote and read
+  per entry (``/proc/<pid>/io``: the WAL, checkpoints, archive pages read back from the OS) and the WAL's peak.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import resource
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,6 +113,35 @@ def _sandbox(volume: str) -> Iterator[tuple[str, int]]:
         yield base, proc.pid
 
 
+class _IoWatch:
+    """Samples a running process's ``/proc/<pid>/io`` (bytes passed to write/read calls: the WAL, checkpoints,
+    pages read back from the OS) and the largest size of a WAL file, every 0.2 s until :meth:`stop`."""
+
+    def __init__(self, pid: int, wal: Path) -> None:
+        self.written = self.read = self.wal_peak = 0
+        self._pid, self._wal = pid, wal
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            try:
+                fields = dict(line.split(": ") for line in Path(f"/proc/{self._pid}/io").read_text().splitlines())
+                self.written, self.read = int(fields["wchar"]), int(fields["rchar"])
+            except (OSError, ValueError, KeyError):
+                pass
+            try:
+                self.wal_peak = max(self.wal_peak, self._wal.stat().st_size)
+            except OSError:
+                pass
+            self._done.wait(0.2)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def backfill(bench: Bench, extra: tuple[str, ...] = ()) -> list[Row]:
     volume = "demo" if bench.quick else "full"
     rows: list[Row] = []
@@ -129,18 +160,24 @@ def _backfill_once(bench: Bench, volume: str, base: str, sandbox_pid: int, extra
     sandbox_before = _cpu_of(sandbox_pid)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "collectors", "collect", "--db", str(db), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "collectors", "collect", "--db", str(db), *extra],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    io = _IoWatch(proc.pid, Path(f"{db}-wal"))
+    out, err = proc.communicate()
+    io.stop()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sandbox_cpu = _cpu_of(sandbox_pid) - sandbox_before
-    if done.returncode != 0:
-        raise RuntimeError(f"collect failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-    cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"collect failed: {(err or out).strip().splitlines()[-1:]}")
+    user, system = after.ru_utime - children.ru_utime, after.ru_stime - children.ru_stime
+    cpu = user + system
     with archive.open_archive(db, readonly=True) as conn:
         entries = conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
     label = f"{volume} backfill from the sandbox ({entries:,} entries, {' '.join(extra)})"
-    print(f"  ({label}: {wall:.0f} s wall, load {load()})", flush=True)
+    print(f"  ({label}: {wall:.0f} s wall, {user:.0f} s user + {system:.0f} s system CPU, "
+          f"{io.written / entries / 1024:,.1f} KiB written and {io.read / entries / 1024:,.1f} KiB read per entry "
+          f"(write/read syscalls), WAL peak {io.wal_peak / 1e6:,.0f} MB; load {load()})", flush=True)
     return [
         Row(f"{label}: collector CPU", f"{entries / cpu:,.0f} entries/CPU-s",
             f"sandbox {entries / sandbox_cpu:,.0f} entries/CPU-s" if sandbox_cpu else "-",

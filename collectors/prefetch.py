@@ -33,6 +33,7 @@ class Prefetched(Generic[T]):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._finished = False
+        self._ready: tuple | None = None  # an entry taken off the queue by wait(), handed out by the next next()
         self._thread = threading.Thread(target=self._run, args=(source,), name="moego-prefetch", daemon=True)
         self._thread.start()
 
@@ -69,13 +70,26 @@ class Prefetched(Generic[T]):
     def __next__(self) -> T:
         if self._finished:
             raise StopIteration
-        item, error = self._queue.get()
+        if self._ready is not None:
+            (item, error), self._ready = self._ready, None
+        else:
+            item, error = self._queue.get()
         if item is _DONE:
             self._finished = True
             if error is not None:
                 raise error
             raise StopIteration
         return item
+
+    def wait(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the next item (or the end) to be ready; whether it is."""
+        if self._finished or self._ready is not None:
+            return True
+        try:
+            self._ready = self._queue.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return False
+        return True
 
     def close(self) -> None:
         """Stop reading ahead; items not taken are dropped."""

@@ -13,9 +13,11 @@ How one webhook is synced (nothing here relies on the order MoeGo lists entries 
    The overlap re-reads recent entries, which change while MoeGo retries them.
 2. The window is read in time chunks, oldest first (what expires soonest is saved first), each
    with ``ListWebhookDeliveries`` filtered on ``deliveryTime``, page by page.
-3. Each page is committed in ONE transaction with the position to resume from (the chunk and the
+3. Each page is written in the same transaction as the position to resume from (the chunk and the
    next page's token, in ``sync_state``) and, on the chunk's last page, the chunk's coverage
-   interval. Coverage therefore never claims more than is committed. Coverage is clipped at the
+   interval; the writer commits a few pages per transaction (:mod:`collectors.fanout`: at most
+   ``BATCH_ROWS`` entries or ``BATCH_AGE_S`` seconds), so a commit always holds whole pages with the
+   positions after them. Coverage therefore never claims more than is committed. Coverage is clipped at the
    retention start of the moment the chunk's last page was read: entries older than that may have
    been deleted upstream before they were read.
 4. A killed collector resumes from ``sync_state``: the saved chunk continues from the saved token
@@ -23,8 +25,9 @@ How one webhook is synced (nothing here relies on the order MoeGo lists entries 
    re-reading harmless), then the rest of the window is planned from the new watermark. A saved
    chunk reaching back to within :data:`RESUME_MARGIN` of the retention start is re-planned
    instead, because deletions at the retention edge could shift a position-based token.
-5. ``stop`` (a ``threading.Event``) is checked between pages, never inside a transaction: the sync
-   ends ``interrupted`` and the next one resumes.
+5. ``stop`` (a ``threading.Event``) is checked between pages: the sync ends ``interrupted``, every
+   page saved so far is committed (the writer's batch is committed before the sync returns), and the
+   next one resumes.
 
 A page that cannot be read (wrong key, unreachable host, limits outlasting the client's retries,
 a malformed answer) ends that webhook's sync as ``failed`` with one line saying why; nothing of
@@ -48,7 +51,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, TypeVar
+from typing import Callable
 from urllib.parse import urlparse
 
 
@@ -61,7 +64,8 @@ from .config import Settings
 from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
 from .overlap import reread_span
 from .redaction import scrub_secrets
-from .prefetch import prefetch
+from .fanout import ArchiveWriter, few_collections
+from .prefetch import Prefetched, prefetch
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -94,10 +98,10 @@ EDGE_CHUNK = timedelta(minutes=15)
 RESUME_MARGIN = timedelta(minutes=5)
 
 ProgressCallback = Callable[["SyncProgress"], None]
-_T = TypeVar("_T")
-#: How a sync reaches the archive: ``db(fn)`` runs ``fn(conn)`` where the connection lives (directly, or on
-#: the pass's one writer thread: :class:`collectors.fanout.ArchiveWriter`) and returns its result.
-ArchiveAccess = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+#: How a sync reaches the archive: ``db(fn)`` runs ``fn(conn)`` where the connection lives (on this thread, or
+#: on the pass's one writer thread) and returns its result; ``db.page(fn, ...)`` saves a page in the writer's
+#: open batch of pages (:class:`collectors.fanout.ArchiveWriter`).
+ArchiveAccess = ArchiveWriter
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,8 @@ class _Sync:
     read_ahead: int = 2
 
     def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
-        """Read one chunk from ``page_token`` (or its first page), committing page by page."""
+        """Read one chunk from ``page_token`` (or its first page), saving page by page (each with its
+        resume position; the writer commits them a few pages at a time: :mod:`collectors.fanout`)."""
         # The next page is fetched and parsed while this one is saved (collectors.prefetch); with
         # read_ahead=0 this thread fetches them itself (other webhooks' workers overlap the writer then).
         source = self.client.iter_delivery_pages(
@@ -302,6 +307,7 @@ class _Sync:
         try:
             while True:
                 self._check_stop()
+                self._commit_while_waiting(pages)
                 page = next(pages, None)
                 if page is None:
                     return
@@ -316,28 +322,40 @@ class _Sync:
                     _reject(validate.check_page(deliveries, webhook_id=webhook_id, start=chunk.start, end=chunk.end,
                                                 page_size=self.settings.page_size,
                                                 archived_under=archived_under(conn, [d.id for d in deliveries])))
-                    with archive.transaction(conn):
-                        saved = save_deliveries(conn, deliveries, seen_at=self.clock.now(),
-                                                secret_headers=self.settings.secret_headers)
-                        if self.resumable:
-                            _set_position(conn, webhook_id, None if last else _Position(chunk, page.next_page_token))
-                        if last:
-                            read_at = self.clock.now()
-                            covered = Interval(max(chunk.start, retention_start(read_at)),
-                                               min(chunk.end, read_at - SETTLE))
-                            if covered.start < covered.end:
-                                record_interval(conn, webhook_id, covered)
+                    # Inside the writer's open batch (one transaction): the page, its resume position and
+                    # its coverage are committed together or not at all.
+                    saved = save_deliveries(conn, deliveries, seen_at=self.clock.now(),
+                                            secret_headers=self.settings.secret_headers)
+                    if self.resumable:
+                        _set_position(conn, webhook_id, None if last else _Position(chunk, page.next_page_token))
+                    if last:
+                        read_at = self.clock.now()
+                        covered = Interval(max(chunk.start, retention_start(read_at)),
+                                           min(chunk.end, read_at - SETTLE))
+                        if covered.start < covered.end:
+                            record_interval(conn, webhook_id, covered)
+                    return saved
+
+                def committed(saved: SaveResult, last: bool = last) -> None:
                     self.result.pages += 1
                     self.result.new += saved.new
                     self.result.updated += saved.updated
                     if last:
                         self.covered_until = max(self.covered_until, chunk.end)
                     self._report()  # on the writer's thread, so progress callbacks never run concurrently
-                    return saved
 
-                self.db(save)
+                self.db.page(save, rows=len(deliveries), after_commit=committed)
         finally:
             pages.close()  # stop reading ahead; the reader thread closes the generator
+
+    def _commit_while_waiting(self, pages: object) -> None:
+        """When this thread owns the archive and the next page is not there yet, commit the pages saved so
+        far once they are :data:`collectors.fanout.BATCH_AGE_S` old, instead of holding them while MoeGo answers."""
+        due = self.db.due_in()
+        if due is None or not isinstance(pages, Prefetched):
+            return
+        if not pages.wait(due):
+            self.db.flush()  # waited until the batch was due, and MoeGo has not answered yet
 
     def _check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
@@ -386,13 +404,21 @@ def sync_window(settings: Settings, conn: sqlite3.Connection | None, client: Moe
     ``overlap`` is how far before the watermark to start (default ``settings.overlap``; callers pass
     :func:`collectors.overlap.reread_span` of the webhook's retry policy). ``db`` replaces ``conn``
     when the sync runs on a worker thread: every use of the archive goes through it (the pass's one
-    writer, :class:`collectors.fanout.ArchiveWriter`), and so does ``progress``. ``read_ahead`` is how
-    many pages are fetched ahead of the one being saved.
+    writer, :class:`collectors.fanout.ArchiveWriter`), and so does ``progress``; with ``conn`` the sync
+    makes a writer of its own and commits its last batch before returning (or raising). ``read_ahead``
+    is how many pages are fetched ahead of the one being saved.
     """
     if db is None:
         if conn is None:
             raise ValueError("sync_window needs conn or db")
-        db = _direct(conn)
+        own = ArchiveWriter(conn)  # this thread's: its batch is committed before this returns, whatever happens
+        try:
+            with few_collections():
+                return sync_window(settings, None, client, webhook_id, clock=clock, since=since, stop=stop,
+                                   progress=progress, chunk=chunk, label=label, edge_only=edge_only, overlap=overlap,
+                                   db=own, read_ahead=read_ahead)
+        finally:
+            own.close()
     now = clock.start
     result = SyncResult(webhook_id=webhook_id, label=label, now=now)
     resumable = since is None
@@ -440,13 +466,6 @@ def sync_window(settings: Settings, conn: sqlite3.Connection | None, client: Moe
             db(lambda c: _record_outcome(c, webhook_id, success_at=now))
     result.covered = db(lambda c: load_intervals(c, webhook_id))
     return result
-
-
-def _direct(conn: sqlite3.Connection) -> ArchiveAccess:
-    """Archive access on this thread: ``fn(conn)`` at once."""
-    def run(fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        return fn(conn)
-    return run
 
 
 #: Why a sync or pass stopped when its pass's time budget ran out.

@@ -106,3 +106,16 @@ def own_sandbox() -> Iterator[SandboxHandle]:
     """A sandbox for one test module (its clock is never advanced, so it agrees with the wall clock)."""
     with running_sandbox() as handle:
         yield handle
+
+
+def writing(db_path: Path) -> bool:
+    """Whether another connection holds the archive's write lock (the collector inside a transaction)."""
+    probe = sqlite3.connect(db_path, timeout=0)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        probe.close()

@@ -29,6 +29,7 @@ from .conftest import (
     sandbox_now,
     sandbox_settings,
     start_cli,
+    writing,
 )
 
 CONTENT = ("id, webhook_id, event_type, event_id, request_headers, request_body, response_status, response_body, "
@@ -103,31 +104,43 @@ def test_an_entry_changed_by_a_late_retry_is_updated(small_sandbox, tmp_path):
     assert_archive_consistent(settings.db_path)
 
 
-def test_a_collector_killed_mid_backfill_resumes_with_nothing_lost_or_doubled(small_sandbox, tmp_path):
-    db_path = tmp_path / "a.db"
-    # A dense hour (several pages in one chunk), so the kill lands with a page token saved.
-    small_sandbox.generate(sorted(listed_ids(small_sandbox))[0], 3000, spread_seconds=3600)
-    first = start_cli("collect", "--db", str(db_path), "--chunk", "1d", handle=small_sandbox)
+def archived(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
     try:
-        wait_for(lambda: saved_positions(db_path) > 0 or first.poll() is not None)
-        assert first.poll() is None, f"the backfill ended before it could be killed: {first.communicate()}"
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-    finally:
-        first.kill()
-        first.communicate()
-    archived_before = sum(len(ids) for ids in archived_by_webhook(db_path).values())
-    assert archived_before > 0 and lock_path(db_path).exists()
+        return db_rows(db_path, "SELECT COUNT(*) FROM deliveries")[0][0]
+    except Exception:  # the archive may not have its tables yet
+        return 0
 
-    second = run_cli("collect", "--db", str(db_path), "--chunk", "1d", handle=small_sandbox)  # the kernel released the lock
 
-    assert second.returncode == 0, second.stderr
-    listed = listed_ids(small_sandbox)
-    assert archived_by_webhook(db_path) == listed
-    assert_archive_consistent(db_path)
-    assert db_rows(db_path, "SELECT outcome FROM collector_runs ORDER BY id") == [("interrupted",), ("ok",)]
-    assert db_rows(db_path, "SELECT new_rows FROM collector_runs WHERE outcome = 'ok'")[0][0] == (
-        sum(len(ids) for ids in listed.values()) - archived_before)
+def test_a_collector_killed_mid_backfill_resumes_with_nothing_lost_or_doubled(tmp_path):
+    db_path = tmp_path / "a.db"
+    with running_sandbox("--history-days", "2") as handle:
+        # A dense hour (one chunk of ~20 pages), so the backfill is still writing when it is killed: some pages
+        # committed, a batch of others saved but not committed (the write lock held), and all of it is lost.
+        handle.generate(sorted(listed_ids(handle))[0], 10_000, spread_seconds=3600)
+        first = start_cli("collect", "--db", str(db_path), "--chunk", "1d", handle=handle)
+        try:
+            wait_for(lambda: (archived(db_path) > 0 and writing(db_path)) or first.poll() is not None, timeout=120)
+            assert first.poll() is None, f"the backfill ended before it could be killed: {first.communicate()}"
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        finally:
+            first.kill()
+            first.communicate()
+        archived_before = sum(len(ids) for ids in archived_by_webhook(db_path).values())
+        assert archived_before > 0 and lock_path(db_path).exists()
+        assert_archive_consistent(db_path)  # what the kill left (whole batches, positions with them) is consistent
+
+        second = run_cli("collect", "--db", str(db_path), "--chunk", "1d", handle=handle)  # the kernel released the lock
+
+        assert second.returncode == 0, second.stderr
+        listed = listed_ids(handle)
+        assert archived_by_webhook(db_path) == listed
+        assert_archive_consistent(db_path)
+        assert db_rows(db_path, "SELECT outcome FROM collector_runs ORDER BY id") == [("interrupted",), ("ok",)]
+        assert db_rows(db_path, "SELECT new_rows FROM collector_runs WHERE outcome = 'ok'")[0][0] == (
+            sum(len(ids) for ids in listed.values()) - archived_before)
 
 
 def test_two_collectors_at_once_neither_corrupt_nor_crash(small_sandbox, tmp_path):
