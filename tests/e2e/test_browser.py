@@ -13,6 +13,7 @@ test-artifacts/. Without chromium the tests skip locally and fail under CI.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -544,23 +545,30 @@ PROXY_SECRET = "e2e-proxy-secret-0123456789abcdef0123456789"
 def proxied(demo):
     """A second dashboard on the demo's archive as a team runs it behind a login proxy (MOEGO_MONITOR_AUTH=proxy):
     olivia operates, victor views. The browser plays the proxy by sending its headers."""
+    env = dict(MOEGO_MONITOR_AUTH="proxy", MOEGO_MONITOR_OPERATORS="olivia", MOEGO_MONITOR_VIEWERS="victor",
+               MOEGO_MONITOR_PROXY_SECRET=PROXY_SECRET)
+    with _team_dashboard(demo, env, "the team dashboard") as url:
+        yield url, demo.db
+
+
+@contextlib.contextmanager
+def _team_dashboard(demo, login_env: dict[str, str], what: str, *args: str, port: int | None = None):
+    """Another dashboard on the demo's archive (``streamlit run`` with ``args``), logging people in as
+    ``login_env`` says; yields its URL once it answers, stops it after."""
     from sandbox.demo import SANDBOX_API_KEY
 
-    db, sandbox_url = demo.db, demo.sandbox
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
-    env.update(MOEGO_MONITOR_DB=str(db), MOEGO_API_KEY=SANDBOX_API_KEY, MOEGO_BASE_URL=sandbox_url,
-               MOEGO_MONITOR_AUTH="proxy", MOEGO_MONITOR_OPERATORS="olivia", MOEGO_MONITOR_VIEWERS="victor",
-               MOEGO_MONITOR_PROXY_SECRET=PROXY_SECRET)
+    env.update(MOEGO_MONITOR_DB=str(demo.db), MOEGO_API_KEY=SANDBOX_API_KEY, MOEGO_BASE_URL=demo.sandbox, **login_env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", *args],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc, "the team dashboard")
-        yield url, db
+        _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc, what)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -659,36 +667,17 @@ def test_a_crafted_link_draws_no_link_and_fetches_nothing(demo, browser, outside
 def oidc_console(demo, tmp_path_factory):
     """A third dashboard on the demo's archive, logging people in with `MOEGO_MONITOR_AUTH=oidc` against a local
     OpenID Connect provider (tests/e2e/oidc_provider.py): olivia@example.com operates, victor@example.com views."""
-    from sandbox.demo import SANDBOX_API_KEY
-
     from .oidc_provider import OidcProvider
 
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with OidcProvider() as idp:
         secrets_file = tmp_path_factory.mktemp("oidc") / "secrets.toml"
-        secrets_file.write_text(idp.secrets_toml(url))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
-        env.update(MOEGO_MONITOR_DB=str(demo.db), MOEGO_API_KEY=SANDBOX_API_KEY, MOEGO_BASE_URL=demo.sandbox,
-                   MOEGO_MONITOR_AUTH="oidc", MOEGO_MONITOR_OPERATORS="olivia@example.com",
+        secrets_file.write_text(idp.secrets_toml(f"http://127.0.0.1:{port}"))
+        env = dict(MOEGO_MONITOR_AUTH="oidc", MOEGO_MONITOR_OPERATORS="olivia@example.com",
                    MOEGO_MONITOR_VIEWERS="victor@example.com")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--secrets.files", str(secrets_file)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        try:
-            _wait(lambda: httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200, 60, proc,
-                  "the OIDC dashboard")
+        with _team_dashboard(demo, env, "the OIDC dashboard", "--secrets.files", str(secrets_file),
+                             port=port) as url:
             yield url, idp
-        finally:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
 
 
 def _log_in(browser, url: str, email: str):
