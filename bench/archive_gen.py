@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from collectors import archive
-from collectors.archive import HISTOGRAM_COLUMNS, compaction, histogram_sql, rollups, when, writer
+from collectors.archive import compaction, rollups, when, writer
 from collectors.models import WebhookDelivery
 
 #: A word in one synthetic row out of RARE_EVERY, and a word in every row (for the search benchmarks).
@@ -115,17 +115,7 @@ def build_archive_bulk(path: Path, *, rows: int, webhooks: int = 10, days: int =
         db.executemany(insert, page)
         for _, sql in indexes:
             db.execute(sql)
-        db.execute(f"""
-            INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
-                deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)})
-            SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
-                COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
-            FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6""")
-        for table, select in (("delivery_hourly_status", rollups.STATUS_FROM_RAW),
-                              ("delivery_daily_status", rollups.DAILY_STATUS_FROM_RAW),
-                              ("delivery_spans", rollups.SPANS_FROM_RAW)):
-            db.execute(f"DELETE FROM {table}")
-            db.execute(f"INSERT INTO {table} {select}")
+        rollups.rebuild_from_raw(db)
         # The synthetic request bodies carry no base64 payload: index_text() is the body as logged.
         db.execute("INSERT INTO deliveries_fts (rowid, request_body, response_body, error) "
                    "SELECT rowid, request_body, response_body, error FROM deliveries")

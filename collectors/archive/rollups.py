@@ -72,6 +72,36 @@ SPANS_FROM_RAW = """
     SELECT substr(delivered_at, 1, 13), webhook_id, MIN(rowid), MAX(rowid) FROM deliveries GROUP BY 1, 2
 """
 
+
+
+def hourly_from_raw_sql() -> str:
+    """``delivery_hourly`` as a GROUP BY over raw rows (what the table must equal), in its column order:
+    webhook_id, hour, event_type, success, status_class, error_class, deliveries, retries, duration_sum,
+    duration_max, then the histogram columns."""
+    from .schema import histogram_sql  # schema imports this module for its migrations
+
+    return f"""
+    SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
+           COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
+    FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+
+def rebuild_from_raw(conn: sqlite3.Connection) -> None:
+    """Replace every rollup (hourly, hourly and daily status, spans) with what a GROUP BY over the raw rows says,
+    inside the caller's transaction: for archives written in bulk, not by the writer (benchmarks, test archives
+    at an older schema)."""
+    from .schema import HISTOGRAM_COLUMNS  # schema imports this module for its migrations
+
+    conn.execute("DELETE FROM delivery_hourly")
+    conn.execute(f"""INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
+        deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)}) {hourly_from_raw_sql()}""")
+    for table, select in (("delivery_hourly_status", STATUS_FROM_RAW), ("delivery_daily_status", DAILY_STATUS_FROM_RAW),
+                          ("delivery_spans", SPANS_FROM_RAW)):
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} {select}")
+
+
 _REFRESH_STATUS = """
 INSERT INTO delivery_hourly_status (hour, webhook_id, event_type, status_class, response_status, failures)
 SELECT ?, webhook_id, event_type, status_class, response_status, COUNT(*)

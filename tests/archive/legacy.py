@@ -19,7 +19,6 @@ from typing import Any, Sequence
 
 from collectors import archive
 from collectors.archive import rollups, search_index, writer
-from collectors.archive.schema import HISTOGRAM_COLUMNS, histogram_sql
 from collectors.models import Webhook, WebhookDelivery
 from collectors.redaction import redact_headers
 
@@ -94,16 +93,7 @@ def legacy_archive(path: Path, deliveries: Sequence[WebhookDelivery], *, seen_at
     with archive.transaction(conn):
         # The rollups as the writer kept them: what a GROUP BY over the raw rows says (today's writer compares the
         # delivery time as delivered_key, which this schema does not have yet).
-        conn.execute(f"""
-            INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
-                deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)})
-            SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
-                COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
-            FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6""")
-        for table, select in (("delivery_hourly_status", rollups.STATUS_FROM_RAW),
-                              ("delivery_daily_status", rollups.DAILY_STATUS_FROM_RAW),
-                              ("delivery_spans", rollups.SPANS_FROM_RAW)):
-            conn.execute(f"INSERT INTO {table} {select}")
+        rollups.rebuild_from_raw(conn)
     assert archive.schema_version(conn) == BEFORE_PAYLOAD
     conn.execute("ANALYZE")
     conn.close()

@@ -12,8 +12,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from collectors.archive import HISTOGRAM_COLUMNS, histogram_sql
-from collectors.archive.rollups import DAILY_STATUS_FROM_RAW, SPANS_FROM_RAW, STATUS_FROM_RAW
+from collectors.archive import HISTOGRAM_COLUMNS
+from collectors.archive.rollups import DAILY_STATUS_FROM_RAW, SPANS_FROM_RAW, STATUS_FROM_RAW, hourly_from_raw_sql
 from collectors.client import make_client
 from collectors.config import Settings
 from collectors.models import parse_timestamp
@@ -78,11 +78,7 @@ def archived_by_webhook(db_path: Path) -> dict[str, set[str]]:
     return out
 
 
-_ROLLUP_FROM_RAW = f"""
-    SELECT webhook_id, substr(delivered_at, 1, 13), event_type, success, status_class, error_class,
-           COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
-    FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
-"""
+_ROLLUP_FROM_RAW = hourly_from_raw_sql() + " ORDER BY 1, 2, 3, 4, 5, 6"
 _ROLLUP = f"""
     SELECT webhook_id, hour, event_type, success, status_class, error_class,
            deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)}
