@@ -52,17 +52,17 @@ def test_passes_repeat_and_a_failed_pass_is_logged_and_the_next_one_runs(fake, t
     settings = Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "a.db")
     fake.answer_call(1, error(400, 3, "deliveryTime: bad interval"))  # the first pass fails
     stop = threading.Event()
-    watcher = stop_when(stop, lambda: len(finished_runs(settings)) >= 3)
+    # Generous: on a loaded machine three passes can take long; a schedule that does not repeat
+    # fails the list below, whatever the time (no timing assertion here).
+    watcher = stop_when(stop, lambda: len(finished_runs(settings)) >= 3, timeout=120.0)
     caplog.set_level(logging.INFO, logger="moego_monitor.schedule")
 
     with fake.client() as client:
-        started = time.monotonic()
         run_schedule(settings, every=timedelta(seconds=0.3), stop=stop, client=client)
     watcher.join()
 
     runs = finished_runs(settings)
     assert [r[1:3] for r in runs[:3]] == [("schedule", "failed"), ("schedule", "ok"), ("schedule", "ok")]
-    assert time.monotonic() - started < 15
     messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "moego_monitor.schedule"]
     assert messages[0][0] == "ERROR" and messages[0][1].startswith("pass #1 failed: 1 webhook, 0 pages")
     assert "MoeGo refused ListWebhookDeliveries (INVALID_ARGUMENT, HTTP 400)" in messages[0][1]
@@ -102,9 +102,12 @@ def test_a_stop_set_before_start_returns_at_once(tmp_path):
     stop = threading.Event()
     stop.set()
     settings = Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "a.db")
-    started = time.monotonic()
-    run_schedule(settings, every=timedelta(minutes=10), stop=stop)
-    assert time.monotonic() - started < 2
+    # Returning at once, not after the first 10-minute wait; the bound is generous for a loaded machine.
+    runner = threading.Thread(target=run_schedule, args=(settings,),
+                              kwargs={"every": timedelta(minutes=10), "stop": stop}, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "run_schedule kept running although stop was set before it started"
     assert not settings.db_path.exists()
 
 
