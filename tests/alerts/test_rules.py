@@ -101,3 +101,23 @@ def test_collector_stale_and_at_risk_read_the_status_model(arch: Archive) -> Non
     found = fired(arch)
     assert found[("collector_stale", "")].startswith("no successful collector pass for 2 h")
     assert found[("at_risk", "wh_1")].endswith("run 'moego-monitor collect'")
+
+
+def test_never_succeeded_lookups_read_an_events_attempts_not_every_success_of_its_webhook(arch: Archive) -> None:
+    """The unrecovered-failures rule and a bulk redelivery's "later succeeded" check look an event's attempts up by
+    the event index. Through the webhook-and-outcome index they read every successful delivery of the webhook once per
+    failed row: at MoeGo's full volume that was 100 s of each collector pass (the same answers, see the rule's test
+    above and tests/collectors/test_actions.py)."""
+    from collectors.alerts.rules import UNRECOVERED_SQL
+    from collectors.bulk import LATER_SUCCESS_SQL
+
+    arch.webhook("wh_1")
+    conn = arch.db(readonly=True)
+    try:
+        for sql, params, lookup in ((UNRECOVERED_SQL, (0, 1), "SEARCH s "),
+                                    (LATER_SUCCESS_SQL, ("evt", "wh_1", "2026-01-01"), "SEARCH deliveries ")):
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            lookups = [step for step in plan if step.startswith(lookup)]
+            assert lookups and all("USING INDEX deliveries_by_event (event_id=?)" in step for step in lookups), plan
+    finally:
+        conn.close()
