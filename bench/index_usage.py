@@ -27,6 +27,8 @@ def traced_queries(conn: sqlite3.Connection, now: datetime) -> list[str]:
     import io
 
     from collectors import archive
+    from collectors.alerts.config import parse_alerts_config
+    from collectors.alerts.rules import evaluate_rules
     from collectors.archive import status, writer
     from collectors.archive.export import export_csv
     from collectors.archive.filters import Filters
@@ -68,6 +70,7 @@ def traced_queries(conn: sqlite3.Connection, now: datetime) -> list[str]:
         queries.filter_options(conn, now - timedelta(days=15))
         status.archive_status(conn, now)
         coverage.at_risk(conn, now)
+        evaluate_rules(conn, parse_alerts_config("", {}), now)  # every built-in alert rule, as a collector pass runs them
         coverage.coverage_gaps(conn, now - timedelta(days=15), now, now=now)
         if not conn.execute("PRAGMA query_only").fetchone()[0]:
             # The writer's lookups: a page saved again (inside a transaction that is rolled back).
