@@ -45,7 +45,7 @@ from collectors.archive import writer
 from collectors.archive.when import key_of
 
 from .archive_gen import synthetic_deliveries
-from . import chromium, reads, writes
+from . import chromium, floor, reads, writes
 from .bodies import bench_body_shapes
 from .core import Bench, Row, load
 from .storage import bench_storage
@@ -329,6 +329,7 @@ def storage_rows(bench: Bench) -> list[Row]:
 ROWS: list[Callable[[Bench], list[Row]]] = [
     *reads.ROWS,
     *writes.ROWS,
+    *floor.ROWS,
     *chromium.ROWS,
     earlier_rows,
     checks_rows,
