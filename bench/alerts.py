@@ -40,7 +40,8 @@ def _prepare(path: Path, *, rows: int, days: int) -> None:
                          (f"whk_{i}", format_timestamp(end)))
             conn.execute("INSERT INTO coverage (webhook_id, start, end) VALUES (?, ?, ?)",
                          (f"whk_{i}", format_timestamp(end - timedelta(days=days)), format_timestamp(end)))
-    conn.execute("ANALYZE")
+    # No ANALYZE: the collector never runs it, so the planner works without statistics here as it does there (with
+    # them, this bench once hid a rule whose plan read every success of a webhook per failed row).
     conn.close()
 
 
