@@ -1,10 +1,11 @@
 """What a backfill cannot cost less than, for this archive's shape: the collector against the least code doing the
 same storage work.
 
-``backfill_floor`` starts the sandbox (``--volume full --history-days 2``: 163 k entries; ``demo`` with ``--quick``),
-runs ``moego-monitor collect --concurrency 1`` into a new archive (the product), then, in this process, against the
-same sandbox, the *floor*: a bare collector that does only what every archive of this shape has to do, with no
-checks, no redaction, no resume positions, no rollups, no alerts:
+``backfill_floor`` (in ``make bench``) starts the sandbox (``--volume full --history-days 2``: 163 k entries; ``demo``
+with ``--quick``; ``python -m bench.floor`` runs the full 15 days, 1.33 M entries), runs ``moego-monitor collect
+--concurrency 1`` into a new archive (the product), then, in this process, against the same sandbox, the *floor*:
+a bare collector that does only what every archive of this shape has to do, with no checks, no redaction, no resume
+positions, no rollups, no alerts:
 
 - fetch every page of every webhook (``httpx``, 500 per page) and ``json.loads`` it;
 - per entry: base64-decode the bodies, build the row's tuple, compress the payload fields with ``zstandard``
@@ -38,7 +39,7 @@ from collectors.archive.schema import error_class, status_class
 
 from .core import Bench, Row, free_port, load, serving
 
-__all__ = ["ROWS", "bare_backfill"]
+__all__ = ["ROWS", "bare_backfill", "floor_rows"]
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-floor-key"
@@ -121,12 +122,16 @@ def bare_backfill(base_url: str, api_key: str, db_path: Path) -> int:
 
 
 def backfill_floor(bench: Bench) -> list[Row]:
-    volume = ["--volume", "demo"] if bench.quick else ["--volume", "full", "--history-days", "2"]
+    return floor_rows(bench.workdir, ["--volume", "demo"] if bench.quick else ["--volume", "full", "--history-days", "2"])
+
+
+def floor_rows(workdir: Path, volume: list[str]) -> list[Row]:
+    """The product's backfill and the floor against one sandbox started with ``volume`` (its arguments)."""
     port = free_port()
     command = [sys.executable, "-m", "sandbox", "--port", str(port), "--rate", "0", "--quiet", "--seed", "7", *volume,
                "--api-key", API_KEY]
     with serving(command, port, "/_sandbox/health", what="the sandbox", timeout_s=300, cwd=REPO) as (base, _proc):
-        product_db, floor_db = bench.workdir / "floor-product.db", bench.workdir / "floor-bare.db"
+        product_db, floor_db = workdir / "floor-product.db", workdir / "floor-bare.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{product_db}{suffix}").unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
@@ -152,3 +157,22 @@ def backfill_floor(bench: Bench) -> list[Row]:
 
 
 ROWS = [backfill_floor]
+
+
+def main() -> None:
+    """``python -m bench.floor [--history-days N]``: the row at full volume (15 days of history unless told)."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.splitlines()[0])
+    parser.add_argument("--history-days", type=int, default=None, help="the sandbox's history (default: its 15 days)")
+    args = parser.parse_args()
+    volume = ["--volume", "full"] + (["--history-days", str(args.history_days)] if args.history_days else [])
+    with tempfile.TemporaryDirectory(prefix="moego-bench-floor-") as tmp:
+        print(f"load {load()}", flush=True)
+        for row in floor_rows(Path(tmp), volume):
+            print(row.line())
+
+
+if __name__ == "__main__":
+    main()
