@@ -236,13 +236,49 @@ def unpack(data: bytes) -> list[str]:
 
 
 _HEADERS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode  # json.dumps(..., ensure_ascii=False, sort_keys=True)
+_json_string = json.encoder.encode_basestring  # the string form that encoder writes (ensure_ascii=False)
+_REDACTED_JSON = _json_string(REDACTED)
+#: Per (header names in the order given, extra secret names): the names in JSON key order, each with its JSON key
+#: text (``"Name": ``) and whether its values are redacted. A webhook's deliveries repeat the same names.
+_plans: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[tuple[str, str, bool], ...]] = {}
+_PLANS_MAX = 4096
+
+
+def _plan(names: tuple[str, ...], extra_secret: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
+    extra = {e.strip().lower() for e in extra_secret}
+    return tuple((name, _json_string(name) + ": ", name.lower() in DEFAULT_SECRET_HEADERS or name.lower() in extra)
+                 for name in sorted(names))
 
 
 def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequence[str] = ()) -> str:
     """A header set as a payload stores it: redacted, JSON in the export's form.
 
     Exactly ``json.dumps(redact_headers({str(k): [str(v) ...]}, extra_secret), ensure_ascii=False, sort_keys=True)``
-    (:func:`collectors.redaction.redact_headers`), in one pass: the writer calls it twice per delivery."""
+    (:func:`collectors.redaction.redact_headers`). The writer calls it twice per delivery: which names are
+    redacted, their order and their JSON key text are worked out once per set of names (:data:`_plans`), and
+    the JSON is joined from the values' JSON strings."""
+    names = tuple(headers)
+    key = (names, extra_secret if type(extra_secret) is tuple else tuple(extra_secret))
+    plan = _plans.get(key)
+    if plan is None:
+        if any(type(name) is not str for name in names):
+            return _canonical_headers_slow(headers, extra_secret)  # str(name) could make two names one
+        if len(_plans) >= _PLANS_MAX:
+            _plans.clear()
+        plan = _plans[key] = _plan(names, key[1])
+    parts = []
+    for name, prefix, redacted in plan:
+        values = headers[name]
+        if redacted:
+            parts.append(prefix + "[" + ", ".join([_REDACTED_JSON] * (len(values) or 1)) + "]")
+        else:
+            parts.append(prefix + "[" + ", ".join([_json_string(v) if type(v) is str else _json_string(str(v))
+                                                   for v in values]) + "]")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _canonical_headers_slow(headers: Mapping[str, Sequence[str]], extra_secret: Sequence[str] = ()) -> str:
+    """:func:`canonical_headers` the plain way (names that are not all strings)."""
     extra = {e.strip().lower() for e in extra_secret} if extra_secret else ()
     out: dict[str, list[str]] = {}
     for name, values in headers.items():

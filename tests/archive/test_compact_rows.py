@@ -287,6 +287,28 @@ def test_canonical_headers_is_the_redacted_json_the_export_always_wrote() -> Non
         assert codec.canonical_headers(headers, extra) == expected
 
 
+def test_canonical_headers_of_repeated_header_names_stays_the_reference_json() -> None:
+    """The writer works out a set of names once (which are redacted, their order, their JSON keys) and reuses it for
+    every delivery with the same names: the values and the extra secret names still decide the output, byte for
+    byte the reference, including names and values that JSON escapes."""
+    from collectors.redaction import redact_headers
+
+    rng = random.Random(9)
+    names = ["Authorization", "X-Moe-Signature-256", "X-Custom-Token", "Content-Type", 'Quo"te', "Tab\tBack\\slash",
+             "\u2028Line", "Ünïcode", "\x00nul", "x-api-key", "Set-Cookie", "Z", "a"]
+    values = ["v", "", "naïve ✓", 7, '"q"\n', "\x7f\u0001", "[REDACTED]", "𝄞"]
+    name_sets = [tuple(rng.sample(names, rng.randrange(len(names)))) for _ in range(12)]
+    for _ in range(5_000):
+        chosen = rng.choice(name_sets)
+        headers = {name: [rng.choice(values) for _ in range(rng.randrange(4))] for name in chosen}
+        extra = rng.choice([(), ("x-custom-token",), ["Content-Type "], ("QUO\"TE", "z")])
+        expected = json.dumps(redact_headers({k: [str(v) for v in vs] for k, vs in headers.items()}, extra),
+                              ensure_ascii=False, sort_keys=True)
+        assert codec.canonical_headers(headers, extra) == expected, (headers, extra)
+    # Names that are not all text are taken as str() of them, as before (two may become one).
+    assert codec.canonical_headers({1: ["a"], "1": ["b"]}) == json.dumps({"1": ["b"]}, ensure_ascii=False)
+
+
 def test_two_migrations_of_the_same_archive_at_once_index_each_row_once(main_archive, tmp_path: Path) -> None:
     """A collect and a redelivery's re-sync may both start the migration: they take turns batch by batch. Here the
     second runs whole between two batches of the first, the worst interleaving; neither indexes a row twice."""
