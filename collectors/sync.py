@@ -58,7 +58,7 @@ from urllib.parse import urlparse
 from . import archive, skew, validate
 from .archive.coverage import Interval, load_intervals, record_interval, retention_start, watermark
 from .archive.runs import finish_run, one_line, start_run
-from .archive.writer import SaveResult, archived_under, save_deliveries
+from .archive.writer import SaveResult, archived, save_deliveries
 from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, PassBudgetExhausted, make_client
 from .config import Settings
 from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
@@ -319,13 +319,14 @@ class _Sync:
 
                 def save(conn: sqlite3.Connection) -> SaveResult:
                     # Checked against the archive and saved in one turn of the writer: no other page comes between.
+                    # One lookup of the page's ids serves the check and the save.
+                    existing = archived(conn, [d.id for d in deliveries])
                     _reject(validate.check_page(deliveries, webhook_id=webhook_id, start=chunk.start, end=chunk.end,
-                                                page_size=self.settings.page_size,
-                                                archived_under=archived_under(conn, [d.id for d in deliveries])))
+                                                page_size=self.settings.page_size, archived_under=existing.owners()))
                     # Inside the writer's open batch (one transaction): the page, its resume position and
                     # its coverage are committed together or not at all.
                     saved = save_deliveries(conn, deliveries, seen_at=self.clock.now(),
-                                            secret_headers=self.settings.secret_headers)
+                                            secret_headers=self.settings.secret_headers, existing=existing)
                     if self.resumable:
                         _set_position(conn, webhook_id, None if last else _Position(chunk, page.next_page_token))
                     if last:

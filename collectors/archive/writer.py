@@ -29,7 +29,7 @@ from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, secret_fingerprint
 
 __all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly",
-           "archived_under"]
+           "archived_under", "archived", "Archived"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,13 @@ TEXT_COLUMNS = (("id",) + tuple("delivered_text" if c == "delivered_at" else c f
 _PLAIN_COLUMNS = tuple(c for c in ("id",) + _CONTENT_COLUMNS if c not in codec.PAYLOAD_FIELDS and c != "delivered_at")
 _STORED_COLUMNS = _PLAIN_COLUMNS + codec.PAYLOAD_FIELDS + ("first_seen_text", "last_seen_text", "seen_us", "payload",
                                                            "delivered_text", "delivered_us")
-_INSERT = f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in _STORED_COLUMNS)})"
+# New rows are given their rowids explicitly: the ones SQLite would give (see save_deliveries).
+_INSERT = (f"INSERT INTO deliveries (rowid, {', '.join(_STORED_COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in ('rowid',) + _STORED_COLUMNS)})")
+_INSERT_NO_ROWID = (f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _STORED_COLUMNS)})")
+#: The largest rowid SQLite gives as "one more than the largest" (beyond it, it picks a random unused one).
+_MAX_ROWID = 2**63 - 1
 _plain_of = itemgetter(*_PLAIN_COLUMNS)
 _payload_of = itemgetter(*codec.PAYLOAD_FIELDS)
 _keys_of = itemgetter(*codec.KEY_COLUMNS)
@@ -148,20 +154,42 @@ _UPDATE = (
     "delivered_us = ?, last_seen_text = '', last_seen_us = ? WHERE id = ?"
 )
 _SELECT_EXISTING = (
-    f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)}, payload FROM deliveries WHERE id IN "
+    f"SELECT id, delivered_at, webhook_id, {', '.join(_CONTENT_COLUMNS)}, payload, rowid FROM deliveries WHERE id IN "
 )
+_LOOKUP_CHUNK = 500
 _PAYLOAD_AT = tuple(_CONTENT_COLUMNS.index(f) for f in codec.PAYLOAD_FIELDS)
 _HEADERS_AT = tuple(_CONTENT_COLUMNS.index(f) for f in ("request_headers", "response_headers"))
 _KEYS_AT = tuple(_CONTENT_COLUMNS.index(f) for f in codec.KEY_COLUMNS[1:])
 
 
+class Archived(dict):
+    """What the archive holds of a page's ids (:func:`archived`): delivery id -> its row as
+    :func:`save_deliveries` compares it (id, delivery time, webhook id, content columns, payload, rowid).
+    One lookup per page serves the contract check (:meth:`owners`) and the save."""
+
+    def owners(self) -> dict[str, str]:
+        """For each archived id: the webhook it is archived under (:func:`collectors.validate.check_page`)."""
+        return {delivery_id: found[2] for delivery_id, found in self.items()}
+
+
+def archived(conn: sqlite3.Connection, ids: Sequence[str]) -> Archived:
+    """The rows the archive holds among ``ids`` (one indexed lookup per id, :data:`_LOOKUP_CHUNK` ids a statement)."""
+    found = Archived()
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        for row in conn.execute(_SELECT_EXISTING + f"({', '.join('?' for _ in chunk)})", chunk):
+            found[row[0]] = row
+    return found
+
+
 def _old_content(coder: codec.Codec, found: Sequence[object]) -> tuple[object, ...]:
     """An existing row's content columns as plain text (payload fields decoded; legacy header text canonical)."""
-    content = list(found[3:-1])
+    content = list(found[3:-2])
     texts = [content[i] for i in _PAYLOAD_AT]
     keys = [found[0], *(content[i] for i in _KEYS_AT)]
     legacy_headers = {i for i in _HEADERS_AT if content[i]}
-    for i, value in zip(_PAYLOAD_AT, codec.fields(coder, found[-1], texts, keys)):  # type: ignore[arg-type]
+    for i, value in zip(_PAYLOAD_AT, codec.fields(coder, found[-2], texts, keys)):  # type: ignore[arg-type]
         content[i] = value
     for i in legacy_headers:
         content[i] = codec.canonical_headers_text(content[i])  # type: ignore[arg-type]
@@ -174,8 +202,14 @@ def save_deliveries(
     *,
     seen_at: datetime,
     secret_headers: Iterable[str] = (),
+    existing: Archived | None = None,
 ) -> SaveResult:
-    """Upsert a page of deliveries and refresh the rollup hours they touch. Call inside a transaction."""
+    """Upsert a page of deliveries and refresh the rollup hours they touch. Call inside a transaction.
+
+    ``existing`` is :func:`archived` of the page's ids, looked up in the same transaction (the caller checked the
+    page against it); without it, it is looked up here. New rows get the rowids SQLite would have given them
+    (one more than the largest, in the page's order), set explicitly so that the full-text index and the
+    rollups need no second lookup; a changed row keeps its rowid."""
     if not conn.in_transaction:
         raise RuntimeError("save_deliveries must run inside archive.transaction()")
     secret_headers = tuple(secret_headers)
@@ -188,18 +222,15 @@ def save_deliveries(
         return SaveResult()
     times = {d.id: d.delivered_at for d in deliveries}
     coder = codec.for_writing(conn, {d.webhook_id for d in deliveries})
-    existing: dict[str, sqlite3.Row | tuple] = {}
-    ids = list(rows)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for found in conn.execute(_SELECT_EXISTING + f"({', '.join('?' for _ in chunk)})", chunk):
-            existing[found[0]] = found
+    if existing is None:
+        existing = archived(conn, list(rows))
     touched: set[tuple[str, str]] = set()  # (webhook, hour) keys recomputed from the raw rows
     inserts: list[tuple] = []
     updates: list[list[object]] = []
     indexed_new: list[dict] = []  # for the full-text index (collectors.archive.search_index) and the rollups
     indexed_changes: list[tuple[dict, dict]] = []
     unchanged: list[tuple[str, str]] = []
+    rowids: dict[str, int] = {}
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
@@ -207,6 +238,7 @@ def save_deliveries(
                             *when.stored_time(times[delivery_id], row["delivered_at"])))
             indexed_new.append(row)
             continue
+        rowids[delivery_id] = old[-1]
         new_content = tuple(row[c] for c in _CONTENT_COLUMNS)
         old_content = _old_content(coder, old)
         if old_content == new_content:
@@ -218,10 +250,18 @@ def save_deliveries(
         indexed_changes.append((dict(zip(_CONTENT_COLUMNS, old_content)), row))
         touched.add((row["webhook_id"], hour_of(row["delivered_at"])))
         touched.add((old[2], hour_of(old[1])))
-    conn.executemany(_INSERT, inserts)
+    if inserts:
+        # What SQLite gives a row inserted without a rowid (the table has no AUTOINCREMENT): one more than the
+        # largest rowid in the table, so the page's rows get top + 1, top + 2, ... in the order inserted.
+        top = conn.execute("SELECT max(rowid) FROM deliveries").fetchone()[0] or 0
+        if top + len(inserts) < _MAX_ROWID:
+            conn.executemany(_INSERT, [(top + n, *values) for n, values in enumerate(inserts, 1)])
+            rowids.update((row["id"], top + n) for n, row in enumerate(indexed_new, 1))
+        else:  # past the largest rowid SQLite picks random free ones: ask it which
+            conn.executemany(_INSERT_NO_ROWID, inserts)
+            rowids.update(search_index.rowids_of(conn, [r["id"] for r in indexed_new]))
     conn.executemany(_UPDATE, updates)
     conn.executemany("UPDATE deliveries SET last_seen_text = '', last_seen_us = ? WHERE id = ?", unchanged)
-    rowids = search_index.rowids_of(conn, [r["id"] for r in indexed_new] + [new["id"] for _, new in indexed_changes])
     search_index.index_saved(conn, indexed_new, indexed_changes, rowids=rowids)
     # New rows are added to the rollups; hours where a row changed are recomputed from the raw rows.
     rollup_delta.add_inserted(conn, indexed_new, rowids, skip=touched)
@@ -230,7 +270,8 @@ def save_deliveries(
 
 
 def archived_under(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
-    """For the ids among ``ids`` that the archive holds: the webhook each is archived under."""
+    """For the ids among ``ids`` that the archive holds: the webhook each is archived under (a caller that
+    also saves the page uses :func:`archived` and hands its rows to :func:`save_deliveries` instead)."""
     out: dict[str, str] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 500):

@@ -119,3 +119,45 @@ def test_unindex_removes_exactly_the_rows_about_to_be_deleted(tmp_path: Path) ->
     assert matches(db, "Lovelace") == {"dlv_s02"} and matches(db, "ok") == {"dlv_s01", "dlv_s02", "dlv_s04"}
     db.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('integrity-check')")
     db.close()
+
+
+def test_new_rows_get_the_rowids_sqlite_would_give_and_the_index_finds_them_by_those(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """The writer gives new rows their rowids itself (so the index needs no lookup after the insert): the same ones
+    SQLite gives when it picks them (the writer's fallback past the largest rowid), also after the newest row was
+    deleted; every row is found by a word of its own, and saving the pages again changes nothing."""
+    from collectors.archive import search_index
+
+    written = archive.connect(tmp_path / "writer.db")
+    plain = archive.connect(tmp_path / "plain.db")
+    for conn in (written, plain):
+        archive.ensure_db_shape(conn)
+    pages = [[delivery(f"dlv_p{p}_{i}", "wh_alpha", NOW - timedelta(minutes=p * 10 + i),
+                       request_body=json.dumps({"note": f"word{p}x{i}"}).encode()) for i in range(7)]
+             for p in range(4)]
+    for number, page in enumerate(pages):
+        if number == 2:  # the newest row goes: SQLite then hands its rowid out again
+            for conn in (written, plain):
+                with archive.transaction(conn):
+                    search_index.unindex(conn, "id = ?", ("dlv_p1_6",))
+                    conn.execute("DELETE FROM deliveries WHERE id = 'dlv_p1_6'")
+        with archive.transaction(written):
+            assert store.save_deliveries(written, page, seen_at=NOW) == store.SaveResult(new=7)
+        with monkeypatch.context() as patch, archive.transaction(plain):
+            patch.setattr(store, "_MAX_ROWID", 0)  # SQLite picks the rowids, the writer asks which
+            assert store.save_deliveries(plain, page, seen_at=NOW) == store.SaveResult(new=7)
+    expected = plain.execute("SELECT id, rowid FROM deliveries ORDER BY rowid").fetchall()
+    assert written.execute("SELECT id, rowid FROM deliveries ORDER BY rowid").fetchall() == expected
+    assert ("dlv_p2_0", 14) in expected and len(expected) == 27  # the deleted row's rowid 14 was given again
+    for conn in (written, plain):
+        for p, page in enumerate(pages):
+            for i, d in enumerate(page):
+                assert matches(conn, f"word{p}x{i}") == ({d.id} if d.id != "dlv_p1_6" else set())
+        conn.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('integrity-check')")
+    for page in pages:  # the same pages again: nothing new but the deleted row, nothing updated
+        with archive.transaction(written):
+            again = store.save_deliveries(written, page, seen_at=NOW + timedelta(minutes=1))
+        assert again == store.SaveResult(new=int(page is pages[1]), updated=0)
+    assert written.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 28
+    assert matches(written, "word1x6") == {"dlv_p1_6"}
+    written.execute("INSERT INTO deliveries_fts (deliveries_fts) VALUES ('integrity-check')")
