@@ -38,6 +38,7 @@ import json
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
@@ -436,6 +437,11 @@ def train(conn: sqlite3.Connection, *, now: datetime | None = None) -> int | Non
     return new_id
 
 
+#: Per connection: the :class:`Codec` :func:`for_writing` made last, with the ``codec_dicts`` rows it was made from.
+_writing: "weakref.WeakKeyDictionary[sqlite3.Connection, tuple[list[tuple], Codec]]" = weakref.WeakKeyDictionary()
+_DICTS_SEEN = "SELECT id, trained_at, samples, webhooks, length(dict) FROM codec_dicts ORDER BY id"
+
+
 def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Codec:
     """The :class:`Codec` a writer encodes a page of ``webhook_ids``' deliveries with; trains when due.
 
@@ -444,9 +450,23 @@ def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Co
     - A webhook the newest dictionary was not trained on: once it has :data:`TRAIN_AT` // 2
       deliveries archived, a new dictionary is trained on every webhook's (older rows keep theirs).
 
-    Call inside the writer's transaction. Costs one small read per page once trained.
-    """
-    codec = Codec(conn)
+    Call inside the writer's transaction, on the connection's one writing thread. Costs one small read per page
+    once trained: the dictionaries' rows without their bytes. While they are the rows the last call on this
+    connection saw (ids, training times, sample counts, sizes), its :class:`Codec` is used again instead of
+    reading the dictionaries (only for connections :func:`collectors.archive.connect` made)."""
+    seen = conn.execute(_DICTS_SEEN).fetchall()
+    try:
+        cached = _writing.get(conn)
+    except TypeError:  # a plain sqlite3 connection: no weak reference to it, so nothing is kept for it
+        cached = None
+    if cached is not None and cached[0] == seen:
+        codec = cached[1]
+    else:
+        codec = Codec(conn)
+        try:
+            _writing[conn] = (seen, codec)
+        except TypeError:
+            pass
     if codec.dict_id == _NO_DICT:
         if conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM deliveries LIMIT ?)", (TRAIN_AT,)).fetchone()[0] < TRAIN_AT:
             return codec
@@ -457,7 +477,7 @@ def for_writing(conn: sqlite3.Connection, webhook_ids: Iterable[str] = ()) -> Co
         conn.executemany("UPDATE deliveries SET payload = ? WHERE rowid = ?",
                          [(fresh.encode(codec.decode(blob, keys), keys), rowid) for rowid, blob, *keys in rows])
         return fresh
-    known = set(json.loads(conn.execute("SELECT webhooks FROM codec_dicts WHERE id = ?", (codec.dict_id,)).fetchone()[0]))
+    known = set(json.loads(seen[-1][3]))
     for hook in set(webhook_ids) - known:
         enough = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ? LIMIT ?)",
                               (hook, TRAIN_AT // 2)).fetchone()[0]

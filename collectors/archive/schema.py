@@ -465,6 +465,11 @@ assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must sta
 READABLE_FROM = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
 
 
+class WritingConnection(sqlite3.Connection):
+    """A writable archive connection: a plain one that other objects can hold weak references to (the writer's
+    per-connection :class:`collectors.archive.codec.Codec`, which lives as long as the connection)."""
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the archive at ``path`` (creating its folder), in WAL mode with a busy timeout.
 
@@ -485,7 +490,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
             refuse_foreign(path)
             # Autocommit mode: transactions are explicit (see transaction()), never opened behind our back.
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None,
+                                   factory=WritingConnection)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if WAL_LIMIT_BYTES is not None:
