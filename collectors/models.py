@@ -75,6 +75,13 @@ def parse_timestamp(value: Any, *, name: str = "timestamp") -> datetime:
     m = _RFC3339.match(value)
     if not m:
         raise MalformedMessage(f"{name}: not an RFC 3339 timestamp: {value!r}")
+    if value[10] == "T" and value[-1] == "Z":
+        # What MoeGo sends. For this form (checked above) fromisoformat gives the same time, its fraction cut to
+        # microseconds as below, in a tenth of the time (every entry has one).
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise MalformedMessage(f"{name}: impossible date or time in {value!r}") from exc
     year, month, day, hour, minute, second, frac, offset = m.groups()
     micros = int((frac or "0").ljust(6, "0")[:6])
     try:
