@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from . import archive
+from .archive import schema
 
 __all__ = ["ArchiveWriter", "BATCH_AGE_S", "BATCH_CACHE_KIB", "BATCH_ROWS", "BatchLost", "PageBatch", "WriterClosed",
            "few_collections", "run_workers"]
@@ -125,6 +126,12 @@ class PageBatch:
         self.commits = 0  # batches committed (for tests and benchmarks)
         if cache_kib is not None and max_rows > 1:
             conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+            if schema.WAL_LIMIT_BYTES is not None:
+                # No checkpoint at every commit (SQLite's default: once the WAL holds 1,000 pages, i.e. after each
+                # batch): the WAL grows to its bound, then the commit that passes it checkpoints it (schema's
+                # _bound_wal), so a page the random-key indexes change in several batches is written back once.
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA wal_autocheckpoint={schema.WAL_LIMIT_BYTES // page_size}")
 
     @property
     def pending(self) -> int:
