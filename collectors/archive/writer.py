@@ -234,8 +234,11 @@ def save_deliveries(
     for delivery_id, row in rows.items():
         old = existing.get(delivery_id)
         if old is None:
-            inserts.append((*_plain_of(row), *_EMPTY_TEXTS, seen_us, coder.encode(_payload_of(row), _keys_of(row)),
-                            *when.stored_time(times[delivery_id], row["delivered_at"])))
+            text, us = when.stored_time(times[delivery_id], row["delivered_at"])
+            keys = _keys_of(row)
+            if us is not None:  # the delivery time as the integer key the readers select (codec.KEY_SELECT): same keys
+                keys = (*keys[:-1], us)
+            inserts.append((*_plain_of(row), *_EMPTY_TEXTS, seen_us, coder.encode(_payload_of(row), keys), text, us))
             indexed_new.append(row)
             continue
         rowids[delivery_id] = old[-1]

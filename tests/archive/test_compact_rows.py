@@ -332,3 +332,22 @@ def test_two_migrations_of_the_same_archive_at_once_index_each_row_once(main_arc
     assert fts_tables(path) == {"deliveries_fts", "deliveries_fts_config", "deliveries_fts_data", "deliveries_fts_idx"}
     assert _seen(path) == before["seen"]
     assert_reads_as_before(path, before)
+
+
+def test_a_payload_keyed_by_the_delivery_times_integer_is_the_one_keyed_by_its_text() -> None:
+    """The writer hands the codec the delivery time as the stored integer (microseconds), not its text: the payload
+    bytes are the same (MoeGo's X-Moe-Timestamp in milliseconds stands for it either way)."""
+    from collectors.archive import when
+    from collectors.models import format_timestamp
+
+    rng = random.Random(3)
+    start = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for _ in range(3_000):
+        at = start + timedelta(microseconds=rng.randrange(0, 4_000_000_000 * 10**6))
+        text = format_timestamp(at)
+        ms = str(int((at - start).total_seconds() * 1000)) if rng.random() < 0.5 else "1795831119854"
+        values = ["https://h/x", "1.2.3.4", json.dumps({"X-Moe-Timestamp": [ms]}), f'{{"t":{ms},"id":"dlv_1"}}',
+                  "{}", "ok", "JSON", "JSON"]
+        keys = ("dlv_1", "evt_1", "whk_1", "PET_CREATED")
+        us = when.stored_time(at, text)[1]
+        assert codec._keyed(values, (*keys, us)) == codec._keyed(values, (*keys, text)), text
