@@ -8,7 +8,7 @@ follow the user from page to page. Keys other than :data:`~dashboard.filters.QUE
 
 Widget keys (stable, for tests and the browser test): ``filter_range``, ``filter_dates``,
 ``filter_webhooks``, ``filter_events``, ``filter_outcome``, ``filter_status``, ``filter_codes``,
-``filter_search``, ``filter_tz`` (in a closed expander that names the zone in use).
+``filter_search``, ``filter_tz``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import streamlit as st
 
 from collectors.archive.filters import OUTCOMES, RANGES, STATUS_CLASSES, Filters
 
-from .safe import md
 from .filters import EARLIEST, QUERY_KEYS, clamped, from_query_params, parse_codes, to_query_params
 
 __all__ = ["render_filters", "reseed_from_url", "browser_zone", "url_params"]
@@ -160,11 +159,7 @@ def render_filters(webhooks: Sequence[str], event_types: Sequence[str], now: dat
         search = st.text_input("Search", key="filter_search",
                                placeholder="delivery id, event id, or words in the bodies",
                                help="An exact delivery or event id, or words found in request body, response body or error.")
-        # The ~600 zones inside a closed expander: the browser builds that list only when someone opens it
-        # (drawn open, it cost a returning browser ~0.25 s per load of every page: bench/README.md, part L).
-        with st.expander(f"Time zone: {md(state['filter_tz'])}", icon=":material/schedule:"):
-            st.selectbox("Time zone", _ZONES, key="filter_tz",
-                         help="Times are shown in this zone; the browser's by default.")
+        st.selectbox("Time zone", _ZONES, key="filter_tz", help="Times are shown in this zone; the browser's by default.")
 
     filters = Filters(time_range=time_range, since=since, until=until, webhooks=tuple(hooks), event_types=tuple(events),
                       outcome=outcome, status_classes=tuple(statuses), search=search, status_codes=tuple(codes))

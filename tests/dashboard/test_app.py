@@ -133,12 +133,6 @@ def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
     health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
     assert health.loc[BETA, "state"] == "failing" and health.loc[ALPHA, "state"] == "degraded"
     assert health.loc[GAMMA, "state"] == "inactive" and health.loc[BETA, "consecutive_failures"] == 8
-    # Each state is its word on its colour (failing red, degraded orange ...), drawn by the column, not a Styler.
-    shown = next(t for t in at.dataframe if "state" in t.value.columns)
-    labels = json.loads(shown.proto.columns)["state"]["type_config"]["options"]
-    assert {o["value"]: o["color"] for o in labels} == {"failing": "#c62828", "degraded": "#ef6c00",
-                                                        "healthy": "#2e7d32", "inactive": "#757575"}
-    assert not shown.proto.arrow_data.styler.styles
 
 
 def test_a_link_opens_an_overview_tab(run_app, live_seed: Seed) -> None:
@@ -231,11 +225,8 @@ def test_times_are_shown_in_the_browsers_zone(run_app, live_seed: Seed) -> None:
     at = run_app(live_seed.path, timezone_name="Asia/Tokyo")
     assert at.selectbox(key="filter_tz").value == "Asia/Tokyo"
     assert " JST → " in at.caption[0].value
-    # The zone's picker sits in a closed section of the sidebar whose title names the zone in use.
-    assert [read(e.label) for e in at.sidebar.expander] == ["Time zone: Asia/Tokyo"]
-    assert at.selectbox(key="filter_tz") in at.sidebar.expander[0].selectbox
     at.selectbox(key="filter_tz").set_value("UTC").run()
-    assert " UTC → " in at.caption[0].value and [read(e.label) for e in at.sidebar.expander] == ["Time zone: UTC"]
+    assert " UTC → " in at.caption[0].value
 
 
 def test_deliveries_page_lists_a_page_and_pages_on(run_app, live_seed: Seed) -> None:
