@@ -43,13 +43,28 @@ def export_ref(ref: str, into: Path) -> Path:
     return target
 
 
-def _load(context, url: str, ready: str, arg, timeout_s: float) -> float:
+def _cpu(cdp) -> tuple[float, float]:
+    """The page's renderer process CPU seconds so far, and its main thread's busy seconds (Chromium's metrics)."""
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return metrics["ProcessTime"], metrics["TaskDuration"]
+
+
+def _load(context, url: str, ready: str, arg, timeout_s: float) -> tuple[float, float, float]:
+    """One load of ``url`` in a new page of ``context``: (wall seconds, renderer CPU seconds, main-thread busy
+    seconds). The page first opens the server's health check (same origin: the load that follows stays in the
+    same renderer process, whose CPU is read before and after it)."""
     page = context.new_page()
     try:
+        page.goto(url.split("/?")[0].rstrip("/") + "/_stcore/health")
+        cdp = context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        cpu0, busy0 = _cpu(cdp)
         started = time.perf_counter()
         page.goto(url)
         page.wait_for_function(ready, arg=arg, timeout=timeout_s * 1000, polling=50)
-        return time.perf_counter() - started
+        wall = time.perf_counter() - started
+        cpu1, busy1 = _cpu(cdp)
+        return wall, cpu1 - cpu0, busy1 - busy0
     finally:
         page.close()
 
@@ -94,21 +109,25 @@ def main(argv: list[str] | None = None) -> None:
         targets.append(("floor", "floor", bases["floor"] + "/", MINIMAL_READY, None))
         for view, side, url, ready, arg in targets:  # warm: queries cached, scripts in each browser's cache
             _load(contexts[side], url, ready, arg, args.timeout)
-        times: dict[tuple[str, str], list[float]] = {(view, side): [] for view, side, *_ in targets}
+        loads: dict[tuple[str, str], list[tuple[float, float, float]]] = {(v, side): [] for v, side, *_ in targets}
         for round_ in range(args.rounds):
             ordered = targets if round_ % 2 == 0 else list(reversed(targets))
             for view, side, url, ready, arg in ordered:
-                times[view, side].append(_load(contexts[side], url, ready, arg, args.timeout))
+                loads[view, side].append(_load(contexts[side], url, ready, arg, args.timeout))
     load_after = os.getloadavg()
-    floor = statistics.median(times["floor", "floor"])
     print(f"load {load_before[0]:.1f} -> {load_after[0]:.1f}; {args.rounds} rounds, medians; db {args.db.name}")
-    print(f"floor (one metric, returning browser): {floor:.2f} s  {[round(t, 2) for t in times['floor', 'floor']]}")
-    for view, *_ in views:
-        ref_s, mine_s = statistics.median(times[view, args.ref]), statistics.median(times[view, "this tree"])
-        print(f"{view}: {args.ref} {ref_s:.2f} s ({ref_s / floor:.2f}x floor), this tree {mine_s:.2f} s "
-              f"({mine_s / floor:.2f}x floor), this tree / {args.ref} {mine_s / ref_s:.2f}x")
-        print(f"    {args.ref}: {[round(t, 2) for t in times[view, args.ref]]}")
-        print(f"    this tree: {[round(t, 2) for t in times[view, 'this tree']]}")
+    for i, what in enumerate(("wall", "renderer CPU", "renderer main thread busy")):
+        def med(view: str, side: str) -> float:
+            return statistics.median(load[i] for load in loads[view, side])
+        floor = med("floor", "floor")
+        print(f"-- {what} per load (s); the floor (one metric, returning browser) {floor:.2f} s "
+              f"{[round(load[i], 2) for load in loads['floor', 'floor']]}")
+        for view, *_ in views:
+            ref_s, mine_s = med(view, args.ref), med(view, "this tree")
+            print(f"{view}: {args.ref} {ref_s:.2f} ({ref_s / floor:.2f}x floor), this tree {mine_s:.2f} "
+                  f"({mine_s / floor:.2f}x floor), this tree / {args.ref} {mine_s / ref_s:.2f}x")
+            print(f"    {args.ref}: {[round(load[i], 2) for load in loads[view, args.ref]]}")
+            print(f"    this tree: {[round(load[i], 2) for load in loads[view, 'this tree']]}")
 
 
 if __name__ == "__main__":
