@@ -30,6 +30,10 @@ from .browser import (_READY, CHROMIUM, CHROMIUM_ARGS, MINIMAL_APP, MINIMAL_READ
 
 __all__ = ["export_ref", "main"]
 
+#: Seconds a page is left after it looks drawn before its CPU is read (Vega, for one, keeps working after its first
+#: paint: the hover layer's Voronoi cells).
+SETTLE_S = 2.0
+
 
 def export_ref(ref: str, into: Path) -> Path:
     """``git archive ref`` of this repository unpacked under ``into``; its path."""
@@ -50,8 +54,8 @@ def _cpu(cdp) -> tuple[float, float]:
 
 
 def _load(context, url: str, ready: str, arg, timeout_s: float) -> tuple[float, float, float]:
-    """One load of ``url`` in a new page of ``context``: (wall seconds, renderer CPU seconds, main-thread busy
-    seconds). The page first opens the server's health check (same origin: the load that follows stays in the
+    """One load of ``url`` in a new page of ``context``: (wall seconds until drawn, renderer CPU seconds and
+    main-thread busy seconds until :data:`SETTLE_S` later). The page first opens the server's health check (same origin: the load that follows stays in the
     same renderer process, whose CPU is read before and after it)."""
     page = context.new_page()
     try:
@@ -63,6 +67,7 @@ def _load(context, url: str, ready: str, arg, timeout_s: float) -> tuple[float, 
         page.goto(url)
         page.wait_for_function(ready, arg=arg, timeout=timeout_s * 1000, polling=50)
         wall = time.perf_counter() - started
+        page.wait_for_timeout(SETTLE_S * 1000)  # what the page still draws after it looks ready counts too
         cpu1, busy1 = _cpu(cdp)
         return wall, cpu1 - cpu0, busy1 - busy0
     finally:

@@ -31,11 +31,13 @@ def table_with(at: AppTest, *columns: str, without: tuple[str, ...] = ()) -> pd.
 
 
 def trend_charts(at: AppTest) -> list[tuple[str, pd.DataFrame]]:
-    """The Overview's trend charts as (title, the data it draws)."""
+    """The Overview's trends, a row of its one chart each, as (row title, the data it draws)."""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
-    return [(json.loads(c.proto.spec)["title"]["text"], convert_arrow_bytes_to_pandas_df(c.proto.data.data))
-            for c in at.get("vega_lite_chart")]
+    drawn = at.get("vega_lite_chart")
+    assert len(drawn) <= 1, "the trends are one chart"
+    return [(row["title"]["text"], convert_arrow_bytes_to_pandas_df(c.proto.data.data))
+            for c in drawn for row in json.loads(c.proto.spec)["vconcat"]]
 
 
 def read(markdown: str) -> str:
