@@ -1,5 +1,5 @@
 """DataFrame -> chart, one function per chart: a plotly Figure, or for the Overview's trends a Vega-Lite spec
-(:func:`trends_chart`). Pure: no Streamlit, no archive access.
+(:func:`trends_charts`). Pure: no Streamlit, no archive access.
 
 Inputs are the frames :mod:`dashboard.queries` returns, with times already in the user's zone (or
 a ``tz`` to convert to); they are drawn as that zone's wall-clock time. Colours mean the same on every chart: green
@@ -9,9 +9,9 @@ Why the Overview's trends are Vega-Lite (``st.vega_lite_chart``) and not plotly:
 spent the largest part of its time on plotly.js (a 4.7 MB module to start, then the figure's layout), about 1.2-1.8 s of a
 3-5 s load on this project's test machine; Streamlit's Vega-Lite chart draws the same three rows in a few
 hundred milliseconds (``bench/README.md``, "The Overview in Chromium"). Pages opened less often (the coverage
-timeline, an event's attempts) keep plotly. The three trend rows are one Vega view (a ``vconcat``) whose tooltips sit
-on a full-height bar per bucket: three views with a Voronoi each (``nearest``) cost the browser ~0.14 s more CPU per
-load (part L).
+timeline, an event's attempts) keep plotly. Each trend chart's tooltips sit on a bar per bucket, not on a rule picked
+by ``nearest``: the Voronoi diagram that needs cost the browser ~0.1 s of CPU per load for the three charts, after
+their first paint (``bench/README.md``, part L).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collectors.archive.coverage import Interval
 __all__ = [
     "SUCCESS_COLOR",
     "FAILURE_COLOR",
-    "trends_chart",
+    "trends_charts",
     "failures_figure",
     "status_figure",
     "coverage_figure",
@@ -68,17 +68,16 @@ def _layout(fig: go.Figure, title: str, *, y_title: str, x_title: str | None = N
 #: Vega-Lite's time unit of each bucket: bars a bucket wide, times read to the bucket's precision.
 _TIME_UNIT = {"minute": "utcyearmonthdatehoursminutes", "hour": "utcyearmonthdatehours", "day": "utcyearmonthdate"}
 _TIME_FORMAT = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H:%M", "day": "%Y-%m-%d"}
-_ROW_HEIGHT = 160  # a row's plot; its title, legend and time axis come on top (~250 px in all)
+_ROW_HEIGHT = 250  # the whole chart: title, legend and axis included
 _LEGEND = {"orient": "top", "direction": "horizontal"}  # inside the page's width, above its row
 _Y_AXIS = {"minExtent": 56}  # the same width for every row's y axis: the rows line up
 
 
-def trends_chart(series: pd.DataFrame, bucket: str, *, with_rate: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Volume, success rate and latency percentiles per bucket, as ``(data, spec)``: one Vega-Lite chart whose rows
-    (``spec["vconcat"]``, each with its ``name``) are drawn one under the other, for
-    ``st.vega_lite_chart(data, spec, width="stretch")``. The spec sets its own ``autosize`` (``fit-x``): Streamlit
-    then gives every row the page's width, axes and legends included (left to itself it pads a row of layers past
-    the page); each row keeps its own colour scale (``resolve``).
+def trends_charts(series: pd.DataFrame, bucket: str, *,
+                  with_rate: bool = True) -> tuple[pd.DataFrame, list[tuple[str, dict[str, Any]]]]:
+    """Volume, success rate and latency percentiles per bucket, as ``(data, [(name, spec), ...])``: one Vega-Lite
+    chart per row, each drawn with ``st.vega_lite_chart(data, spec, width="stretch")`` (Streamlit fits a single
+    chart to the page's width; the rows of one concatenated chart it would stretch past it).
 
     ``series`` as :func:`~dashboard.stats.time_series` (times aware, in the user's zone). ``data`` has one row per
     bucket: ``time`` (the bucket's start as wall-clock time of that zone, labelled UTC and read with UTC time
@@ -86,8 +85,7 @@ def trends_chart(series: pd.DataFrame, bucket: str, *, with_rate: bool = True) -
     ``success_rate`` (percent; missing for an empty bucket, which breaks the line), ``p50``, ``p95``, ``p99`` (ms).
     Rows (names ``volume``, ``rate``, ``latency``): deliveries stacked (succeeded under failed), success rate,
     latency percentiles, each over the same buckets. Pointing at any row shows every figure of that bucket in
-    one tooltip (a full-height bar per bucket, shaded while pointed at); the wheel zooms a row's time axis, a drag
-    pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
+    one tooltip (a bar the bucket's width and the row's height, shaded while pointed at); the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
     failed, makes it meaningless).
     """
     word = _BUCKET_WORD.get(bucket, bucket)
@@ -113,10 +111,10 @@ def trends_chart(series: pd.DataFrame, bucket: str, *, with_rate: bool = True) -
     tooltip += [{"field": p, "type": "quantitative", "title": f"Latency {p} (ms)", "format": ",.0f"}
                 for p in ("p50", "p95", "p99")]
 
-    def row(name: str, title: str, layer: dict[str, Any]) -> dict[str, Any]:
-        # A bar the bucket's width and the row's height (no y: it spans the row) carries the tooltip with every
+    def row(name: str, title: str, layer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # A bar the bucket's width and the chart's height (no y: it spans the plot) carries the tooltip with every
         # figure of that bucket, shaded while pointed at. (A rule picked by ``nearest`` did the same through a
-        # Voronoi diagram per row, which cost the browser more.)
+        # Voronoi diagram per chart, which cost the browser more: part L.)
         hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"],
                                                        "on": "pointerover", "clear": "pointerout"}}
         zoom = {"name": f"{name}_zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}
@@ -124,8 +122,8 @@ def trends_chart(series: pd.DataFrame, bucket: str, *, with_rate: bool = True) -
                 "encoding": {"x": x, "tooltip": tooltip,
                              "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.15},
                                          "value": 0}}}
-        return {"name": name, "title": {"text": title, "anchor": "start"}, "height": _ROW_HEIGHT,
-                "layer": [{**layer, "params": [zoom]}, band]}
+        return name, {"title": {"text": title, "anchor": "start"}, "height": _ROW_HEIGHT,
+                      "layer": [{**layer, "params": [zoom]}, band]}
 
     rows = [row("volume", f"Deliveries per {word}", {
         "transform": [{"fold": ["succeeded", "failed"], "as": ["outcome", "count"]}],
@@ -148,9 +146,7 @@ def trends_chart(series: pd.DataFrame, bucket: str, *, with_rate: bool = True) -
                      "color": {"field": "percentile", "type": "nominal", "title": None, "legend": _LEGEND,
                                "scale": {"domain": ["p50", "p95", "p99"],
                                          "range": [_PERCENTILE_COLORS[f"{p}_ms"] for p in ("p50", "p95", "p99")]}}}}))
-    spec = {"vconcat": rows, "resolve": {"scale": {"color": "independent"}},
-            "autosize": {"type": "fit-x", "contains": "padding"}}
-    return data, spec
+    return data, rows
 
 
 def failures_figure(frame: pd.DataFrame, dim: str, title: str) -> go.Figure:

@@ -61,15 +61,10 @@ def test_empty_inputs_draw_empty_figures() -> None:
 
 def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) -> None:
     series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
-    data, spec = charts.trends_chart(series, "hour")
-    rows = spec["vconcat"]  # one chart, a row per figure
-    assert [row["name"] for row in rows] == ["volume", "rate", "latency"]
-    assert [row["title"]["text"] for row in rows] == ["Deliveries per hour", "Success rate per hour",
-                                                      "Latency percentiles per hour"]
-    # Each row its own colours (the outcome's green/red is not the percentiles' blue/orange/purple), and the chart
-    # fits the page's width with its axes (Streamlit's default for concatenated layers overflows it).
-    assert spec["resolve"] == {"scale": {"color": "independent"}}
-    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
+    data, rows = charts.trends_charts(series, "hour")
+    assert [name for name, _ in rows] == ["volume", "rate", "latency"]
+    assert [spec["title"]["text"] for _, spec in rows] == ["Deliveries per hour", "Success rate per hour",
+                                                           "Latency percentiles per hour"]
     # The numbers of the series, bucket by bucket; times as Berlin's wall clock (drawn on a UTC scale).
     assert list(data["succeeded"]) == list(series["successes"]) and list(data["failed"]) == list(series["failures"])
     assert list(data["deliveries"]) == list(series["deliveries"])
@@ -81,24 +76,24 @@ def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) 
     assert list(rate) == list((series["success_rate"] * 100).dropna()) and len(rate) < len(data)  # empty hours: gaps
     for p in ("p50", "p95", "p99"):
         pd.testing.assert_series_equal(data[p], series[f"{p}_ms"], check_names=False)
-    volume = rows[0]["layer"][0]
+    volume = rows[0][1]["layer"][0]
     assert volume["encoding"]["color"]["scale"] == {"domain": ["succeeded", "failed"],
                                                     "range": [charts.SUCCESS_COLOR, charts.FAILURE_COLOR]}
     assert volume["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
-    # Pointing at any row shows every figure of the bucket: a bar the bucket's width and the row's height (no y).
-    for row in rows:
-        band = row["layer"][1]
+    # Pointing at any row shows every figure of the bucket: on a bar the bucket's width and the chart's height (no y,
+    # no `nearest`: no Voronoi diagram to compute).
+    for _, spec in rows:
+        band = spec["layer"][1]
         assert band["mark"]["type"] == "bar" and "y" not in band["encoding"]
-        assert band["encoding"]["x"] == volume["encoding"]["x"]
+        assert band["encoding"]["x"] == volume["encoding"]["x"] and "nearest" not in band["params"][0]["select"]
         shown = [t["field"] for t in band["encoding"]["tooltip"]]
         assert shown == ["time", "deliveries", "succeeded", "failed", "success_rate", "p50", "p95", "p99"]
 
 
 def test_trends_leave_out_a_rate_the_filter_fixes(conn) -> None:
     series = time_series(conn, Filters(outcome="failed"), Filters().window(NOW), "day", BERLIN)
-    data, spec = charts.trends_chart(series, "day", with_rate=False)
-    rows = spec["vconcat"]
-    assert [row["name"] for row in rows] == ["volume", "latency"]
-    assert rows[0]["title"]["text"] == "Deliveries per day"
-    assert all("success_rate" not in [t["field"] for t in row["layer"][1]["encoding"]["tooltip"]] for row in rows)
+    data, rows = charts.trends_charts(series, "day", with_rate=False)
+    assert [name for name, _ in rows] == ["volume", "latency"]
+    assert rows[0][1]["title"]["text"] == "Deliveries per day"
+    assert all("success_rate" not in [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]] for _, spec in rows)
     assert data["succeeded"].sum() == 0 and data["failed"].sum() == series["failures"].sum() > 0
