@@ -9,9 +9,7 @@ Why the Overview's trends are Vega-Lite (``st.vega_lite_chart``) and not plotly:
 spent the largest part of its time on plotly.js (a 4.7 MB module to start, then the figure's layout), about 1.2-1.8 s of a
 3-5 s load on this project's test machine; Streamlit's Vega-Lite chart draws the same three rows in a few
 hundred milliseconds (``bench/README.md``, "The Overview in Chromium"). Pages opened less often (the coverage
-timeline, an event's attempts) keep plotly. Each trend chart's tooltips sit on a bar per bucket, not on a rule picked
-by ``nearest``: the Voronoi diagram that needs cost the browser ~0.1 s of CPU per load for the three charts, after
-their first paint (``bench/README.md``, part L).
+timeline, an event's attempts) keep plotly.
 """
 
 from __future__ import annotations
@@ -85,7 +83,7 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
     ``success_rate`` (percent; missing for an empty bucket, which breaks the line), ``p50``, ``p95``, ``p99`` (ms).
     Rows (names ``volume``, ``rate``, ``latency``): deliveries stacked (succeeded under failed), success rate,
     latency percentiles, each over the same buckets. Pointing at any row shows every figure of that bucket in
-    one tooltip (a bar the bucket's width and the row's height, shaded while pointed at); the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
+    one tooltip; the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
     failed, makes it meaningless).
     """
     word = _BUCKET_WORD.get(bucket, bucket)
@@ -112,18 +110,16 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
                 for p in ("p50", "p95", "p99")]
 
     def row(name: str, title: str, layer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        # A bar the bucket's width and the chart's height (no y: it spans the plot) carries the tooltip with every
-        # figure of that bucket, shaded while pointed at. (A rule picked by ``nearest`` did the same through a
-        # Voronoi diagram per chart, which cost the browser more: part L.)
-        hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"],
+        # A rule at the bucket nearest the pointer carries the tooltip with every figure of that bucket.
+        hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"], "nearest": True,
                                                        "on": "pointerover", "clear": "pointerout"}}
         zoom = {"name": f"{name}_zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}
-        band = {"mark": {"type": "bar", "color": "#616161", "clip": True}, "params": [hover],
+        rule = {"mark": {"type": "rule", "color": "#616161", "clip": True}, "params": [hover],
                 "encoding": {"x": x, "tooltip": tooltip,
-                             "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.15},
+                             "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.5},
                                          "value": 0}}}
         return name, {"title": {"text": title, "anchor": "start"}, "height": _ROW_HEIGHT,
-                      "layer": [{**layer, "params": [zoom]}, band]}
+                      "layer": [{**layer, "params": [zoom]}, rule]}
 
     rows = [row("volume", f"Deliveries per {word}", {
         "transform": [{"fold": ["succeeded", "failed"], "as": ["outcome", "count"]}],
