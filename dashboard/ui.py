@@ -140,12 +140,13 @@ def fmt_rate(value: float | None) -> str:
 STATE_COLORS = {"failing": "#c62828", "degraded": "#ef6c00", "healthy": "#2e7d32", "inactive": "#757575"}
 
 
-def label_column(title: str, colors: dict[str, str], **kwargs) -> dict:
+def label_column(title: str, colors: dict[str, str], *, width: int | None = None, help: str | None = None) -> dict:
     """A text column of a table drawn as coloured labels, the word written on its colour (so it reads without the
     colour): ``colors`` maps each value to its colour; the cells stay plain strings. Streamlit's own read-only
     multiselect column draws them (a pandas Styler did before: it rendered CSS for every cell on the server and
-    sent it with the table). ``kwargs``: ``width``, ``help``."""
-    return st.column_config.MultiselectColumn(title, options=list(colors), color=list(colors.values()), **kwargs)
+    sent it with the table)."""
+    return st.column_config.MultiselectColumn(title, options=list(colors), color=list(colors.values()), width=width,
+                                              help=help)
 
 
 def span_text(span: timedelta) -> str:
