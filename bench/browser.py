@@ -2,7 +2,8 @@
 (every query cached), on a cached synthetic archive, with where a warm load's time goes.
 
 A load is timed from ``page.goto`` until the Overview is drawn: its tiles shown, its charts plotted (the
-three Vega-Lite trend charts; a plotly figure counts too, for older versions), its tables painted, and
+three Vega-Lite trend charts, or however many a version draws them in; a plotly figure counts too, for older
+versions), its tables painted, and
 Streamlit's "running" widget gone. The Overview opens on its Trends tab, which holds no table; its Failures
 tab (``tab="Failures"``: four tables, no chart) and Webhook health tab (one table) are loaded by their links.
 (Before issue-9j the page drew all of it at once: three charts and five tables.) The window is a fixed custom range
@@ -46,30 +47,37 @@ MINIMAL_READY = """() => document.querySelector('[data-testid="stMetric"]') !== 
 
 
 @contextlib.contextmanager
-def running_dashboard(db: Path, script: Path | None = None) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` (or ``script``) on loopback over ``db``; yields its base URL."""
+def running_dashboard(db: Path, script: Path | None = None, repo: Path = REPO) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` of ``repo`` (this tree by default; another one, e.g. main's exported with
+    ``git archive``, imports its own ``dashboard`` and ``collectors``) or ``script``, on loopback over ``db``;
+    yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
-    env["MOEGO_MONITOR_DB"] = str(db)
-    command = [sys.executable, "-m", "streamlit", "run", str(script or REPO / "dashboard" / "app.py"),
+    env["MOEGO_MONITOR_DB"] = str(Path(db).resolve())
+    command = [sys.executable, "-m", "streamlit", "run", str(script or repo / "dashboard" / "app.py"),
                "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                "--browser.gatherUsageStats", "false"]
-    with serving(command, port, "/_stcore/health", what="the dashboard", timeout_s=60, cwd=REPO, env=env,
+    with serving(command, port, "/_stcore/health", what="the dashboard", timeout_s=60, cwd=repo, env=env,
                  poll_s=0.3) as (base, _):
         yield base
 
 
+#: Drawn: the run finished (Streamlit's "running" widget gone, so every element has arrived), the eight tiles shown,
+#: at least ``charts`` charts and ``tables`` grids on the page, and every chart and grid there drawn (however many
+#: charts a version draws the trends in: three Vega-Lite views, or one).
 _READY = """([charts, tables]) => {
-  const drawn = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg, '
-    + '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg.marks').length;
-  const grids = document.querySelectorAll('[data-testid="stDataFrame"] canvas').length;
+  const boxes = document.querySelectorAll('[data-testid="stPlotlyChart"], [data-testid="stVegaLiteChart"]');
+  const drawn = [...boxes].filter(b => b.querySelector('.main-svg, canvas, svg.marks')).length;
+  const gridBoxes = document.querySelectorAll('[data-testid="stDataFrame"]');
+  const grids = [...gridBoxes].filter(b => b.querySelector('canvas')).length;
   const running = document.querySelector('[data-testid="stStatusWidget"]');
   const tiles = document.querySelectorAll('[data-testid="stMetric"]').length;
-  return tiles >= 8 && drawn >= charts && grids >= tables && !running;
+  return tiles >= 8 && !running && boxes.length >= charts && drawn === boxes.length
+    && gridBoxes.length >= tables && grids === gridBoxes.length;
 }"""
 
 
-def load_times(url: str, *, loads: int = 3, charts: int = 3, tables: int = 0, timeout_s: float = 180,
+def load_times(url: str, *, loads: int = 3, charts: int = 1, tables: int = 0, timeout_s: float = 180,
                ready: str | None = None, returning: bool = False) -> list[float]:
     """Seconds for each of ``loads`` loads of ``url``, each in a new browser page (a new Streamlit session);
     the first is cold when the dashboard was just started.

@@ -1,8 +1,8 @@
 """The Deliveries list as a person reads it: outcome first as a coloured badge, the error readable, relative times.
 
 :func:`list_frame` turns a page of :func:`dashboard.queries.delivery_page` rows into the table shown
-(pure: no Streamlit), :func:`outcome_style` colours the outcome cell, :data:`COLUMN_CONFIG` names
-and sizes the columns. At 1440 px the outcome, status, error and webhook fit without sideways
+(pure: no Streamlit), :data:`COLUMN_CONFIG` names and sizes the columns and draws the outcome as a coloured
+label (:data:`OUTCOME_COLUMN`). At 1440 px the outcome, status, error and webhook fit without sideways
 scrolling; ids, the exact time and the link follow to the right.
 """
 
@@ -14,14 +14,16 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-__all__ = ["COLUMN_ORDER", "COLUMN_CONFIG", "OUTCOME_COLORS", "outcome_text", "list_frame", "outcome_style"]
+from .ui import label_column
+
+__all__ = ["COLUMN_ORDER", "COLUMN_CONFIG", "OUTCOME_COLORS", "OUTCOME_COLUMN", "outcome_text", "list_frame"]
 
 #: The columns in the order they are shown (the first ones fit a 1440 px screen).
 COLUMN_ORDER = ["when", "outcome", "status", "error", "webhook", "event_type", "duration_ms", "retry_count",
                 "delivered_at", "event_id", "id", "link"]
 
-#: Badge colours (background, text) of an outcome cell, readable in light and dark themes.
-OUTCOME_COLORS = {"OK": ("#2e7d32", "#ffffff"), "Failed": ("#c62828", "#ffffff")}
+#: Label colours of an outcome cell (white text on them), readable in light and dark themes.
+OUTCOME_COLORS = {"OK": "#2e7d32", "Failed": "#c62828"}
 
 
 def outcome_text(success: bool) -> str:
@@ -49,16 +51,13 @@ def list_frame(rows: pd.DataFrame, tz: ZoneInfo, label: Callable[[str], str]) ->
     }, columns=COLUMN_ORDER)
 
 
-def outcome_style(value: str) -> str:
-    """The CSS of an outcome cell (for ``DataFrame.style.map``): a filled badge colour."""
-    colors = OUTCOME_COLORS.get(value)
-    return f"background-color: {colors[0]}; color: {colors[1]}; font-weight: 600" if colors else ""
-
+#: The outcome column: ``OK`` on green, ``Failed`` on red (the Deliveries list and its live tail).
+OUTCOME_COLUMN = label_column("Outcome", OUTCOME_COLORS, width=70, help="OK: HTTP 2xx. Failed: anything else.")
 
 COLUMN_CONFIG = {
     "when": st.column_config.DatetimeColumn("When", format="distance", width=120,
                                             help="How long ago; the exact time is in Delivered at."),
-    "outcome": st.column_config.TextColumn("Outcome", width=70, help="OK: HTTP 2xx. Failed: anything else."),
+    "outcome": OUTCOME_COLUMN,
     "status": st.column_config.TextColumn("Status", width=60, help="HTTP status; — = no response (timeout, refused)."),
     "error": st.column_config.TextColumn("Error", width="large"),
     "webhook": st.column_config.TextColumn("Webhook", width="medium",

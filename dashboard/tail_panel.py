@@ -9,14 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from . import reads, ui
-from .deliveries_table import outcome_style
+from .deliveries_table import OUTCOME_COLUMN
 
 __all__ = ["REFRESH_S", "render_tail"]
 
 #: How often the tail looks for new entries (seconds).
 REFRESH_S = 5.0
 _STARTED = "_tail_started"
-_NEW_STYLE = "background-color: #1565c0; color: #ffffff; font-weight: 600"
+_NEW_COLORS = {"NEW": "#1565c0"}  # a blue label on each entry archived since the tail was turned on
 
 
 def _toggled() -> None:
@@ -49,12 +49,12 @@ def _live(ctx: ui.Context) -> None:
         "link": "deliveries?delivery=" + frame["id"],
     })
     st.dataframe(
-        shown.style.map(lambda _: _NEW_STYLE, subset=["new"]).map(outcome_style, subset=["outcome"]),
+        shown,
         key="tail_table", hide_index=True, height=min(400, 38 + 35 * count),
         column_config={
-            "new": st.column_config.TextColumn("", width=50, help="Archived since you turned the live tail on."),
+            "new": ui.label_column("", _NEW_COLORS, width=50, help="Archived since you turned the live tail on."),
             "archived": st.column_config.DatetimeColumn("Archived", format="distance", width=120),
-            "outcome": st.column_config.TextColumn("Outcome", width=70),
+            "outcome": OUTCOME_COLUMN,
             "status": st.column_config.TextColumn("Status", width=60),
             "error": st.column_config.TextColumn("Error", width="large"),
             "webhook": st.column_config.TextColumn("Webhook", width="medium"),

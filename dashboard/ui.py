@@ -23,8 +23,7 @@ from collectors.archive.filters import Bucket, Filters, Window
 from .filters import choose_bucket
 
 __all__ = ["Context", "context", "set_context", "actor", "blocker", "may_act", "local", "fmt_time", "fmt_ms",
-           "fmt_rate", "STATE_COLORS",
-           "state_style", "span_text", "window_caption"]
+           "fmt_rate", "STATE_COLORS", "label_column", "span_text", "window_caption"]
 
 _CTX_KEY = "_moego_context"
 
@@ -137,15 +136,17 @@ def fmt_rate(value: float | None) -> str:
     return f"{value * 100:.2f}%"
 
 
-#: Cell colours of a webhook's health state (background, text), readable in light and dark themes.
-STATE_COLORS = {"failing": ("#c62828", "#ffffff"), "degraded": ("#ef6c00", "#ffffff"),
-                "healthy": ("#2e7d32", "#ffffff"), "inactive": ("#757575", "#ffffff")}
+#: The label colour of each webhook health state, readable in light and dark themes (white text on it).
+STATE_COLORS = {"failing": "#c62828", "degraded": "#ef6c00", "healthy": "#2e7d32", "inactive": "#757575"}
 
 
-def state_style(state: str) -> str:
-    """The CSS of a health-state cell (for ``DataFrame.style.map``)."""
-    colors = STATE_COLORS.get(state)
-    return f"background-color: {colors[0]}; color: {colors[1]}; font-weight: 600" if colors else ""
+def label_column(title: str, colors: dict[str, str], *, width: int | None = None, help: str | None = None) -> dict:
+    """A text column of a table drawn as coloured labels, the word written on its colour (so it reads without the
+    colour): ``colors`` maps each value to its colour; the cells stay plain strings. Streamlit's own read-only
+    multiselect column draws them (a pandas Styler did before: it rendered CSS for every cell on the server and
+    sent it with the table)."""
+    return st.column_config.MultiselectColumn(title, options=list(colors), color=list(colors.values()), width=width,
+                                              help=help)
 
 
 def span_text(span: timedelta) -> str:

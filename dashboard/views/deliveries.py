@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import reads, ui
 from dashboard.bulk import render_bulk
-from dashboard.deliveries_table import COLUMN_CONFIG, COLUMN_ORDER, list_frame, outcome_style
+from dashboard.deliveries_table import COLUMN_CONFIG, COLUMN_ORDER, list_frame
 from dashboard.detail import render_detail
 from dashboard.tail_panel import render_tail
 from dashboard.present import export_command_line, plural
@@ -72,7 +72,7 @@ def _go(step: int, next_cursor: Cursor | None) -> None:
 
 rows = list_frame(page.rows, ctx.tz, ctx.label)
 event = st.dataframe(
-    rows.style.map(outcome_style, subset=["outcome"]),
+    rows,
     key="deliveries_table",
     on_select="rerun",
     selection_mode="single-row",

@@ -144,7 +144,7 @@ def _health() -> None:
             last_failure=ui.local(health["last_failure"], ctx.tz),
         )
         st.dataframe(
-            shown.style.map(ui.state_style, subset=["state"]),
+            shown,
             key="health_table",
             hide_index=True,
             column_order=["webhook", "state", "deliveries", "success_rate", "p95_ms", "last_success", "last_failure",
@@ -153,9 +153,10 @@ def _health() -> None:
                 "webhook": st.column_config.TextColumn("Webhook", help="Its short name, else its endpoint's host and path."),
                 "webhook_id": st.column_config.TextColumn("Webhook id"),
                 "endpoint_url": st.column_config.TextColumn("Endpoint"),
-                "state": st.column_config.TextColumn("State", help="failing: 5+ failures in a row or under 80% success; "
-                                                                   "degraded: the latest failed, under 99% success or "
-                                                                   "p95 over 10 s; inactive: disabled or no traffic."),
+                "state": ui.label_column("State", ui.STATE_COLORS,
+                                         help="failing: 5+ failures in a row or under 80% success; degraded: the "
+                                              "latest failed, under 99% success or p95 over 10 s; inactive: "
+                                              "disabled or no traffic."),
                 "deliveries": st.column_config.NumberColumn("Deliveries", format="localized"),
                 "success_rate": st.column_config.NumberColumn("Success rate", format="%.2f%%"),
                 "p95_ms": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),

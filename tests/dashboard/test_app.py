@@ -133,6 +133,12 @@ def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
     health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
     assert health.loc[BETA, "state"] == "failing" and health.loc[ALPHA, "state"] == "degraded"
     assert health.loc[GAMMA, "state"] == "inactive" and health.loc[BETA, "consecutive_failures"] == 8
+    # Each state is its word on its colour (failing red, degraded orange ...), drawn by the column, not a Styler.
+    shown = next(t for t in at.dataframe if "state" in t.value.columns)
+    labels = json.loads(shown.proto.columns)["state"]["type_config"]["options"]
+    assert {o["value"]: o["color"] for o in labels} == {"failing": "#c62828", "degraded": "#ef6c00",
+                                                        "healthy": "#2e7d32", "inactive": "#757575"}
+    assert not shown.proto.arrow_data.styler.styles
 
 
 def test_a_link_opens_an_overview_tab(run_app, live_seed: Seed) -> None:

@@ -44,9 +44,11 @@ def test_the_list_starts_with_outcome_status_and_error(run_app, live_seed: Seed)
     assert rows.loc["dlv_a01", "status"] == "—" and rows.loc["dlv_a03", "status"] == "404"
     assert rows.loc["dlv_a01", "error"] == "context deadline exceeded (Client.Timeout exceeded)"
     assert rows.loc["dlv_b01", "webhook"] == "receiver.example/wh_beta"
-    # The badge is coloured: red for a failure, green for OK (the Styler's cell colours travel with the data).
-    styled = table.proto.arrow_data.styler.styles
-    assert "#c62828" in styled and "#2e7d32" in styled
+    # The badge is the word on its colour: red for a failure, green for OK, drawn by the column (no Styler: the
+    # cells are the words themselves, and no CSS travels with the table).
+    assert config["outcome"]["type_config"]["options"] == [{"value": "OK", "color": "#2e7d32"},
+                                                           {"value": "Failed", "color": "#c62828"}]
+    assert not table.proto.arrow_data.styler.styles and set(rows["outcome"]) == {"OK", "Failed"}
 
 
 def test_one_row_is_one_row(run_app, live_seed: Seed) -> None:
@@ -228,6 +230,12 @@ def test_the_live_tail_brings_in_new_entries_marked_new(run_app, live_seed: Seed
     tail = table_with(at, "new", "archived", "outcome")
     assert list(tail["id"]) == ["dlv_live_b"]  # the view's filters hold: wh_alpha's entry is not in it
     assert tail.iloc[0][["new", "outcome", "status", "error"]].tolist() == ["NEW", "Failed", "503", "endpoint answered 503"]
+    # "NEW" on blue, the outcome on its colour: labels drawn by the columns, not a Styler.
+    shown = next(d for d in at.dataframe if "archived" in d.value.columns)
+    config = json.loads(shown.proto.columns)
+    assert config["new"]["type_config"]["options"] == [{"value": "NEW", "color": "#1565c0"}]
+    assert config["outcome"]["type_config"]["options"][1] == {"value": "Failed", "color": "#c62828"}
+    assert not shown.proto.arrow_data.styler.styles
     assert any(": 1 new entry in this view" in c.value for c in at.caption)
     at.toggle(key="live_tail").set_value(False).run()
     assert not [d for d in at.dataframe if "archived" in d.value.columns]
