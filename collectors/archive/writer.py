@@ -29,7 +29,7 @@ from ..models import Webhook, WebhookDelivery, format_timestamp
 from ..redaction import REDACTED, secret_fingerprint
 
 __all__ = ["SaveResult", "save_deliveries", "save_webhooks", "mark_webhooks_deleted", "delivery_row", "refresh_hourly",
-           "archived_under", "archived", "Archived"]
+           "archived", "Archived"]
 
 
 @dataclass(frozen=True)
@@ -270,19 +270,6 @@ def save_deliveries(
     rollup_delta.add_inserted(conn, indexed_new, rowids, skip=touched)
     refresh_hourly(conn, touched)
     return SaveResult(new=len(inserts), updated=len(updates))
-
-
-def archived_under(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
-    """For the ids among ``ids`` that the archive holds: the webhook each is archived under (a caller that
-    also saves the page uses :func:`archived` and hands its rows to :func:`save_deliveries` instead)."""
-    out: dict[str, str] = {}
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        out.update(conn.execute(
-            f"SELECT id, webhook_id FROM deliveries WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
-        ).fetchall())
-    return out
 
 
 _REFRESH_HOUR = f"""
