@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from collectors.archive import HISTOGRAM_COLUMNS
+from collectors.archive.runs import lock_path
 from collectors.archive.rollups import DAILY_STATUS_FROM_RAW, SPANS_FROM_RAW, STATUS_FROM_RAW, hourly_from_raw_sql
 from collectors.client import make_client
 from collectors.config import Settings
@@ -115,3 +118,37 @@ def writing(db_path: Path) -> bool:
         return True
     finally:
         probe.close()
+
+
+def assert_killed_backfill_resumes(db_path: Path, handle: SandboxHandle, args: tuple[str, ...],
+                                   ready: Callable[[], bool]) -> None:
+    """``moego-monitor collect --db DB *args`` killed with SIGKILL mid-backfill, once ``ready()`` holds, then run again.
+
+    What the kill left is consistent (whole batches, positions with them); the second pass archives exactly the
+    entries the sandbox lists, and its new rows are exactly what the first had not committed (nothing doubled).
+    """
+    first = start_cli("collect", "--db", str(db_path), *args, handle=handle)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready() and first.poll() is None:
+            assert time.monotonic() < deadline, "the backfill never reached the point to kill it at"
+            time.sleep(0.01)
+        assert first.poll() is None, f"the backfill ended before it could be killed: {first.communicate()}"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+        first.communicate()
+    archived_before = sum(len(ids) for ids in archived_by_webhook(db_path).values())
+    assert archived_before > 0 and lock_path(db_path).exists()
+    assert_archive_consistent(db_path)
+
+    second = run_cli("collect", "--db", str(db_path), *args, handle=handle)  # the kernel released the lock
+
+    assert second.returncode == 0, second.stderr
+    listed = listed_ids(handle)
+    assert archived_by_webhook(db_path) == listed
+    assert_archive_consistent(db_path)
+    assert db_rows(db_path, "SELECT outcome FROM collector_runs ORDER BY id") == [("interrupted",), ("ok",)]
+    assert db_rows(db_path, "SELECT new_rows FROM collector_runs WHERE outcome = 'ok'")[0][0] == (
+        sum(len(ids) for ids in listed.values()) - archived_before)

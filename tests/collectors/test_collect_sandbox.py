@@ -23,6 +23,7 @@ from tests.conftest import SandboxHandle, running_sandbox, start_sandbox, stop_s
 from .conftest import (
     archived_by_webhook,
     assert_archive_consistent,
+    assert_killed_backfill_resumes,
     db_rows,
     listed_ids,
     run_cli,
@@ -119,28 +120,8 @@ def test_a_collector_killed_mid_backfill_resumes_with_nothing_lost_or_doubled(tm
         # A dense hour (one chunk of ~20 pages), so the backfill is still writing when it is killed: some pages
         # committed, a batch of others saved but not committed (the write lock held), and all of it is lost.
         handle.generate(sorted(listed_ids(handle))[0], 10_000, spread_seconds=3600)
-        first = start_cli("collect", "--db", str(db_path), "--chunk", "1d", handle=handle)
-        try:
-            wait_for(lambda: (archived(db_path) > 0 and writing(db_path)) or first.poll() is not None, timeout=120)
-            assert first.poll() is None, f"the backfill ended before it could be killed: {first.communicate()}"
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-        finally:
-            first.kill()
-            first.communicate()
-        archived_before = sum(len(ids) for ids in archived_by_webhook(db_path).values())
-        assert archived_before > 0 and lock_path(db_path).exists()
-        assert_archive_consistent(db_path)  # what the kill left (whole batches, positions with them) is consistent
-
-        second = run_cli("collect", "--db", str(db_path), "--chunk", "1d", handle=handle)  # the kernel released the lock
-
-        assert second.returncode == 0, second.stderr
-        listed = listed_ids(handle)
-        assert archived_by_webhook(db_path) == listed
-        assert_archive_consistent(db_path)
-        assert db_rows(db_path, "SELECT outcome FROM collector_runs ORDER BY id") == [("interrupted",), ("ok",)]
-        assert db_rows(db_path, "SELECT new_rows FROM collector_runs WHERE outcome = 'ok'")[0][0] == (
-            sum(len(ids) for ids in listed.values()) - archived_before)
+        assert_killed_backfill_resumes(db_path, handle, ("--chunk", "1d"),
+                                       ready=lambda: archived(db_path) > 0 and writing(db_path))
 
 
 def test_two_collectors_at_once_neither_corrupt_nor_crash(small_sandbox, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -12,15 +11,14 @@ from typing import Iterator
 import httpx
 import pytest
 
-from collectors.archive.runs import lock_path
 from collectors.client import deadline_transport, make_client
 from collectors.collect import collect
 from collectors.config import load_settings
 from collectors.pacing import Pacer
 from tests.conftest import SandboxHandle, running_sandbox
 
-from .conftest import (archived_by_webhook, assert_archive_consistent, db_rows, listed_ids, run_cli, sandbox_now,
-                       sandbox_settings, start_cli, writing)
+from .conftest import (archived_by_webhook, assert_archive_consistent, assert_killed_backfill_resumes, db_rows,
+                       listed_ids, sandbox_now, sandbox_settings, writing)
 
 DELIVERIES = "/v1/webhook/deliveries"
 
@@ -46,34 +44,10 @@ def webhooks_archived(db_path: Path) -> set[str]:
 
 def test_a_concurrent_pass_killed_mid_way_resumes_with_nothing_lost_or_doubled(busy_sandbox, tmp_path):
     db_path = tmp_path / "a.db"
-    first = start_cli("collect", "--db", str(db_path), "--chunk", "1d", "--concurrency", "4", handle=busy_sandbox)
-    try:
-        deadline = time.monotonic() + 120
-        # Killed with pages of several webhooks committed and a batch of others being written (the write lock
-        # held): the writer commits the four workers' pages together, a few at a time (collectors.fanout).
-        while not (len(webhooks_archived(db_path)) >= 2 and writing(db_path)) and first.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert first.poll() is None, f"the backfill ended before it could be killed: {first.communicate()}"
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-    finally:
-        first.kill()
-        first.communicate()
-    archived_before = sum(len(ids) for ids in archived_by_webhook(db_path).values())
-    assert archived_before > 0 and lock_path(db_path).exists()
-    assert_archive_consistent(db_path)  # what the kill left is already consistent
-
-    second = run_cli("collect", "--db", str(db_path), "--chunk", "1d", "--concurrency", "4", handle=busy_sandbox)
-
-    assert second.returncode == 0, second.stderr
-    listed = listed_ids(busy_sandbox)
-    assert archived_by_webhook(db_path) == listed
-    assert_archive_consistent(db_path)
-    assert db_rows(db_path, "SELECT outcome FROM collector_runs ORDER BY id") == [("interrupted",), ("ok",)]
-    # Nothing counted twice: the second pass's new rows are exactly what the first had not committed.
-    assert db_rows(db_path, "SELECT new_rows FROM collector_runs WHERE outcome = 'ok'")[0][0] == (
-        sum(len(ids) for ids in listed.values()) - archived_before)
+    # Killed with pages of several webhooks committed and a batch of others being written (the write lock held):
+    # the writer commits the four workers' pages together, a few at a time (collectors.fanout).
+    assert_killed_backfill_resumes(db_path, busy_sandbox, ("--chunk", "1d", "--concurrency", "4"),
+                                   ready=lambda: len(webhooks_archived(db_path)) >= 2 and writing(db_path))
 
 
 def test_one_at_a_time_and_four_at_once_archive_the_same_rows(busy_sandbox, tmp_path):
