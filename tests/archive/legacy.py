@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from collectors import archive
 from collectors.archive import rollups, search_index, writer
+from collectors.archive.export import export_csv, filters_for_status
 from collectors.models import Webhook, WebhookDelivery
 from collectors.redaction import redact_headers
 
@@ -160,3 +161,13 @@ def legacy_detail(conn: sqlite3.Connection, delivery_id: str) -> dict[str, Any]:
         record[name] = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in value.items()}
     record["success"] = bool(record["success"])
     return record
+
+
+def library_csv(path: Path, since: datetime, until: datetime, *, now: datetime,
+                secret_headers: Sequence[str] = ()) -> bytes:
+    """Today's export (:func:`collectors.archive.export.export_csv`) of the archive at ``path`` for ``[since, until)``,
+    as the bytes to compare with :func:`legacy_csv`'s."""
+    out = io.StringIO(newline="")
+    with archive.open_archive(path, readonly=True) as conn:
+        export_csv(conn, filters_for_status(since, until), out, now=now, secret_headers=tuple(secret_headers))
+    return out.getvalue().encode("utf-8")

@@ -11,7 +11,6 @@ webhook names. The same bytes from the library, a file with its manifest, stdout
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing
 import os
 import signal
@@ -25,12 +24,12 @@ from click.testing import CliRunner
 
 from collectors import archive
 from collectors.archive import compaction, export_parallel, when, writer
-from collectors.archive.export import export_csv, filters_for_status, write_export
+from collectors.archive.export import filters_for_status, write_export
 from collectors.archive.names import set_webhook_name
 from collectors.cli.export import export_command
 from collectors.models import format_timestamp
 
-from tests.archive.legacy import legacy_archive, legacy_csv, varied_deliveries
+from tests.archive.legacy import legacy_archive, legacy_csv, library_csv, varied_deliveries
 from tests.seed import ALPHA, BETA, GAMMA, delivery
 
 #: The schema version before the keying compaction (schema 11 -> 12): keying payloads pending.
@@ -145,10 +144,7 @@ def mixed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def _library_bytes(path: Path, secret_headers: tuple[str, ...] = ()) -> bytes:
-    out = io.StringIO(newline="")
-    with archive.open_archive(path, readonly=True) as conn:
-        export_csv(conn, filters_for_status(SINCE, UNTIL), out, now=NOW, secret_headers=secret_headers)
-    return out.getvalue().encode("utf-8")
+    return library_csv(path, SINCE, UNTIL, now=NOW, secret_headers=secret_headers)
 
 
 def test_a_half_compacted_archive_exports_the_bytes_it_exported_before_payloads(mixed) -> None:

@@ -12,7 +12,6 @@ text, whatever the batch size, with ``--redact-header``, and when the newest row
 from __future__ import annotations
 
 import base64
-import io
 import json
 import multiprocessing
 import sqlite3
@@ -24,11 +23,11 @@ import pytest
 
 from collectors import archive
 from collectors.archive import csv_lines, export_parallel, writer
-from collectors.archive.export import export_csv, filters_for_status
+from collectors.archive.export import filters_for_status
 from collectors.archive.names import set_webhook_name
 from collectors.models import WebhookDelivery, format_timestamp
 
-from tests.archive.legacy import legacy_archive, legacy_csv
+from tests.archive.legacy import legacy_archive, legacy_csv, library_csv
 from tests.seed import ALPHA, BETA, GAMMA, delivery
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -109,10 +108,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, byt
 
 
 def _export(path: Path, secret_headers: tuple[str, ...] = ()) -> bytes:
-    out = io.StringIO(newline="")
-    with archive.open_archive(path, readonly=True) as conn:
-        export_csv(conn, filters_for_status(SINCE, UNTIL), out, now=NOW, secret_headers=secret_headers)
-    return out.getvalue().encode("utf-8")
+    return library_csv(path, SINCE, UNTIL, now=NOW, secret_headers=secret_headers)
 
 
 class _Paths:
