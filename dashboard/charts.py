@@ -1,5 +1,5 @@
 """DataFrame -> chart, one function per chart: a plotly Figure, or for the Overview's trends a Vega-Lite spec
-(:func:`trends_charts`). Pure: no Streamlit, no archive access.
+(:func:`trends_chart`). Pure: no Streamlit, no archive access.
 
 Inputs are the frames :mod:`dashboard.queries` returns, with times already in the user's zone (or
 a ``tz`` to convert to); they are drawn as that zone's wall-clock time. Colours mean the same on every chart: green
@@ -25,7 +25,7 @@ from collectors.archive.coverage import Interval
 __all__ = [
     "SUCCESS_COLOR",
     "FAILURE_COLOR",
-    "trends_charts",
+    "trends_chart",
     "failures_figure",
     "status_figure",
     "coverage_figure",
@@ -66,25 +66,33 @@ def _layout(fig: go.Figure, title: str, *, y_title: str, x_title: str | None = N
 #: Vega-Lite's time unit of each bucket: bars a bucket wide, times read to the bucket's precision.
 _TIME_UNIT = {"minute": "utcyearmonthdatehoursminutes", "hour": "utcyearmonthdatehours", "day": "utcyearmonthdate"}
 _TIME_FORMAT = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H:%M", "day": "%Y-%m-%d"}
-_ROW_HEIGHT = 250  # the whole chart: title, legend and axis included
-_LEGEND = {"orient": "top", "direction": "horizontal"}  # inside the page's width, above its row
-_Y_AXIS = {"minExtent": 56}  # the same width for every row's y axis: the rows line up
+_BAND_HEIGHT = 170  # pixels of one panel's plot
+_BAND_GAP = 40  # pixels above each panel: its title
+_FRAME = 70  # pixels of the chart around its plot: the legend above, the time axis below
+_Y_AXIS = {"orient": "left", "minExtent": 56, "tickCount": 4}  # every panel's axis on the left, the same width
+#: One colour legend for the two panels that need one: the outcome of a delivery and the latency percentile.
+_COLOR = {"field": "series", "type": "nominal", "title": None,
+          "legend": {"orient": "top", "direction": "horizontal"},
+          "scale": {"domain": ["succeeded", "failed", "p50", "p95", "p99"],
+                    "range": [SUCCESS_COLOR, FAILURE_COLOR, *_PERCENTILE_COLORS.values()]}}
 
 
-def trends_charts(series: pd.DataFrame, bucket: str, *,
-                  with_rate: bool = True) -> tuple[pd.DataFrame, list[tuple[str, dict[str, Any]]]]:
-    """Volume, success rate and latency percentiles per bucket, as ``(data, [(name, spec), ...])``: one Vega-Lite
-    chart per row, each drawn with ``st.vega_lite_chart(data, spec, width="stretch")`` (Streamlit fits a single
-    chart to the page's width; the rows of one concatenated chart it would stretch past it).
+def trends_chart(series: pd.DataFrame, bucket: str, *,
+                 with_rate: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Volume, success rate and latency percentiles per bucket as ``(data, spec)``: ONE layered Vega-Lite view,
+    drawn with ``st.vega_lite_chart(data, spec, width="stretch")``, whose panels are horizontal bands of one plot
+    over one time axis (each panel's y scale drawn into its own band of pixels, with its own axis and a title
+    above it). One view is less work for the browser than three charts (bench/README.md, part M).
 
     ``series`` as :func:`~dashboard.stats.time_series` (times aware, in the user's zone). ``data`` has one row per
     bucket: ``time`` (the bucket's start as wall-clock time of that zone, labelled UTC and read with UTC time
     units, so the axis shows the user's zone whatever the browser's own), ``deliveries``, ``succeeded``, ``failed``,
     ``success_rate`` (percent; missing for an empty bucket, which breaks the line), ``p50``, ``p95``, ``p99`` (ms).
-    Rows (names ``volume``, ``rate``, ``latency``): deliveries stacked (succeeded under failed), success rate,
-    latency percentiles, each over the same buckets. Pointing at any row shows every figure of that bucket in
-    one tooltip; the wheel zooms the time axis, a drag pans it, a double click resets it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome =
-    failed, makes it meaningless).
+    Panels, top down, each titled by a text mark above its band: deliveries stacked
+    (succeeded under failed), success rate, latency percentiles. Pointing anywhere in a bucket's column shows
+    every figure of that bucket in one tooltip; the wheel zooms the time axis, a drag pans it, a double click resets
+    it. ``with_rate=False`` leaves out the success rate (a filter that fixes it, such as outcome = failed, makes it
+    meaningless).
     """
     word = _BUCKET_WORD.get(bucket, bucket)
     data = pd.DataFrame({
@@ -109,40 +117,57 @@ def trends_charts(series: pd.DataFrame, bucket: str, *,
     tooltip += [{"field": p, "type": "quantitative", "title": f"Latency {p} (ms)", "format": ",.0f"}
                 for p in ("p50", "p95", "p99")]
 
-    def row(name: str, title: str, layer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        # A rule at the bucket nearest the pointer carries the tooltip with every figure of that bucket.
-        hover = {"name": f"{name}_hover", "select": {"type": "point", "encodings": ["x"], "nearest": True,
-                                                       "on": "pointerover", "clear": "pointerout"}}
-        zoom = {"name": f"{name}_zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}
-        rule = {"mark": {"type": "rule", "color": "#616161", "clip": True}, "params": [hover],
-                "encoding": {"x": x, "tooltip": tooltip,
-                             "opacity": {"condition": {"param": f"{name}_hover", "empty": False, "value": 0.5},
-                                         "value": 0}}}
-        return name, {"title": {"text": title, "anchor": "start"}, "height": _ROW_HEIGHT,
-                      "layer": [{**layer, "params": [zoom]}, rule]}
-
-    rows = [row("volume", f"Deliveries per {word}", {
-        "transform": [{"fold": ["succeeded", "failed"], "as": ["outcome", "count"]}],
-        "mark": {"type": "bar", "clip": True},  # clipped: zoomed in, nothing spills past the axes
-        "encoding": {"x": x,
-                     "y": {"field": "count", "type": "quantitative", "stack": "zero", "title": "deliveries", "axis": _Y_AXIS},
-                     "color": {"field": "outcome", "type": "nominal", "title": None, "sort": ["succeeded", "failed"],
-                               "legend": _LEGEND,
-                               "scale": {"domain": ["succeeded", "failed"], "range": [SUCCESS_COLOR, FAILURE_COLOR]}},
-                     "order": {"field": "outcome", "sort": "descending"}}})]
+    panels = [("volume", f"Deliveries per {word}")]
     if with_rate:
-        rows.append(row("rate", f"Success rate per {word}", {
-            "mark": {"type": "line", "color": SUCCESS_COLOR, "point": {"color": SUCCESS_COLOR}, "clip": True},
-            "encoding": {"x": x, "y": {"field": "success_rate", "type": "quantitative", "title": "% succeeded", "axis": _Y_AXIS,
-                                       "scale": {"domain": [0, 100]}}}}))
-    rows.append(row("latency", f"Latency percentiles per {word}", {
-        "transform": [{"fold": ["p50", "p95", "p99"], "as": ["percentile", "ms"]}],
+        panels.append(("rate", f"Success rate per {word}"))
+    panels.append(("latency", f"Latency percentiles per {word}"))
+    height = len(panels) * (_BAND_GAP + _BAND_HEIGHT)
+
+    def at(pixels: int) -> dict[str, str]:
+        # A height in the spec's pixels as a share of the plot's drawn height (Streamlit fits the whole chart,
+        # legend and axis included, into ``height``: the plot itself gets what is left).
+        return {"expr": f"height * {pixels / height:.6f}"}
+
+    step = _BAND_GAP + _BAND_HEIGHT
+    band = {name: [at(i * step + step), at(i * step + _BAND_GAP)]  # each panel's y range: [bottom, top]
+            for i, (name, _) in enumerate(panels)}
+
+    def y(field: str, title: str, name: str, **scale: Any) -> dict[str, Any]:
+        return {"field": field, "type": "quantitative", "title": title, "axis": _Y_AXIS,
+                "scale": {"range": band[name], **scale}}
+
+    layers: list[dict[str, Any]] = [{
+        "transform": [{"fold": ["succeeded", "failed"], "as": ["series", "count"]}],
+        "mark": {"type": "bar", "clip": True},  # clipped: zoomed in, nothing spills past the axes
+        "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}],
+        "encoding": {"x": x, "y": {**y("count", "deliveries", "volume"), "stack": "zero"}, "color": _COLOR,
+                     "order": {"field": "series", "sort": "descending"}},
+    }]
+    if with_rate:
+        layers.append({"mark": {"type": "line", "color": SUCCESS_COLOR, "point": {"color": SUCCESS_COLOR}, "clip": True},
+                       "encoding": {"x": x, "y": y("success_rate", "% succeeded", "rate", domain=[0, 100])}})
+    layers.append({
+        "transform": [{"fold": ["p50", "p95", "p99"], "as": ["series", "ms"]}],
         "mark": {"type": "line", "clip": True},
-        "encoding": {"x": x, "y": {"field": "ms", "type": "quantitative", "title": "ms", "axis": _Y_AXIS},
-                     "color": {"field": "percentile", "type": "nominal", "title": None, "legend": _LEGEND,
-                               "scale": {"domain": ["p50", "p95", "p99"],
-                                         "range": [_PERCENTILE_COLORS[f"{p}_ms"] for p in ("p50", "p95", "p99")]}}}}))
-    return data, rows
+        "encoding": {"x": x, "y": y("ms", "ms", "latency"), "color": _COLOR},
+    })
+    # Each panel's title, above its band (one text mark each, drawn from a one-row data set of its own).
+    layers += [{"data": {"values": [{}]}, "mark": {"type": "text", "align": "left", "baseline": "bottom",
+                                                       "fontWeight": "bold", "fontSize": 13, "text": title},
+                "encoding": {"x": {"value": 0}, "y": {"value": {"expr": f"{band[name][1]['expr']} - 8"}}}}
+               for name, title in panels]
+    # One hover layer: a transparent column per bucket over every band; the one under the pointer shades and carries
+    # the tooltip with every figure of that bucket (no `nearest`: no Voronoi diagram to compute).
+    layers.append({
+        "mark": {"type": "bar", "color": "#616161", "clip": True},
+        "params": [{"name": "hover", "select": {"type": "point", "on": "pointerover", "clear": "pointerout"}}],
+        "encoding": {"x": x, "y": {"value": band[panels[0][0]][1]}, "y2": {"value": {"expr": "height"}},
+                     "tooltip": tooltip,
+                     "opacity": {"condition": {"param": "hover", "empty": False, "value": 0.15}, "value": 0}},
+    })
+    spec = {"height": height + _FRAME, "layer": layers,
+            "resolve": {"scale": {"y": "independent"}, "axis": {"y": "independent"}}}
+    return data, spec
 
 
 def failures_figure(frame: pd.DataFrame, dim: str, title: str) -> go.Figure:

@@ -191,9 +191,8 @@ if trends_tab.open:
         if no_rate:
             st.info(f"Success rate over time: not shown, {no_rate} (the rate would be fixed by the filter).",
                     icon=":material/info:")
-        trends, rows = charts.trends_charts(series, bucket, with_rate=not no_rate)
-        for name, spec in rows:
-            st.vega_lite_chart(trends, spec, width="stretch", key=f"chart_trends_{name}")
+        trends, spec = charts.trends_chart(series, bucket, with_rate=not no_rate)
+        st.vega_lite_chart(trends, spec, width="stretch", key="chart_trends")
 
 if failures_tab.open:
     with failures_tab:

@@ -30,11 +30,14 @@ def table_with(at: AppTest, *columns: str, without: tuple[str, ...] = ()) -> pd.
     raise AssertionError(f"no table with columns {columns}")
 
 
-def trend_charts(at: AppTest) -> list[tuple[str, pd.DataFrame]]:
-    """The Overview's trend charts as (title, the data it draws)."""
+def trend_charts(at: AppTest) -> list[tuple[list[str], pd.DataFrame]]:
+    """The Overview's trend charts as (the titles of its panels, top down; the data it draws)."""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
-    return [(json.loads(c.proto.spec)["title"]["text"], convert_arrow_bytes_to_pandas_df(c.proto.data.data))
+    def titles(spec: dict) -> list[str]:
+        return [layer["mark"]["text"] for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+
+    return [(titles(json.loads(c.proto.spec)), convert_arrow_bytes_to_pandas_df(c.proto.data.data))
             for c in at.get("vega_lite_chart")]
 
 
@@ -111,8 +114,9 @@ def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
     assert int(shown["At risk of expiry (48 h)"][0]) > 0
     assert shown["Latency p99"][0].endswith(" s")
     # Volume, success rate and latency per hour: the tiles' numbers, bucket by bucket (Vega-Lite, no plotly).
-    drawn = trend_charts(at)
-    assert [title for title, _ in drawn] == ["Deliveries per hour", "Success rate per hour", "Latency percentiles per hour"]
+    drawn = trend_charts(at)  # one chart, its three panels bands of one plot over one time axis
+    assert [titles for titles, _ in drawn] == [["Deliveries per hour", "Success rate per hour",
+                                                "Latency percentiles per hour"]]
     per_hour = drawn[0][1]
     assert (per_hour["deliveries"].sum(), per_hour["failed"].sum(), per_hour["succeeded"].sum()) == (53, 14, 39)
     assert not at.get("plotly_chart")

@@ -59,12 +59,21 @@ def test_empty_inputs_draw_empty_figures() -> None:
     assert len(fig.data) == 0
 
 
+def panel_titles(spec: dict) -> list[str]:
+    """The titles a reader sees above the trend chart's panels, top down (its text marks)."""
+    return [layer["mark"]["text"] for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+
+
+def tooltip_fields(spec: dict) -> list[list[str]]:
+    """The fields of every tooltip the trend chart shows, one list per layer that shows one."""
+    return [[t["field"] for t in layer["encoding"]["tooltip"]] for layer in spec["layer"]
+            if "tooltip" in layer.get("encoding", {})]
+
+
 def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) -> None:
     series = time_series(conn, Filters(), Filters().window(NOW), "hour", BERLIN)
-    data, rows = charts.trends_charts(series, "hour")
-    assert [name for name, _ in rows] == ["volume", "rate", "latency"]
-    assert [spec["title"]["text"] for _, spec in rows] == ["Deliveries per hour", "Success rate per hour",
-                                                           "Latency percentiles per hour"]
+    data, spec = charts.trends_chart(series, "hour")
+    assert panel_titles(spec) == ["Deliveries per hour", "Success rate per hour", "Latency percentiles per hour"]
     # The numbers of the series, bucket by bucket; times as Berlin's wall clock (drawn on a UTC scale).
     assert list(data["succeeded"]) == list(series["successes"]) and list(data["failed"]) == list(series["failures"])
     assert list(data["deliveries"]) == list(series["deliveries"])
@@ -76,20 +85,19 @@ def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) 
     assert list(rate) == list((series["success_rate"] * 100).dropna()) and len(rate) < len(data)  # empty hours: gaps
     for p in ("p50", "p95", "p99"):
         pd.testing.assert_series_equal(data[p], series[f"{p}_ms"], check_names=False)
-    volume = rows[0][1]["layer"][0]
-    assert volume["encoding"]["color"]["scale"] == {"domain": ["succeeded", "failed"],
-                                                    "range": [charts.SUCCESS_COLOR, charts.FAILURE_COLOR]}
+    volume = spec["layer"][0]
+    colours = volume["encoding"]["color"]["scale"]
+    assert dict(zip(colours["domain"], colours["range"])) == {
+        "succeeded": charts.SUCCESS_COLOR, "failed": charts.FAILURE_COLOR, "p50": "#1565c0", "p95": "#ef6c00",
+        "p99": "#6a1b9a"}
     assert volume["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
-    # Pointing at any row shows every figure of the bucket.
-    for _, spec in rows:
-        shown = [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]]
-        assert shown == ["time", "deliveries", "succeeded", "failed", "success_rate", "p50", "p95", "p99"]
+    # Pointing at any panel shows every figure of the bucket: one hover layer over the three bands.
+    assert tooltip_fields(spec) == [["time", "deliveries", "succeeded", "failed", "success_rate", "p50", "p95", "p99"]]
 
 
 def test_trends_leave_out_a_rate_the_filter_fixes(conn) -> None:
     series = time_series(conn, Filters(outcome="failed"), Filters().window(NOW), "day", BERLIN)
-    data, rows = charts.trends_charts(series, "day", with_rate=False)
-    assert [name for name, _ in rows] == ["volume", "latency"]
-    assert rows[0][1]["title"]["text"] == "Deliveries per day"
-    assert all("success_rate" not in [t["field"] for t in spec["layer"][1]["encoding"]["tooltip"]] for _, spec in rows)
+    data, spec = charts.trends_chart(series, "day", with_rate=False)
+    assert panel_titles(spec) == ["Deliveries per day", "Latency percentiles per day"]
+    assert all("success_rate" not in fields for fields in tooltip_fields(spec))
     assert data["succeeded"].sum() == 0 and data["failed"].sum() == series["failures"].sum() > 0

@@ -429,23 +429,23 @@ def test_an_idle_overview_stays_still(demo, browser, outside_requests):
 
 
 def test_the_overviews_trends_say_what_the_archive_holds(demo, browser, outside_requests):
-    """A whole past day (its numbers cannot move): the three trend charts are drawn, and pointing at the volume
-    chart shows an hour's figures, which are that hour's entries in the archive."""
+    """A whole past day (its numbers cannot move): the trend chart is drawn with its three panels, and pointing at
+    the volume panel shows an hour's figures, which are that hour's entries in the archive."""
     from playwright.sync_api import expect
 
     day = datetime.now(timezone.utc).date() - timedelta(days=1)
     page = open_page(browser, outside_requests, 1400, 1000)
     page.goto(f"{demo.url}/?range=custom&since={day:%Y-%m-%d}T00:00:00Z&until={day + timedelta(days=1):%Y-%m-%d}T00:00:00Z")
-    charts = page.get_by_test_id("stVegaLiteChart")
-    expect(charts).to_have_count(3, timeout=30_000)
-    for i in range(3):
-        expect(charts.nth(i).locator("canvas, svg.marks").first).to_be_attached(timeout=30_000)
-    volume = charts.first
-    volume.scroll_into_view_if_needed()
-    box = volume.bounding_box()
+    chart = page.get_by_test_id("stVegaLiteChart")
+    expect(chart).to_have_count(1, timeout=30_000)
+    expect(chart.locator("canvas, svg.marks").first).to_be_attached(timeout=30_000)
+    for title in ("Deliveries per hour", "Success rate per hour", "Latency percentiles per hour"):
+        expect(chart.locator("svg.marks text", has_text=title)).to_have_count(1)
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
     tooltip = page.locator("#vg-tooltip-element")
-    for x in (0.5, 0.3, 0.7):  # the middle of the day, or beside it
-        page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * 0.6)
+    for x in (0.5, 0.3, 0.7):  # the middle of the day, or beside it; in the volume panel (the top band)
+        page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * 0.2)
         if tooltip.get_by_text("Deliveries", exact=True).count():
             break
     expect(tooltip).to_contain_text("Deliveries", timeout=10_000)
@@ -471,7 +471,7 @@ def test_the_overviews_tabs_open_on_a_click_and_by_link(demo, browser, outside_r
 
     page = open_page(browser, outside_requests, 1400, 1000)
     page.goto(demo.url)
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=30_000)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1, timeout=30_000)
     expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
     page.get_by_role("tab", name="Failures").click()
     expect(page.get_by_test_id("stDataFrame")).to_have_count(4, timeout=30_000)
