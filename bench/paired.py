@@ -2,7 +2,8 @@
 ``git archive``) and this tree's, served at once over the same archive, with the floor (a Streamlit page holding one
 metric), loads alternated in one Chromium, each side in its own returning browser (one context: Streamlit's
 scripts come from its HTTP cache after a first, uncounted load). Prints each view's median per side, the ratio of
-this tree to the ref and of each to the floor, and the load average before and after.
+this tree to the ref and of each to the floor, the median of the round-by-round ratios (each round loads both
+sides one after the other), and the load average before and after.
 
     python -m bench.paired --db bench/.cache/archive-v4-s14-1000000-10w-30d.db --rounds 6
 
@@ -131,6 +132,11 @@ def main(argv: list[str] | None = None) -> None:
             ref_s, mine_s = med(view, args.ref), med(view, "this tree")
             print(f"{view}: {args.ref} {ref_s:.2f} ({ref_s / floor:.2f}x floor), this tree {mine_s:.2f} "
                   f"({mine_s / floor:.2f}x floor), this tree / {args.ref} {mine_s / ref_s:.2f}x")
+            # Each round loads both sides one after the other: the median of the rounds' own ratios pairs each load
+            # with its neighbour under the same momentary load (less noisy than the ratio of the two medians).
+            rounds = [m[i] / r[i] for m, r in zip(loads[view, "this tree"], loads[view, args.ref])]
+            print(f"    round by round, this tree / {args.ref}: median {statistics.median(rounds):.2f}x, "
+                  f"{sum(x < 1 for x in rounds)} of {len(rounds)} rounds below 1")
             print(f"    {args.ref}: {[round(load[i], 2) for load in loads[view, args.ref]]}")
             print(f"    this tree: {[round(load[i], 2) for load in loads[view, 'this tree']]}")
 
