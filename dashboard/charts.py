@@ -136,6 +136,7 @@ def trends_chart(series: pd.DataFrame, bucket: str, *,
         return {"field": field, "type": "quantitative", "title": title, "axis": _Y_AXIS,
                 "scale": {"range": band[name], **scale}}
 
+    mid = {**x, "bandPosition": 0.5}  # lines through the middle of each bucket's bar
     layers: list[dict[str, Any]] = [{
         "transform": [{"fold": ["succeeded", "failed"], "as": ["series", "count"]}],
         "mark": {"type": "bar", "clip": True},  # clipped: zoomed in, nothing spills past the axes
@@ -145,11 +146,11 @@ def trends_chart(series: pd.DataFrame, bucket: str, *,
     }]
     if with_rate:
         layers.append({"mark": {"type": "line", "color": SUCCESS_COLOR, "point": {"color": SUCCESS_COLOR}, "clip": True},
-                       "encoding": {"x": x, "y": y("success_rate", "% succeeded", "rate", domain=[0, 100])}})
+                       "encoding": {"x": mid, "y": y("success_rate", "% succeeded", "rate", domain=[0, 100])}})
     layers.append({
         "transform": [{"fold": ["p50", "p95", "p99"], "as": ["series", "ms"]}],
         "mark": {"type": "line", "clip": True},
-        "encoding": {"x": x, "y": y("ms", "ms", "latency"), "color": _COLOR},
+        "encoding": {"x": mid, "y": y("ms", "ms", "latency"), "color": _COLOR},
     })
     # Each panel's title, above its band (one text mark each, drawn from a one-row data set of its own).
     layers += [{"data": {"values": [{}]}, "mark": {"type": "text", "align": "left", "baseline": "bottom",
