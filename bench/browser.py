@@ -2,7 +2,7 @@
 (every query cached), on a cached synthetic archive, with where a warm load's time goes.
 
 A load is timed from ``page.goto`` until the Overview is drawn: its tiles shown, its charts plotted (the
-three Vega-Lite trend charts, or however many a version draws them in; a plotly figure counts too, for older
+Vega-Lite trend chart (one layered view since issue-9m, three charts before), or however many a version draws them in; a plotly figure counts too, for older
 versions), its tables painted, and
 Streamlit's "running" widget gone. The Overview opens on its Trends tab, which holds no table; its Failures
 tab (``tab="Failures"``: four tables, no chart) and Webhook health tab (one table) are loaded by their links.

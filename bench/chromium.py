@@ -4,8 +4,9 @@ a Streamlit page holding one metric as the floor any page costs the browser on t
 
 Warm loads are measured twice: in a new browser context each (an empty HTTP cache: a first visit, which
 fetches and compiles Streamlit's scripts again), and in one context (a returning browser, scripts cached);
-the floor likewise. The Overview opens on its Trends tab (tiles and three charts); its Failures tab (four
-tables) is measured too, as a returning browser opening its link."""
+the floor likewise. The Overview opens on its Trends tab (tiles and the trend chart: three charts before
+issue-9m, one layered view since); its Failures tab (four tables) is measured too, as a returning browser
+opening its link."""
 
 from __future__ import annotations
 

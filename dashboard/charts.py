@@ -7,8 +7,8 @@ for success or coverage, red for failure or a gap.
 
 Why the Overview's trends are Vega-Lite (``st.vega_lite_chart``) and not plotly: a browser opening the Overview
 spent the largest part of its time on plotly.js (a 4.7 MB module to start, then the figure's layout), about 1.2-1.8 s of a
-3-5 s load on this project's test machine; Streamlit's Vega-Lite chart draws the same three rows in a few
-hundred milliseconds (``bench/README.md``, "The Overview in Chromium"). Pages opened less often (the coverage
+3-5 s load on this project's test machine; Streamlit's Vega-Lite chart draws the same three panels (one layered view since
+issue-9m) in a few hundred milliseconds (``bench/README.md``, "The Overview in Chromium"). Pages opened less often (the coverage
 timeline, an event's attempts) keep plotly.
 """
 
