@@ -91,6 +91,13 @@ def test_trends_draw_volume_rate_and_latency_per_bucket_in_the_users_zone(conn) 
         "succeeded": charts.SUCCESS_COLOR, "failed": charts.FAILURE_COLOR, "p50": "#1565c0", "p95": "#ef6c00",
         "p99": "#6a1b9a"}
     assert volume["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
+    # The panels are bands of one plot, top down, not overlapping, under one time axis with one zoom.
+    shares = [[float(end["expr"].split("*")[1]) for end in layer["encoding"]["y"]["scale"]["range"]]
+              for layer in spec["layer"] if "field" in layer.get("encoding", {}).get("y", {})]
+    assert len(shares) == 3 and all(bottom > top for bottom, top in shares)
+    assert all(shares[i][0] < shares[i + 1][1] for i in range(2)) and shares[-1][0] <= 1
+    assert spec["resolve"]["scale"]["y"] == "independent" and "x" not in spec["resolve"]["scale"]
+    assert [p["name"] for layer in spec["layer"] for p in layer.get("params", []) if p.get("bind") == "scales"] == ["zoom"]
     # Pointing at any panel shows every figure of the bucket: one hover layer over the three bands.
     assert tooltip_fields(spec) == [["time", "deliveries", "succeeded", "failed", "success_rate", "p50", "p95", "p99"]]
 
