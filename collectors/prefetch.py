@@ -9,17 +9,23 @@ position, in order; a page fetched ahead but not yet saved is simply fetched aga
 An exception the iterator raises is raised by ``next()`` at the position it happened, after the items
 before it. :meth:`Prefetched.close` stops reading ahead (the thread finishes the request in flight, if
 any, and closes the iterator on its own thread); it does not wait for that request.
+
+:func:`prefetch_parsed` reads ahead in two stages, fetching on one thread and parsing on another, so that
+the next request leaves as soon as this answer is decoded instead of after its entries are parsed: each
+page is a request after the previous one (MoeGo's page tokens), so the time between two requests is what
+bounds one webhook's backfill.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Prefetched", "prefetch"]
+__all__ = ["Prefetched", "prefetch", "prefetch_parsed"]
 
+S = TypeVar("S")
 T = TypeVar("T")
 _DONE = object()
 
@@ -100,3 +106,22 @@ class Prefetched(Generic[T]):
 def prefetch(source: Iterator[T], depth: int = 2) -> Prefetched[T]:
     """``source`` read ahead on a thread, at most ``depth`` items ahead of the caller."""
     return Prefetched(source, depth)
+
+
+def prefetch_parsed(source: Iterator[S], parse: Callable[[S], T], depth: int = 2) -> Prefetched[T]:
+    """``source`` read ahead on one thread and each item ``parse``d on a second: the caller gets the parsed items
+    in order, and an exception of either stage at its position. At most ``depth + 1`` items wait (one fetched,
+    one in the parser's hands, ``depth - 1`` parsed) besides the one being fetched. Closing the result stops
+    both stages."""
+    if depth < 2:
+        raise ValueError("depth must be at least 2 (one item per stage)")
+    fetched = Prefetched(source, 1)
+
+    def parsed() -> Iterator[T]:
+        try:
+            for item in fetched:
+                yield parse(item)
+        finally:
+            fetched.close()
+
+    return Prefetched(parsed(), depth - 1)
