@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from collectors.prefetch import prefetch, prefetch_parsed
+from collectors.prefetch import Prefetched, prefetch_parsed
 
 
 def test_items_come_in_order_and_the_reader_stays_at_most_depth_ahead() -> None:
@@ -18,7 +18,7 @@ def test_items_come_in_order_and_the_reader_stays_at_most_depth_ahead() -> None:
             produced.append(i)
             yield i
 
-    reader = prefetch(pages(), depth=2)
+    reader = Prefetched(pages(), 2)
     taken = []
     for item in reader:
         time.sleep(0.005)  # the caller "saves" the page
@@ -34,7 +34,7 @@ def test_an_error_is_raised_after_the_items_before_it() -> None:
         yield 2
         raise RuntimeError("MoeGo answered a malformed page")
 
-    reader = prefetch(pages(), depth=4)
+    reader = Prefetched(pages(), 4)
     assert next(reader) == 1 and next(reader) == 2
     with pytest.raises(RuntimeError, match="malformed page"):
         next(reader)
@@ -54,7 +54,7 @@ def test_close_stops_reading_ahead_and_closes_the_source_on_its_thread() -> None
         finally:
             closed.set()
 
-    reader = prefetch(pages(), depth=1)
+    reader = Prefetched(pages(), 1)
     assert next(reader) == 0
     reader.close()
     assert closed.wait(5), "the source was not closed after close()"
