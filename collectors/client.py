@@ -73,7 +73,7 @@ from .validate import PageGuard
 __all__ = [
     "MoeGoError", "ApiError", "InvalidArgument", "Unauthenticated", "PermissionDenied", "NotFound",
     "AlreadyExists", "ResourceExhausted", "Internal", "Unavailable", "TransportError", "DeadlineExceeded",
-    "PassBudgetExhausted", "MalformedResponse", "RetryConfig", "DeliveryPage", "ServerTime", "MoeGoClient",
+    "PassBudgetExhausted", "MalformedResponse", "RetryConfig", "DeliveryPage", "RawDeliveryPage", "ServerTime", "MoeGoClient",
     "make_http_client", "make_client", "MAX_ANSWER_BYTES", "MAX_ERROR_BYTES", "DEFAULT_DEADLINE_S",
 ]
 
@@ -228,6 +228,22 @@ class DeliveryPage:
     deliveries: list[WebhookDelivery]
     page_token: str
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class RawDeliveryPage:
+    """One page of ListWebhookDeliveries as MoeGo sent it: the envelope checked (a list of entries, a string
+    token), the entries still decoded JSON. :meth:`parsed` checks and converts them."""
+
+    items: list[Any]
+    page_token: str
+    next_page_token: str
+
+    def parsed(self) -> DeliveryPage:
+        """The page with its entries parsed; :class:`MalformedResponse` (naming the RPC) if one is malformed."""
+        rpc = "ListWebhookDeliveries"
+        return DeliveryPage(deliveries=[MoeGoClient._parse(rpc, WebhookDelivery.from_json, i) for i in self.items],
+                            page_token=self.page_token, next_page_token=self.next_page_token)
 
 
 def make_http_client(
@@ -720,6 +736,17 @@ class MoeGoClient:
 
         ``start`` is inclusive and ``end`` exclusive (MoeGo's ``deliveryTime`` interval).
         """
+        for raw in self.iter_raw_delivery_pages(webhook_id, page_size=page_size, event_types=event_types,
+                                                success=success, start=start, end=end, page_token=page_token):
+            yield raw.parsed()
+
+    def iter_raw_delivery_pages(self, webhook_id: str, *, page_size: int = 500,
+                                event_types: Sequence[str] | None = None, success: bool | None = None,
+                                start: datetime | None = None, end: datetime | None = None,
+                                page_token: str = "") -> Iterator[RawDeliveryPage]:
+        """:meth:`iter_delivery_pages` without parsing the entries (:meth:`RawDeliveryPage.parsed` does), so that
+        the next page can be requested while another thread parses this one (:func:`collectors.prefetch.prefetch_parsed`).
+        The envelope is checked here: a page that is not a list of entries, or that repeats its token, raises."""
         filt: dict[str, Any] = {}
         if event_types:
             filt["eventTypes"] = list(event_types)
@@ -737,12 +764,11 @@ class MoeGoClient:
                 body["filter"] = filt
             data = self._call("ListWebhookDeliveries", "POST", "/v1/webhook/deliveries:list", body=body)
             items = self._list("ListWebhookDeliveries", data, "deliveries")
-            deliveries = [self._parse("ListWebhookDeliveries", WebhookDelivery.from_json, i) for i in items]
             next_token = data.get("nextPageToken") or ""
             if next_token and next_token == token:
                 raise MalformedResponse("MoeGo answered ListWebhookDeliveries with the same page token again "
                                         "(the listing would never end): try again; report it if it persists")
-            yield DeliveryPage(deliveries=deliveries, page_token=token, next_page_token=next_token)
+            yield RawDeliveryPage(items=items, page_token=token, next_page_token=next_token)
             if not next_token:
                 return
             token = next_token

@@ -51,6 +51,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
 from typing import Callable
 from urllib.parse import urlparse
 
@@ -59,13 +60,14 @@ from . import archive, skew, validate
 from .archive.coverage import Interval, load_intervals, record_interval, retention_start, watermark
 from .archive.runs import finish_run, one_line, start_run
 from .archive.writer import SaveResult, archived, save_deliveries
-from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, PassBudgetExhausted, make_client
+from .client import (DeliveryPage, InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, PassBudgetExhausted,
+                     RawDeliveryPage, make_client)
 from .config import Settings
 from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
 from .overlap import reread_span
 from .redaction import scrub_secrets
 from .fanout import ArchiveWriter, few_collections
-from .prefetch import Prefetched, prefetch
+from .prefetch import Prefetched, prefetch_parsed
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -295,13 +297,21 @@ class _Sync:
     def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
         """Read one chunk from ``page_token`` (or its first page), saving page by page (each with its
         resume position; the writer commits them a few pages at a time: :mod:`collectors.fanout`)."""
-        # The next page is fetched and parsed while this one is saved (collectors.prefetch); with
-        # read_ahead=0 this thread fetches them itself (other webhooks' workers overlap the writer then).
-        source = self.client.iter_delivery_pages(
-            self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
-            page_token=page_token,
-        )
-        pages = prefetch(source, depth=self.read_ahead) if self.read_ahead else source
+        # The next page is fetched, and the one before it parsed, while this one is saved (collectors.prefetch:
+        # two threads, so the next request leaves as soon as an answer is decoded); with read_ahead=0 this
+        # thread fetches and parses them itself (other webhooks' workers overlap the writer then).
+        pages: Iterator[DeliveryPage]
+        if self.read_ahead:
+            raw = self.client.iter_raw_delivery_pages(
+                self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
+                page_token=page_token,
+            )
+            pages = prefetch_parsed(raw, RawDeliveryPage.parsed, depth=self.read_ahead)
+        else:
+            pages = self.client.iter_delivery_pages(
+                self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
+                page_token=page_token,
+            )
         guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
         webhook_id = self.result.webhook_id
         try:

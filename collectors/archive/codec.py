@@ -272,6 +272,8 @@ def canonical_headers(headers: Mapping[str, Sequence[str]], extra_secret: Sequen
         values = headers[name]
         if redacted:
             parts.append(prefix + "[" + ", ".join([_REDACTED_JSON] * (len(values) or 1)) + "]")
+        elif len(values) == 1 and type(values[0]) is str:  # nearly every header: one text value
+            parts.append(prefix + "[" + _json_string(values[0]) + "]")
         else:
             parts.append(prefix + "[" + ", ".join([_json_string(v) if type(v) is str else _json_string(str(v))
                                                    for v in values]) + "]")

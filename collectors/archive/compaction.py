@@ -70,15 +70,12 @@ class Progress:
 
 @contextmanager
 def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled back if it raises.
-    The twin of :func:`collectors.archive.schema.transaction`, which imports this module."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    """One write transaction: :func:`collectors.archive.schema.transaction` (committed when the block ends, rolled
+    back if it raises, the WAL kept in bounds after the commit). Imported when called: schema imports this module."""
+    from .schema import transaction
+
+    with transaction(conn):
         yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def compact(conn: sqlite3.Connection, *, batch: int = BATCH, vacuum: bool = True,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from collectors import archive
-from collectors.archive import codec, compaction, writer
+from collectors.archive import codec, compaction, schema, writer
 from collectors.archive.export import export_csv
 from collectors.archive.filters import Filters
 from collectors.models import format_timestamp
@@ -203,15 +203,21 @@ def _fill(path: Path, name: str) -> float:
         conn.close()
 
 
-def test_after_a_backfill_the_webhook_indexes_are_full_again(tmp_path: Path) -> None:
-    """MoeGo lists newest first, so a backfill writes each webhook's keys in falling order: pages half empty."""
-    path = tmp_path / "b.db"
+def _backfilled(path: Path) -> sqlite3.Connection:
+    """An archive of 6,000 deliveries of one webhook written as a backfill does: newest first, pages of 200."""
     conn = archive.connect(path)
     archive.ensure_db_shape(conn)
     rows = sorted(varied_deliveries(6_000, (ALPHA,), NOW, seed=8), key=lambda d: d.delivered_at, reverse=True)
     for start in range(0, len(rows), 200):
         with archive.transaction(conn):
             writer.save_deliveries(conn, rows[start : start + 200], seen_at=NOW)
+    return conn
+
+
+def test_after_a_backfill_the_webhook_indexes_are_full_again(tmp_path: Path) -> None:
+    """MoeGo lists newest first, so a backfill writes each webhook's keys in falling order: pages half empty."""
+    path = tmp_path / "b.db"
+    conn = _backfilled(path)
     before = _fill(path, "deliveries_by_webhook_time")
     assert not compaction.densify(conn, 5_000, threshold=6_000)
     assert compaction.densify(conn, 6_000, threshold=6_000)
@@ -219,3 +225,16 @@ def test_after_a_backfill_the_webhook_indexes_are_full_again(tmp_path: Path) -> 
     after = _fill(path, "deliveries_by_webhook_time")
     assert before < 0.7 < 0.9 < after, (before, after)
     assert len(list(csv.reader(io.StringIO(export_bytes(path).decode("utf-8"), newline="")))) == 6_001
+
+
+def test_densify_leaves_the_wal_within_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rebuilding the indexes writes them whole into the WAL; like every other write it is checkpointed back
+    afterwards (collectors.archive.schema.transaction), so the WAL does not keep the rebuilt indexes' size."""
+    path = tmp_path / "b.db"
+    conn = _backfilled(path)
+    monkeypatch.setattr(schema, "WAL_LIMIT_BYTES", 64 * 1024)
+    monkeypatch.setattr(schema, "WAL_RETRY_S", 0.0)
+    assert compaction.densify(conn, 6_000, threshold=6_000)
+    wal = os.path.getsize(f"{path}-wal")
+    conn.close()
+    assert wal <= 64 * 1024, f"the WAL holds {wal:,} bytes after densify"
