@@ -1,30 +1,27 @@
-"""Read ahead of the writer: an iterator's next items fetched on threads while the caller works on this one.
+"""Read ahead of the writer: an iterator's next items fetched on a thread while the caller works on this one.
 
-:class:`Prefetched` wraps an iterator so that its next items are produced on a thread while the caller
-handles the current one. It is bounded: at most ``depth`` items wait, so memory stays a few pages. An
-exception the iterator raises is raised by ``next()`` at the position it happened, after the items before
-it. :meth:`Prefetched.close` stops reading ahead (the thread finishes the request in flight, if any, and
-closes the iterator on its own thread); it does not wait for that request.
+:class:`Prefetched` wraps a page iterator (``MoeGoClient.iter_raw_delivery_pages``) so that the next page is
+requested from MoeGo while the caller parses and saves the current one: the network and MoeGo's time overlap
+with the archive's. The reading thread only fetches and decodes; the caller parses the entries
+(``RawDeliveryPage.parsed``): a webhook's pages are requested one after the other (MoeGo's page tokens), so
+whatever the reading thread does between two requests is on the critical path. It is bounded: at most ``depth``
+items wait, so memory stays a few pages. Nothing changes for the caller's guarantees: it still commits each page
+with its resume position, in order; a page fetched ahead but not yet saved is simply fetched again after a crash.
 
-:func:`prefetch_parsed` is what a sync uses (``MoeGoClient.iter_raw_delivery_pages``, then
-``RawDeliveryPage.parsed``): two stages, fetching on one thread and parsing on another, so that the next
-request leaves as soon as this answer is decoded instead of after its entries are parsed. A webhook's pages
-are requested one after the other (MoeGo's page tokens), so the time between two requests is what bounds
-its backfill; the network and MoeGo's time overlap with the parsing and with the archive's writes.
-Nothing changes for the caller's guarantees: it still commits each page with its resume position, in
-order; a page fetched ahead but not yet saved is simply fetched again after a crash.
+An exception the iterator raises is raised by ``next()`` at the position it happened, after the items
+before it. :meth:`Prefetched.close` stops reading ahead (the thread finishes the request in flight, if
+any, and closes the iterator on its own thread); it does not wait for that request.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Prefetched", "prefetch_parsed"]
+__all__ = ["Prefetched"]
 
-S = TypeVar("S")
 T = TypeVar("T")
 _DONE = object()
 
@@ -101,21 +98,3 @@ class Prefetched(Generic[T]):
         self._finished = True
         self._stop.set()
 
-
-def prefetch_parsed(source: Iterator[S], parse: Callable[[S], T], depth: int = 2) -> Prefetched[T]:
-    """``source`` read ahead on one thread and each item ``parse``d on a second: the caller gets the parsed items
-    in order, and an exception of either stage at its position. At most ``depth + 1`` items wait (one fetched,
-    one in the parser's hands, ``depth - 1`` parsed) besides the one being fetched. Closing the result stops
-    both stages."""
-    if depth < 2:
-        raise ValueError("depth must be at least 2 (one item per stage)")
-    fetched = Prefetched(source, 1)
-
-    def parsed() -> Iterator[T]:
-        try:
-            for item in fetched:
-                yield parse(item)
-        finally:
-            fetched.close()
-
-    return Prefetched(parsed(), depth - 1)

@@ -51,7 +51,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from collections.abc import Iterator
 from typing import Callable
 from urllib.parse import urlparse
 
@@ -60,14 +59,13 @@ from . import archive, skew, validate
 from .archive.coverage import Interval, load_intervals, record_interval, retention_start, watermark
 from .archive.runs import finish_run, one_line, start_run
 from .archive.writer import SaveResult, archived, save_deliveries
-from .client import (DeliveryPage, InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, PassBudgetExhausted,
-                     RawDeliveryPage, make_client)
+from .client import InvalidArgument, MalformedResponse, MoeGoClient, MoeGoError, PassBudgetExhausted, make_client
 from .config import Settings
 from .models import MalformedMessage, RetryPolicy, WebhookDelivery, format_timestamp, parse_timestamp
 from .overlap import reread_span
 from .redaction import scrub_secrets
 from .fanout import ArchiveWriter, few_collections
-from .prefetch import Prefetched, prefetch_parsed
+from .prefetch import Prefetched
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -297,30 +295,25 @@ class _Sync:
     def read_chunk(self, chunk: Interval, page_token: str = "") -> None:
         """Read one chunk from ``page_token`` (or its first page), saving page by page (each with its
         resume position; the writer commits them a few pages at a time: :mod:`collectors.fanout`)."""
-        # The next page is fetched, and the one before it parsed, while this one is saved (collectors.prefetch:
-        # two threads, so the next request leaves as soon as an answer is decoded); with read_ahead=0 this
-        # thread fetches and parses them itself (other webhooks' workers overlap the writer then).
-        pages: Iterator[DeliveryPage]
-        if self.read_ahead:
-            raw = self.client.iter_raw_delivery_pages(
-                self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
-                page_token=page_token,
-            )
-            pages = prefetch_parsed(raw, RawDeliveryPage.parsed, depth=self.read_ahead)
-        else:
-            pages = self.client.iter_delivery_pages(
-                self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
-                page_token=page_token,
-            )
+        # The next page is fetched while this one is parsed and saved (collectors.prefetch); the reading thread
+        # only fetches and decodes (RawDeliveryPage): the entries are parsed here, so the next request leaves as
+        # soon as an answer is decoded. With read_ahead=0 this thread fetches them itself (other webhooks'
+        # workers overlap the writer then).
+        raw = self.client.iter_raw_delivery_pages(
+            self.result.webhook_id, page_size=self.settings.page_size, start=chunk.start, end=chunk.end,
+            page_token=page_token,
+        )
+        pages = Prefetched(raw, self.read_ahead) if self.read_ahead else raw
         guard = validate.PageGuard.for_span(chunk.end - chunk.start, self.settings.page_size, start_token=page_token)
         webhook_id = self.result.webhook_id
         try:
             while True:
                 self._check_stop()
                 self._commit_while_waiting(pages)
-                page = next(pages, None)
-                if page is None:
+                fetched = next(pages, None)
+                if fetched is None:
                     return
+                page = fetched.parsed()
                 deliveries = _checked(page.deliveries, webhook_id)
                 _reject(guard.add(len(deliveries), page.next_page_token) or validate.check_page(
                     deliveries, webhook_id=webhook_id, start=chunk.start, end=chunk.end,

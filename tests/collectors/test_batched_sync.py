@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from collectors import archive
-from collectors.client import MoeGoClient, RetryConfig, make_http_client
+from collectors.client import MoeGoClient, RawDeliveryPage, RetryConfig, make_http_client
 from collectors.collect import collect
 from collectors.config import Settings
 
@@ -100,3 +101,36 @@ def test_a_stop_commits_every_page_saved_and_the_next_pass_doubles_nothing(fake,
     assert runs[0] == ("interrupted", first.new) and first.new > 0
     # ... and the second pass adds exactly the rest: nothing lost, nothing doubled.
     assert second.ok and first.new + second.new == 1000 == ids[0] == ids[1]
+
+
+def test_one_webhook_at_a_time_requests_the_next_page_while_this_one_is_parsed(fake, tmp_path, monkeypatch):
+    """A webhook's pages are asked for one after the other (page tokens), so whatever the reading thread does
+    between two requests bounds the pass: it only fetches and decodes, the entries are parsed on the writer's side
+    while the next page is on its way. Parsing waits here until the next request has reached MoeGo; if the
+    reading thread parsed, the next request could not leave before the parse ended, and every wait would time out."""
+    asked: list[str] = []
+    seen = threading.Condition()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/webhook/deliveries:list":
+            with seen:
+                asked.append(json.loads(request.content).get("pagination", {}).get("pageToken", ""))
+                seen.notify_all()
+        return fake.handle(request)
+
+    overlapped: list[bool] = []
+    parse = RawDeliveryPage.parsed
+
+    def parsed_after_the_next_request(page: RawDeliveryPage):
+        if page.next_page_token and len(overlapped) < 4:
+            with seen:
+                overlapped.append(seen.wait_for(lambda: page.next_page_token in asked, timeout=5))
+        return parse(page)
+
+    monkeypatch.setattr(RawDeliveryPage, "parsed", parsed_after_the_next_request)
+    settings = Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "a.db", page_size=10, concurrency=1)
+    with MoeGoClient(make_http_client(BASE_URL, KEY, transport=httpx.MockTransport(handler)),
+                     retry=RetryConfig(attempts=1)) as client:
+        result = collect(settings, client=client, now=NOW)
+    assert result.outcome == "ok" and committed_rows(settings) == 1_000
+    assert overlapped == [True] * 4
