@@ -744,9 +744,10 @@ class MoeGoClient:
                                 event_types: Sequence[str] | None = None, success: bool | None = None,
                                 start: datetime | None = None, end: datetime | None = None,
                                 page_token: str = "") -> Iterator[RawDeliveryPage]:
-        """:meth:`iter_delivery_pages` without parsing the entries (:meth:`RawDeliveryPage.parsed` does), so that
-        the next page can be requested while another thread parses this one (:func:`collectors.prefetch.prefetch_parsed`).
-        The envelope is checked here: a page that is not a list of entries, or that repeats its token, raises."""
+        """:meth:`iter_delivery_pages` without parsing the entries (:meth:`RawDeliveryPage.parsed` does), so that a
+        thread reading ahead (:class:`collectors.prefetch.Prefetched`) can request the next page while the caller
+        parses this one. The envelope is checked here: a page that is not a list of entries, or that repeats its
+        token, raises."""
         filt: dict[str, Any] = {}
         if event_types:
             filt["eventTypes"] = list(event_types)
