@@ -179,7 +179,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 #: Python's cyclic garbage collector while serving: a page of 500 entries builds tens of thousands of short-lived
 #: dicts and lists (freed by reference counting), which at the default threshold (700) started a collection every
-#: few entries; a third of the CPU of serving a page went to them.
+#: few entries (2-day backfills: ~5% of the sandbox's CPU; bench/README.md, issue-9n).
 SERVING_GC_THRESHOLD = (50_000, 20, 20)
 
 
