@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from collectors.archive import compaction
 
 from .archive_gen import CACHE_DIR, GENERATOR_VERSION, cached_archive
 
-__all__ = ["EXPORT_COLUMNS", "measure", "main"]
+__all__ = ["EXPORT_COLUMNS", "baseline_query", "measure", "main"]
 
 #: The export's columns as ``sqlite3 -csv`` selects them from the text columns (the encodings as 0/1).
 EXPORT_COLUMNS = (
@@ -97,6 +98,19 @@ def _run(argv: list[str], stdout_path: Path, env: dict[str, str] | None = None,
     return wall, usage.ru_utime + usage.ru_stime, peak_one[0], peak_sum[0], said
 
 
+def baseline_query(db: Path) -> str:
+    """The SELECT ``sqlite3 -csv`` runs on ``db``: the export's columns in the export's order (delivery time, then
+    id), by the time index that archive has: ``delivered_key`` from schema 13 on, ``delivered_at`` (fixed-width
+    text, the same order) in the schema-3 archive :mod:`bench.storage` upgrades from."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_xinfo(deliveries)")}
+    finally:
+        conn.close()
+    order = "delivered_key" if "delivered_key" in columns else "delivered_at"
+    return f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY {order}, id"
+
+
 def _export_argv(db: Path) -> list[str]:
     return [sys.executable, "-m", "collectors", "export", "--since", "0001-01-01", "--until", "9999-12-31",
             "--db", str(db), "--out", "-"]
@@ -109,8 +123,7 @@ def measure(baseline_db: Path, ours_db: Path, work: Path, rows: int, repeat: int
     sqlite3_cli = shutil.which("sqlite3")
     if not sqlite3_cli:
         return ["export vs sqlite3 -csv: skipped (install Debian's sqlite3)"]
-    base_argv = [sqlite3_cli, "-csv", "-readonly", str(baseline_db),
-                 f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY delivered_key, id"]
+    base_argv = [sqlite3_cli, "-csv", "-readonly", str(baseline_db), baseline_query(baseline_db)]
     other_env = {**os.environ, "PYTHONPATH": str(against)} if against is not None else None
     if other_env is not None:
         found = subprocess.run([sys.executable, "-c", "import collectors; print(collectors.__file__)"], env=other_env,
