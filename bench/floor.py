@@ -28,18 +28,21 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import zstandard
 
 from collectors import archive
 from collectors.archive.schema import error_class, status_class
+from collectors.models import WebhookDelivery
 
 from .core import Bench, Row, free_port, load, serving
 
-__all__ = ["ROWS", "bare_backfill", "floor_rows"]
+__all__ = ["ROWS", "INSERT", "FTS", "bare_backfill", "delivery_rows", "entry_rows", "floor_rows"]
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-floor-key"
@@ -48,8 +51,8 @@ _PLAIN = ("id", "webhook_id", "event_type", "event_id", "request_body_base64", "
 _EMPTY = ("request_url", "delivered_to", "request_headers", "request_body", "response_headers", "response_body",
           "request_format", "response_format", "first_seen_text", "last_seen_text", "delivered_text")
 _COLUMNS = _PLAIN + _EMPTY + ("seen_us", "payload", "delivered_us")
-_INSERT = f"INSERT INTO deliveries (rowid, {', '.join(_COLUMNS)}) VALUES (?, {', '.join('?' for _ in _COLUMNS)})"
-_FTS = "INSERT INTO deliveries_fts (rowid, request_body, response_body, error) VALUES (?, ?, ?, ?)"
+INSERT = f"INSERT INTO deliveries (rowid, {', '.join(_COLUMNS)}) VALUES (?, {', '.join('?' for _ in _COLUMNS)})"
+FTS = "INSERT INTO deliveries_fts (rowid, request_body, response_body, error) VALUES (?, ?, ?, ?)"
 _BLANKS = ("",) * len(_EMPTY)
 
 
@@ -66,6 +69,78 @@ def _micros(stamp: str) -> int:
     seconds, _, fraction = stamp.rstrip("Z").partition(".")
     whole = datetime.fromisoformat(seconds + "+00:00")
     return int(whole.timestamp()) * 1_000_000 + int((fraction + "000000")[:6])
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """The fields of one entry the floor stores, however it was read (MoeGo's JSON or a parsed delivery)."""
+
+    ids: tuple[str, str, str, str]  # id, webhook id, event type, event id
+    request_body: tuple[str, int]  # text, and 1 when it is base64 (not UTF-8)
+    response_body: tuple[str, int]
+    status: int
+    success: bool
+    error: str
+    duration_ms: int
+    retry_count: int
+    request_url: str
+    delivered_to: str
+    request_headers: str  # JSON
+    response_headers: str
+    formats: tuple[str, str]  # request, response
+    delivered_us: int
+
+
+def _stored(e: _Entry, rowid: int, seen_us: int, compress: Callable[[bytes], bytes]) -> tuple[tuple, tuple]:
+    """One entry's ``deliveries`` row (for :data:`INSERT`) and full-text values (for :data:`FTS`), the floor's way."""
+    (request_body, request_b64), (response_body, response_b64) = e.request_body, e.response_body
+    payload = "\xff".join((e.request_url, e.delivered_to, e.request_headers, request_body, e.response_headers,
+                           response_body, *e.formats))
+    row = (rowid, *e.ids, request_b64, e.status, response_b64, e.duration_ms, int(e.success), e.error, e.retry_count,
+           status_class(e.status), error_class(e.success, e.status, e.error), *_BLANKS, seen_us,
+           b"\x00" + compress(payload.encode()), e.delivered_us)
+    return row, (rowid, request_body, response_body, e.error)
+
+
+def _rows(entries: list[_Entry], rowid: int, seen_us: int, compress: Callable[[bytes], bytes]) -> tuple[list, list, int]:
+    rows, texts = [], []
+    for entry in entries:
+        rowid += 1
+        row, text = _stored(entry, rowid, seen_us, compress)
+        rows.append(row)
+        texts.append(text)
+    return rows, texts, rowid
+
+
+def entry_rows(entries: list[dict], rowid: int, seen_us: int, compress: Callable[[bytes], bytes]) -> tuple[list, list, int]:
+    """A page of MoeGo's JSON entries as ``deliveries`` rows and full-text values, rowids from ``rowid + 1`` on;
+    returns them and the last rowid given."""
+    return _rows([_Entry(
+        (d["id"], d["webhookId"], d.get("eventType", ""), d.get("eventId", "")), _text(d.get("requestBody", "")),
+        _text(d.get("responseBody", "")), d.get("responseStatus", 0), d.get("success", False), d.get("error", ""),
+        int(d.get("durationMs", "0")), d.get("retryCount", 0), d.get("requestUrl", ""), d.get("deliveredTo", ""),
+        json.dumps(d.get("requestHeaders", {})), json.dumps(d.get("responseHeaders", {})),
+        (d.get("requestFormat", ""), d.get("responseFormat", "")), _micros(d["deliveredAt"]),
+    ) for d in entries], rowid, seen_us, compress)
+
+
+def delivery_rows(deliveries: list[WebhookDelivery], rowid: int, seen_us: int,
+                  compress: Callable[[bytes], bytes]) -> tuple[list, list, int]:
+    """:func:`entry_rows` of parsed deliveries (bodies already bytes, times already datetimes): what the least writer
+    of this archive does with a page the collector has parsed (``bench.writes``' writer row)."""
+    return _rows([_Entry(
+        (d.id, d.webhook_id, d.event_type, d.event_id), _decoded(d.request_body), _decoded(d.response_body),
+        d.response_status, d.success, d.error, d.duration_ms, d.retry_count, d.request_url, d.delivered_to,
+        json.dumps(d.request_headers), json.dumps(d.response_headers), (d.request_format, d.response_format),
+        int(d.delivered_at.timestamp()) * 1_000_000 + d.delivered_at.microsecond,
+    ) for d in deliveries], rowid, seen_us, compress)
+
+
+def _decoded(body: bytes) -> tuple[str, int]:
+    try:
+        return body.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), 1
 
 
 def bare_backfill(base_url: str, api_key: str, db_path: Path) -> int:
@@ -90,23 +165,9 @@ def bare_backfill(base_url: str, api_key: str, db_path: Path) -> int:
                 if page_token:
                     body["pagination"]["pageToken"] = page_token
                 page = json.loads(http.post("/v1/webhook/deliveries:list", json=body).content)
-                rows, texts = [], []
-                for d in page.get("deliveries", []):
-                    rowid += 1
-                    request_body, request_b64 = _text(d.get("requestBody", ""))
-                    response_body, response_b64 = _text(d.get("responseBody", ""))
-                    status, success, error = d.get("responseStatus", 0), d.get("success", False), d.get("error", "")
-                    payload = "\xff".join((d.get("requestUrl", ""), d.get("deliveredTo", ""),
-                                           json.dumps(d.get("requestHeaders", {})), request_body,
-                                           json.dumps(d.get("responseHeaders", {})), response_body,
-                                           d.get("requestFormat", ""), d.get("responseFormat", "")))
-                    rows.append((rowid, d["id"], d["webhookId"], d.get("eventType", ""), d.get("eventId", ""), request_b64,
-                                 status, response_b64, int(d.get("durationMs", "0")), int(success), error,
-                                 d.get("retryCount", 0), status_class(status), error_class(success, status, error),
-                                 *_BLANKS, seen_us, b"\x00" + compress(payload.encode()), _micros(d["deliveredAt"])))
-                    texts.append((rowid, request_body, response_body, error))
-                conn.executemany(_INSERT, rows)
-                conn.executemany(_FTS, texts)
+                rows, texts, rowid = entry_rows(page.get("deliveries", []), rowid, seen_us, compress)
+                conn.executemany(INSERT, rows)
+                conn.executemany(FTS, texts)
                 stored += len(rows)
                 pending += len(rows)
                 if pending >= 20_000:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bench.floor import bare_backfill
+import zstandard
+
+from bench.floor import bare_backfill, delivery_rows, entry_rows
 from collectors.collect import collect
+from collectors.models import WebhookDelivery
 
 from tests.collectors.conftest import sandbox_now, sandbox_settings
 from tests.conftest import running_sandbox
@@ -36,3 +39,26 @@ def test_the_bare_floor_stores_the_products_rows_and_search_index(tmp_path: Path
     assert stored == len(product_rows) > 500
     assert floor_rows == product_rows
     assert floor_found == product_found and all(floor_found.values())
+
+
+def test_the_least_writer_stores_parsed_pages_as_the_floor_stores_moegos_json(sandbox) -> None:
+    """The writer row's least writer (``delivery_rows``, from parsed deliveries) and the floor (``entry_rows``, from
+    MoeGo's JSON) build the same rows and full-text values; only the payload's header JSON is spelled apart."""
+    with sandbox.client() as http:
+        hook = http.post("/v1/webhooks:list", json={"pagination": {"pageSize": 100}}).json()["webhooks"][0]
+        entries = http.post("/v1/webhook/deliveries:list",
+                            json={"pagination": {"pageSize": 500}, "webhookId": hook["id"]}).json()["deliveries"]
+    parsed = [WebhookDelivery.from_json(entry) for entry in entries]
+    from_json, json_texts, last = entry_rows(entries, 10, 99, zstandard.ZstdCompressor().compress)
+    from_parsed, parsed_texts, last_parsed = delivery_rows(parsed, 10, 99, zstandard.ZstdCompressor().compress)
+
+    assert len(entries) > 100 and last == last_parsed == 10 + len(entries)
+    payload = len(from_json[0]) - 2
+    assert [row[:payload] + row[payload + 1:] for row in from_parsed] == [row[:payload] + row[payload + 1:]
+                                                                          for row in from_json]
+    assert parsed_texts == json_texts and any(body for _, body, _, _ in json_texts)
+    unpack = zstandard.ZstdDecompressor().decompress
+    for mine, theirs, text in zip(from_parsed, from_json, json_texts):
+        mine_parts = unpack(mine[payload][1:]).decode().split("\xff")
+        their_parts = unpack(theirs[payload][1:]).decode().split("\xff")
+        assert mine_parts[3] == their_parts[3] == text[1] and mine_parts[5] == their_parts[5] == text[2]
