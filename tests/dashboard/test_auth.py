@@ -8,6 +8,9 @@ Actions that reach MoeGo with an operator's name are in ``test_app_actions.py`` 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,16 @@ def test_the_project_config_binds_loopback() -> None:
 
     config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
     assert is_loopback(config["server"]["address"])
+
+
+def test_the_project_config_keeps_tracebacks_and_developer_menus_out_of_the_browser() -> None:
+    """What `streamlit run` from the project folder resolves (its own `config show`): no developer toolbar, and an
+    unexpected error's type only in the browser (its message and traceback stay in the log)."""
+    shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=Path(__file__).resolve().parents[2],
+                           env={k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")},
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert 'toolbarMode = "minimal"' in shown.splitlines()
+    assert 'showErrorDetails = "type"' in shown.splitlines()
 
 
 # -- OpenID Connect: st.login ---------------------------------------------------------------------------

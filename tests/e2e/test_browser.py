@@ -602,6 +602,8 @@ def test_team_console_behind_a_login_proxy(proxied, browser):
     expect(page.get_by_text(f"Delivery {delivery_id}")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Signed in as victor (viewer)", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Redeliver", exact=True)).to_be_disabled(timeout=30_000)
+    # An operator's console, as the project's Streamlit config has it: no "Deploy" button, no developer menu.
+    expect(page.locator('[data-testid="stAppDeployButton"], [data-testid="stMainMenu"]')).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "e2e-viewer.png"), full_page=True)
 
     # An operator redelivers it; the audit names her.
