@@ -78,7 +78,7 @@ def render_bulk(ctx: ui.Context) -> None:
             st.dataframe(
                 pd.DataFrame([(c.delivery_id, ctx.label(c.webhook_id), c.event_id, why) for c, why in plan.skipped],
                              columns=["Delivery id", "Webhook", "Event id", "Skipped because"]),
-                hide_index=True, key="bulk_skipped",
+                hide_index=True, key="bulk_skipped", placeholder=ui.MISSING,
             )
         st.button(f"Redeliver {len(plan.to_send):,} entries", key="bulk_confirm", type="primary",
                   disabled=not plan.to_send, on_click=_submit, args=(ctx,))

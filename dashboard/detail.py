@@ -62,7 +62,8 @@ def _headers(headers: dict[str, list[str]], ctx: ui.Context) -> None:
         st.caption("No headers.")
     else:
         st.dataframe(rows.rename(columns={"header": "Header", "value": "Value"}), hide_index=True, width="stretch",
-                     column_config={"Value": st.column_config.TextColumn("Value", width="large")})
+                     column_config={"Value": st.column_config.TextColumn("Value", width="large")},
+                     placeholder=ui.MISSING)
 
 
 def _redeliver(ctx: ui.Context, record: dict[str, Any]) -> bool:
@@ -148,7 +149,8 @@ def _facts(record: dict[str, Any], ctx: ui.Context) -> None:
     }
     st.dataframe(pd.DataFrame({"Field": list(facts), "Value": list(facts.values())}), hide_index=True,
                  width="stretch", key="detail_facts",
-                 column_config={"Value": st.column_config.TextColumn("Value", width="large")})
+                 column_config={"Value": st.column_config.TextColumn("Value", width="large")},
+                 placeholder=ui.MISSING)
 
 
 def attempts_table(tries: pd.DataFrame, ctx: ui.Context, kinds: pd.Series | None = None) -> pd.DataFrame:
@@ -245,6 +247,7 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
                     "Duration (ms)": st.column_config.NumberColumn("Duration (ms)", format="localized"),
                     "Open": st.column_config.LinkColumn("Open", display_text="open"),
                 },
+                placeholder=ui.MISSING,
             )
     with audit:
         rows = reads.redeliveries_of(ctx.db_path, delivery_id)
@@ -253,4 +256,4 @@ def render_detail(ctx: ui.Context, delivery_id: str) -> None:
         else:
             st.dataframe(audit_table(rows, ctx), hide_index=True, key="redeliveries_table",
                          column_config={"Requested at": st.column_config.DatetimeColumn(
-                             "Requested at", format="YYYY-MM-DD HH:mm:ss")})
+                             "Requested at", format="YYYY-MM-DD HH:mm:ss")}, placeholder=ui.MISSING)

@@ -63,6 +63,7 @@ def _live(ctx: ui.Context) -> None:
             "id": st.column_config.TextColumn("Delivery id"),
             "link": st.column_config.LinkColumn("Link", display_text="open"),
         },
+        placeholder=ui.MISSING,
     )
 
 

@@ -137,6 +137,10 @@ def fmt_rate(value: float | None) -> str:
 
 
 #: The label colour of each webhook health state, readable in light and dark themes (white text on it).
+#: What every table shows for a missing value (a rate or latency of a webhook without deliveries, a time never
+#: reached): the dash the detail view writes, not Streamlit's "None", which reads as a value.
+MISSING = "—"
+
 STATE_COLORS = {"failing": "#c62828", "degraded": "#ef6c00", "healthy": "#2e7d32", "inactive": "#757575"}
 
 

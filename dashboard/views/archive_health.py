@@ -105,6 +105,7 @@ else:
                 "Hours": st.column_config.NumberColumn("Hours", format="%.2f"),
                 "MoeGo deletes from": st.column_config.DatetimeColumn("MoeGo deletes from", format="YYYY-MM-DD HH:mm"),
             },
+            placeholder=ui.MISSING,
         )
 
 st.subheader("Collector runs")
@@ -127,6 +128,7 @@ else:
             "updated_rows": st.column_config.NumberColumn("Updated", format="localized"),
             "error": st.column_config.TextColumn("Error", width="large"),
         },
+        placeholder=ui.MISSING,
     )
 
 states = reads.sync_states(ctx.db_path)
@@ -145,4 +147,5 @@ if not states.empty:
             "last_error": st.column_config.TextColumn("Last error", width="large"),
             "last_error_at": st.column_config.DatetimeColumn("Error at", format="YYYY-MM-DD HH:mm:ss"),
         },
+        placeholder=ui.MISSING,
     )

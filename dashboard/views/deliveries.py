@@ -79,7 +79,7 @@ event = st.dataframe(
     hide_index=True,
     height=420,
     column_order=COLUMN_ORDER,
-    column_config=COLUMN_CONFIG,
+    column_config=COLUMN_CONFIG, placeholder=ui.MISSING,
 )
 nav = st.columns([1, 1, 1, 3], vertical_alignment="center")
 position = len(pages["stack"])

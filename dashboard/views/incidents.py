@@ -82,11 +82,12 @@ def _redeliver(incident: Incident) -> None:
 def _details(incident: Incident) -> None:
     events, messages = reads.incident_history(ctx.db_path, incident.id), reads.incident_messages(ctx.db_path, incident.id)
     st.dataframe(pd.DataFrame([(ui.fmt_time(e.at, ctx.tz), e.action, e.actor, e.note or "") for e in events],
-                              columns=["When", "What", "Who", "Note"]), hide_index=True, key=f"history_{incident.id}")
+                              columns=["When", "What", "Who", "Note"]), hide_index=True, key=f"history_{incident.id}",
+                 placeholder=ui.MISSING)
     if messages:
         st.dataframe(pd.DataFrame([(m.kind, m.channel, m.status, m.attempts, m.error or "") for m in messages],
                                   columns=["Message", "Channel", "Status", "Attempts", "Error"]),
-                     hide_index=True, key=f"messages_{incident.id}")
+                     hide_index=True, key=f"messages_{incident.id}", placeholder=ui.MISSING)
 
 
 def _recovery(incident: Incident) -> None:

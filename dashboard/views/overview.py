@@ -164,6 +164,7 @@ def _health() -> None:
                 "last_failure": st.column_config.DatetimeColumn("Last failure", format="YYYY-MM-DD HH:mm:ss"),
                 "consecutive_failures": st.column_config.NumberColumn("Failures in a row"),
             },
+            placeholder=ui.MISSING,
         )
 
 

@@ -50,6 +50,7 @@ st.dataframe(
         "last_seen_at": st.column_config.DatetimeColumn("Last listed", format="YYYY-MM-DD HH:mm"),
         "deleted_at": st.column_config.DatetimeColumn("Gone from MoeGo", format="YYYY-MM-DD HH:mm"),
     },
+    placeholder=ui.MISSING,
 )
 
 
@@ -92,7 +93,7 @@ for hook in hooks.itertuples(index=False):
         if rows.empty:
             st.caption("None.")
         else:
-            st.dataframe(rows, hide_index=True)
+            st.dataframe(rows, hide_index=True, placeholder=ui.MISSING)
         st.markdown("**Retry policy**")
         st.json(hook.retry_policy or {}, expanded=True)
         if hook.organizations:

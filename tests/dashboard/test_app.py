@@ -137,6 +137,9 @@ def test_overview_tiles_charts_and_health(run_app, live_seed: Seed) -> None:
     health = table_with(at, "webhook_id", "state", "consecutive_failures").set_index("webhook_id")
     assert health.loc[BETA, "state"] == "failing" and health.loc[ALPHA, "state"] == "degraded"
     assert health.loc[GAMMA, "state"] == "inactive" and health.loc[BETA, "consecutive_failures"] == 8
+    # A webhook without deliveries has no rate and no p95: missing values read as the dash, not Streamlit's "None".
+    assert pd.isna(health.loc[GAMMA, "success_rate"]) and pd.isna(health.loc[GAMMA, "p95_ms"])
+    assert [t.proto.placeholder for t in at.dataframe] == ["—"]
     # Each state is its word on its colour (failing red, degraded orange ...), drawn by the column, not a Styler.
     shown = next(t for t in at.dataframe if "state" in t.value.columns)
     labels = json.loads(shown.proto.columns)["state"]["type_config"]["options"]
