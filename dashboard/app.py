@@ -26,6 +26,7 @@ from collectors.config import ConfigError, Settings, load_settings  # noqa: E402
 from dashboard import auth, reads, ui  # noqa: E402
 from dashboard.safe import md  # noqa: E402
 from collectors.archive.filters import ceil_minute  # noqa: E402
+from dashboard.freshness import render_collector_banner  # noqa: E402
 from dashboard.incidents_ui import render_banner  # noqa: E402
 from dashboard.sidebar import render_filters  # noqa: E402
 from dashboard.jobs_panel import render_jobs  # noqa: E402
@@ -105,5 +106,6 @@ if settings.api_key:
     _job_worker(str(settings.db_path))
 render_jobs(ctx)
 
+render_collector_banner(ctx)  # while no webhook has synced completely for a while
 render_banner(str(settings.db_path))  # while any incident is unresolved
 page.run()

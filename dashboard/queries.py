@@ -573,6 +573,28 @@ def collector_runs(conn: sqlite3.Connection, *, limit: int = 20) -> pd.DataFrame
     return frame
 
 
+@dataclass(frozen=True)
+class CollectionState:
+    """How current the archive is: when the newest complete sync of any webhook ended (``sync_state``; None before
+    the first), and the newest collector pass: when it started, its outcome (``running``, ``ok``, ``failed``,
+    ``interrupted``) and its one-line error (secrets never included), all None before the first pass."""
+
+    last_complete: datetime | None
+    run_started: datetime | None
+    run_outcome: str | None
+    run_error: str | None
+
+
+def collection_state(conn: sqlite3.Connection) -> CollectionState:
+    """:class:`CollectionState` of the archive."""
+    (last,) = conn.execute("SELECT max(last_success_at) FROM sync_state").fetchone()
+    run = conn.execute("SELECT started_at, outcome, error FROM collector_runs WHERE trigger <> 'redeliver' "
+                       "ORDER BY started_at DESC, id DESC LIMIT 1").fetchone()
+    started, outcome, error = run if run else (None, None, None)
+    return CollectionState(parse_timestamp(last) if last else None, parse_timestamp(started) if started else None,
+                           outcome, error)
+
+
 def sync_states(conn: sqlite3.Connection) -> pd.DataFrame:
     """Per webhook: when its last sync completed, and its last error."""
     columns = ["webhook_id", "last_success_at", "last_error", "last_error_at"]

@@ -34,7 +34,8 @@ __all__ = [
     "CACHE_TTL_S", "clear", "tiles", "search_window", "time_series", "failures_by", "failures_by_status", "webhook_health",
     "count_deliveries", "delivery_page", "delivery", "event_attempts", "redeliveries_of", "redelivered_attempts",
     "filter_options",
-    "saved_views", "webhooks", "collector_runs", "sync_states", "at_risk", "coverage_intervals", "coverage_gaps",
+    "saved_views", "webhooks", "collector_runs", "sync_states", "collection_state", "at_risk", "coverage_intervals",
+    "coverage_gaps",
     "bulk_plan", "bulk_batch_counts", "bulk_estimate", "bulk_job", "bulk_jobs_active", "tail", "csv_bytes", "upgrade_note",
     "incidents", "incident_count", "incident_history", "incident_messages", "incident_recovery_plan",
 ]
@@ -51,7 +52,8 @@ def clear() -> None:
     """Forget every cached read (after the dashboard itself changed the archive)."""
     for function in (tiles, search_window, time_series, failures_by, failures_by_status, webhook_health, count_deliveries,
                      delivery_page, delivery, event_attempts, redeliveries_of, redelivered_attempts, filter_options,
-                     saved_views, webhooks, collector_runs, sync_states, at_risk, coverage_intervals, coverage_gaps):
+                     saved_views, webhooks, collector_runs, sync_states, collection_state, at_risk, coverage_intervals,
+                     coverage_gaps):
         function.clear()
 
 
@@ -182,6 +184,13 @@ def sync_states(db_path: str) -> pd.DataFrame:
     """:func:`dashboard.queries.sync_states`."""
     with archive.open_archive(db_path, readonly=True) as conn:
         return queries.sync_states(conn)
+
+
+@_cached
+def collection_state(db_path: str) -> queries.CollectionState:
+    """:func:`dashboard.queries.collection_state`."""
+    with archive.open_archive(db_path, readonly=True) as conn:
+        return queries.collection_state(conn)
 
 
 @_cached

@@ -35,7 +35,7 @@ from ..models import format_timestamp, parse_timestamp
 from . import status as status_model
 from .config import RULE_KINDS, AlertsConfig, RuleConfig
 
-__all__ = ["Finding", "Evaluation", "WebhookInfo", "endpoint_label", "evaluate_rules", "window_counts", "p95_ms"]
+__all__ = ["Finding", "Evaluation", "WebhookInfo", "endpoint_label", "evaluate_rules", "window_counts", "p95_ms", "span_words"]
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ def p95_ms(histogram: Iterable[int]) -> int | None:
     return None
 
 
-def _span(delta: timedelta) -> str:
+def span_words(delta: timedelta) -> str:
+    """A time span as incidents say it: ``45 s``, ``44 min``, ``5 h``, ``3 d`` (whole units, rounded down)."""
     seconds = int(delta.total_seconds())
     if seconds >= 172800:
         return f"{seconds // 86400} d"
@@ -175,7 +176,7 @@ def _success_rate(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig,
     if rate >= rule.params["threshold"]:
         return None
     return Finding("success_rate", hook.id,
-                   f"{rate:.1%} of {counts.total:,} deliveries succeeded in the last {_span(window)} "
+                   f"{rate:.1%} of {counts.total:,} deliveries succeeded in the last {span_words(window)} "
                    f"(threshold {rule.params['threshold']:.1%}): {counts.failed:,} failed",
                    failures_since=now - window)
 
@@ -211,7 +212,7 @@ def _latency_p95(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig, 
         return None
     shown = f"over {LATENCY_BUCKET_BOUNDS_MS[-1]:,} ms" if p95 > LATENCY_BUCKET_BOUNDS_MS[-1] else f"up to {p95:,} ms"
     return Finding("latency_p95", hook.id,
-                   f"95th percentile latency {shown} over the last {_span(window)} "
+                   f"95th percentile latency {shown} over the last {span_words(window)} "
                    f"(threshold {rule.params['threshold_ms']:,} ms, {counts.total:,} deliveries)")
 
 
@@ -238,8 +239,8 @@ def _silence(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig, now:
     if expected < rule.params["min_expected"]:
         return None
     return Finding("silence", hook.id,
-                   f"no delivery for {_span(quiet)} (last {newest[:16].replace('T', ' ')} UTC); "
-                   f"about {expected:,.0f} are usual in {_span(span)}")
+                   f"no delivery for {span_words(quiet)} (last {newest[:16].replace('T', ' ')} UTC); "
+                   f"about {expected:,.0f} are usual in {span_words(span)}")
 
 
 def _webhook_inactive(conn: sqlite3.Connection, hook: WebhookInfo, rule: RuleConfig, now: datetime) -> Finding | None:
@@ -284,8 +285,8 @@ def _unrecovered(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: Ale
         oldest = parse_timestamp(min(firsts))
         out.append(Finding("unrecovered_failures", webhook_id,
                            f"{len(firsts):,} event{'s' if len(firsts) != 1 else ''} failed on every attempt and MoeGo "
-                           f"deletes {'them' if len(firsts) != 1 else 'it'} within {_span(rule.params['before'])} "
-                           f"(the oldest in {_span(oldest + RETENTION - now)}): redeliver before then",
+                           f"deletes {'them' if len(firsts) != 1 else 'it'} within {span_words(rule.params['before'])} "
+                           f"(the oldest in {span_words(oldest + RETENTION - now)}): redeliver before then",
                            failures_since=oldest))
     return out
 
@@ -306,10 +307,10 @@ def _status_rules(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: Al
         first_run = status.last_run is not None and status.last_run.started_at
         if newest is None and first_run and now - parse_timestamp(first_run) >= span:
             evaluation.findings.append(Finding("collector_stale", "", f"no webhook has ever synced completely; "
-                                               f"the collector has been running for over {_span(span)}"))
+                                               f"the collector has been running for over {span_words(span)}"))
         elif newest is not None and now - newest >= span:
             evaluation.findings.append(Finding("collector_stale", "",
-                                               f"no successful collector pass for {_span(now - newest)} "
+                                               f"no successful collector pass for {span_words(now - newest)} "
                                                f"(last {newest:%Y-%m-%d %H:%M} UTC)"))
     evaluation.evaluated.add("collector_stale")
     for hook in live:
@@ -319,8 +320,8 @@ def _status_rules(conn: sqlite3.Connection, hooks: list[WebhookInfo], config: Al
         first = min(r.start for r in hook.at_risk)
         evaluation.findings.append(Finding(
             "at_risk", hook.webhook_id,
-            f"{_span(timedelta(seconds=seconds))} of MoeGo's window is not archived and MoeGo starts deleting it "
-            f"in {_span(max(timedelta(0), first + RETENTION - now))}: run 'moego-monitor collect'"))
+            f"{span_words(timedelta(seconds=seconds))} of MoeGo's window is not archived and MoeGo starts deleting it "
+            f"in {span_words(max(timedelta(0), first + RETENTION - now))}: run 'moego-monitor collect'"))
     evaluation.evaluated.add("at_risk")
 
 
