@@ -2,41 +2,32 @@
 
 The ``collector_stale`` alert rule says it as an incident, but the rules run at the end of a collector pass: a
 collector that stopped (its process gone, its timer disabled) cannot say it stopped. The console says it from
-what the archive holds: when the newest complete sync of any webhook ended at least the rule's default span ago
-(30 min), or two of the collector's usual intervals when it runs less often, it shows how long ago that was, what it costs (MoeGo deletes its log after 15 days), and what the newest
-collector pass says: still running, failed (with its one-line error: a rejected key, an unreachable host),
-interrupted, or nothing (then it asks whether the collector is running).
+what the archive holds, with the model ``moego-monitor status`` reads too
+(:class:`collectors.archive.status.CollectionState`): once the newest complete sync of any webhook ended 30 min ago
+(the rule's default span), or two of the collector's usual intervals when it runs less often, it shows how long
+ago that was, what it costs (MoeGo deletes its log after 15 days), and what the newest collector pass says: still
+running, failed (with its one-line error: a rejected key, an unreachable host), interrupted, or nothing (then it
+asks whether the collector is running).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
 
 import streamlit as st
 
 from collectors import archive
-from collectors.alerts.config import RULE_PARAMS
 from collectors.alerts.rules import span_words
+from collectors.archive.status import CollectionState
 
 from . import reads, ui
-from .queries import CollectionState
 from .safe import md
 
-__all__ = ["STALE_AFTER", "render_collector_banner", "stale_after", "stale_line"]
-
-#: How long without a complete sync before the console says so: the ``collector_stale`` rule's default span.
-STALE_AFTER: timedelta = RULE_PARAMS["collector_stale"]["span"][1]
-
-
-def stale_after(state: CollectionState) -> timedelta:
-    """How long without a complete sync is too long: :data:`STALE_AFTER`, or two of the collector's usual intervals
-    when it runs less often (an hourly timer is not late 30 minutes after its last pass)."""
-    return max(STALE_AFTER, 2 * state.usual_interval) if state.usual_interval else STALE_AFTER
+__all__ = ["render_collector_banner", "stale_line"]
 
 
 def render_collector_banner(ctx: ui.Context) -> None:
-    """The line, with a link to the collector runs, when the last complete sync ended :func:`stale_after` ago or more;
+    """The line, with a link to the collector runs, while the collector is late (:meth:`CollectionState.late`);
     nothing before the first sync (Archive health says that) or when the archive cannot be read (the page says)."""
     try:
         state = reads.collection_state(ctx.db_path)
@@ -54,7 +45,7 @@ def render_collector_banner(ctx: ui.Context) -> None:
 def stale_line(state: CollectionState, ctx: ui.Context) -> str | None:
     """What the banner says (Markdown, every archived text escaped), or None while the archive is current."""
     last = state.last_complete
-    if last is None or ctx.now - last < stale_after(state):
+    if last is None or not state.late(ctx.now):
         return None
     rhythm = f"; passes usually start every {span_words(state.usual_interval)}" if state.usual_interval else ""
     said = (f"**No complete collection for {span_words(ctx.now - last)}** (the last ended {ui.fmt_time(last, ctx.tz)}"

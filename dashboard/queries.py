@@ -573,41 +573,6 @@ def collector_runs(conn: sqlite3.Connection, *, limit: int = 20) -> pd.DataFrame
     return frame
 
 
-@dataclass(frozen=True)
-class CollectionState:
-    """How current the archive is: when the newest complete sync of any webhook ended (``sync_state``; None before
-    the first); the newest collector pass: when it started, its outcome (``running``, ``ok``, ``failed``,
-    ``interrupted``) and its one-line error (secrets never included), all None before the first pass; and how often
-    passes usually start: the median gap between the starts of the latest scheduled or command-line passes (None
-    before two)."""
-
-    last_complete: datetime | None
-    run_started: datetime | None
-    run_outcome: str | None
-    run_error: str | None
-    usual_interval: timedelta | None
-
-
-#: The passes whose rhythm says how often the collector runs (a dashboard's "Collect now" or a redelivery's resync
-#: are extra ones), and how many of them are read.
-_RHYTHM_TRIGGERS = ("schedule", "collect")
-_RHYTHM_PASSES = 7
-
-
-def collection_state(conn: sqlite3.Connection) -> CollectionState:
-    """:class:`CollectionState` of the archive."""
-    (last,) = conn.execute("SELECT max(last_success_at) FROM sync_state").fetchone()
-    run = conn.execute("SELECT started_at, outcome, error FROM collector_runs WHERE trigger <> 'redeliver' "
-                       "ORDER BY started_at DESC, id DESC LIMIT 1").fetchone()
-    started, outcome, error = run if run else (None, None, None)
-    starts = [parse_timestamp(r[0]) for r in conn.execute(
-        f"SELECT started_at FROM collector_runs WHERE trigger IN ({', '.join('?' for _ in _RHYTHM_TRIGGERS)}) "
-        "ORDER BY started_at DESC, id DESC LIMIT ?", (*_RHYTHM_TRIGGERS, _RHYTHM_PASSES))]
-    gaps = sorted(newer - older for newer, older in zip(starts, starts[1:]))
-    return CollectionState(parse_timestamp(last) if last else None, parse_timestamp(started) if started else None,
-                           outcome, error, gaps[len(gaps) // 2] if gaps else None)
-
-
 def sync_states(conn: sqlite3.Connection) -> pd.DataFrame:
     """Per webhook: when its last sync completed, and its last error."""
     columns = ["webhook_id", "last_success_at", "last_error", "last_error_at"]

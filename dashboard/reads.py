@@ -187,10 +187,10 @@ def sync_states(db_path: str) -> pd.DataFrame:
 
 
 @_cached
-def collection_state(db_path: str) -> queries.CollectionState:
-    """:func:`dashboard.queries.collection_state`."""
+def collection_state(db_path: str) -> status.CollectionState:
+    """:func:`collectors.archive.status.collection_state`."""
     with archive.open_archive(db_path, readonly=True) as conn:
-        return queries.collection_state(conn)
+        return status.collection_state(conn)
 
 
 @_cached

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+from ..archive.status import STALE_AFTER
 from ..config import ConfigError, parse_duration
 
 __all__ = [
@@ -79,7 +80,7 @@ RULE_PARAMS: dict[str, dict[str, tuple[str, Any]]] = {
     "silence": {"span": ("duration", timedelta(hours=2)), "min_expected": ("float", 5.0)},
     "webhook_inactive": {},
     "unrecovered_failures": {"before": ("duration", timedelta(hours=48)), "min_events": ("int", 1)},
-    "collector_stale": {"span": ("duration", timedelta(minutes=30))},
+    "collector_stale": {"span": ("duration", STALE_AFTER)},
     "at_risk": {},
 }
 _RULE_COMMON = {"kind", "webhooks", "channels", "remind_every", "enabled", "auto_redeliver", "auto_redeliver_cap"}

@@ -16,6 +16,9 @@ the uncovered parts that MoeGo deletes within 48 h. How many entries lie in a ga
 were never collected), so :func:`at_risk_gaps` estimates them: hours x the webhook's usual rate over
 the covered part of the last 15 days, from the ``delivery_hourly`` rollup.
 
+Whether the collector is late (:class:`CollectionState`: no complete sync for 30 min, or for two of its usual
+intervals) is read here too, for ``status`` and the dashboard's collector line alike.
+
 Reads only: every function works on a read-only connection.
 """
 
@@ -40,6 +43,9 @@ __all__ = [
     "WebhookStatus",
     "ArchiveStatus",
     "archive_status",
+    "STALE_AFTER",
+    "CollectionState",
+    "collection_state",
     "tracked_webhooks",
     "coverage_intervals",
     "WebhookGap",
@@ -146,6 +152,62 @@ class WebhookStatus:
         }
 
 
+#: How long without a complete sync of any webhook before the collector counts as late: the default span of the
+#: ``collector_stale`` alert rule, and what the dashboard and ``status`` say.
+STALE_AFTER = timedelta(minutes=30)
+#: The passes whose rhythm says how often the collector runs (a dashboard's "Collect now" or a redelivery's resync
+#: are extra ones), and how many of the latest are read.
+_RHYTHM_TRIGGERS = ("schedule", "collect")
+_RHYTHM_PASSES = 7
+
+
+@dataclass(frozen=True)
+class CollectionState:
+    """How current the archive is: when the newest complete sync of any webhook ended (``sync_state``; None before
+    the first); the newest collector pass (a redelivery's resync aside): when it started, its outcome (``running``,
+    ``ok``, ``failed``, ``interrupted``) and its one-line error (secrets never included), all None before the first
+    pass; and how often passes usually start: the median gap between the starts of the latest scheduled or
+    command-line passes (None before two)."""
+
+    last_complete: datetime | None
+    run_started: datetime | None
+    run_outcome: str | None
+    run_error: str | None
+    usual_interval: timedelta | None
+
+    @property
+    def late_after(self) -> timedelta:
+        """How long without a complete sync is too long: :data:`STALE_AFTER`, or two of the collector's usual
+        intervals when it runs less often (an hourly timer is not late 30 minutes after its last pass)."""
+        return max(STALE_AFTER, 2 * self.usual_interval) if self.usual_interval else STALE_AFTER
+
+    def late(self, now: datetime) -> bool:
+        """True when a complete sync has happened, and the newest ended :attr:`late_after` before ``now`` or earlier."""
+        return self.last_complete is not None and now - self.last_complete >= self.late_after
+
+    def to_json(self, now: datetime) -> dict[str, object]:
+        return {
+            "late": self.late(now),
+            "lastCompleteSync": _text(self.last_complete),
+            "usualIntervalSeconds": self.usual_interval.total_seconds() if self.usual_interval else None,
+            "lateAfterSeconds": self.late_after.total_seconds(),
+        }
+
+
+def collection_state(conn: sqlite3.Connection) -> CollectionState:
+    """:class:`CollectionState` of the archive (three small indexed reads)."""
+    (last,) = conn.execute("SELECT max(last_success_at) FROM sync_state").fetchone()
+    run = conn.execute("SELECT started_at, outcome, error FROM collector_runs WHERE trigger <> 'redeliver' "
+                       "ORDER BY started_at DESC, id DESC LIMIT 1").fetchone()
+    started, outcome, error = run if run else (None, None, None)
+    starts = [t for (text,) in conn.execute(
+        f"SELECT started_at FROM collector_runs WHERE trigger IN ({', '.join('?' for _ in _RHYTHM_TRIGGERS)}) "
+        "ORDER BY started_at DESC, id DESC LIMIT ?", (*_RHYTHM_TRIGGERS, _RHYTHM_PASSES)) if (t := _time(text))]
+    gaps_between = sorted(newer - older for newer, older in zip(starts, starts[1:]))
+    return CollectionState(_time(last), _time(started), outcome, error,
+                           gaps_between[len(gaps_between) // 2] if gaps_between else None)
+
+
 @dataclass(frozen=True)
 class ArchiveStatus:
     """Every webhook's :class:`WebhookStatus` and the last collector run, at ``now``."""
@@ -154,6 +216,12 @@ class ArchiveStatus:
     webhooks: tuple[WebhookStatus, ...]
     last_run: RunRecord | None
     clock_skew_s: float | None = None  # what the most recent run that measured a skew found (MoeGo minus host)
+    collection: CollectionState | None = None
+
+    @property
+    def collector_late(self) -> bool:
+        """True when no webhook has synced completely for :attr:`CollectionState.late_after` (after a first sync)."""
+        return self.collection is not None and self.collection.late(self.now)
 
     @property
     def at_risk(self) -> bool:
@@ -174,6 +242,7 @@ class ArchiveStatus:
             "lastRun": self.last_run.to_json() if self.last_run else None,
             "clockSkewSeconds": self.clock_skew_s,
             "clockWarning": self.clock_warning,
+            "collector": self.collection.to_json(self.now) if self.collection else None,
         }
 
 
@@ -235,7 +304,7 @@ def archive_status(conn: sqlite3.Connection, now: datetime) -> ArchiveStatus:
         "SELECT clock_skew_s FROM collector_runs WHERE clock_skew_s IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1"
     ).fetchone()
     return ArchiveStatus(now=now, webhooks=tuple(out), last_run=last_run(conn),
-                         clock_skew_s=measured[0] if measured else None)
+                         clock_skew_s=measured[0] if measured else None, collection=collection_state(conn))
 
 
 # -- coverage over any span (the dashboard's Archive health page) -----------------------------------

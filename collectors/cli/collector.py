@@ -248,7 +248,8 @@ def _jitter(value: str | None, every: timedelta) -> timedelta | None:
               help="Skip SQLite's quick_check of every page (it reads the whole file: about 10 s a GB).")
 @one_line_errors(archive_access="read")
 def status_command(settings: Settings, as_json: bool, skip_check: bool) -> None:
-    """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk or nothing is archived."""
+    """Show last syncs, archived spans, gaps and AT RISK parts; exit 2 when something is at risk, the collector is late
+    (no complete sync for 30 min, or two of its usual intervals), or nothing is archived."""
     archive.check_readable(settings.db_path)
     with archive.open_archive(settings.db_path, readonly=True) as conn:
         if not skip_check:
@@ -260,8 +261,9 @@ def status_command(settings: Settings, as_json: bool, skip_check: bool) -> None:
     else:
         for line in format_status(status):
             click.echo(scrub_secrets(line, (settings.api_key,)))
-    # Exit 2 also when no webhook has been archived at all: then nothing is protected from retention.
-    if status.at_risk or not status.webhooks:
+    # Exit 2 also when no webhook has been archived at all (nothing is protected from retention), and when the
+    # collector is late: a check run from elsewhere (cron, a monitoring agent) hears it before anything is at risk.
+    if status.at_risk or status.collector_late or not status.webhooks:
         sys.exit(2)
 
 
@@ -290,6 +292,11 @@ def format_status(status: ArchiveStatus) -> list[str]:
             lines.append(f"            {run.error}")
     if status.clock_warning:
         lines.append(f"CLOCK: {status.clock_warning}")
+    if status.collector_late and status.collection and status.collection.last_complete:
+        state = status.collection
+        rhythm = f"; passes usually start every {_ago(state.usual_interval)}" if state.usual_interval else ""
+        lines.append(f"LATE: no complete sync for {_ago(status.now - state.last_complete)} (the last ended "
+                     f"{_when(state.last_complete)}{rhythm}): is the collector running? (last run above)")
     if status.at_risk:
         lines.append("AT RISK: entries MoeGo deletes within 48 h are not archived: run 'moego-monitor collect' now")
     return lines

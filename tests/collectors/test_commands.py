@@ -14,7 +14,7 @@ from collectors import archive
 from collectors.cli import cli
 from collectors.config import Settings
 from collectors.archive.coverage import RETENTION
-from collectors.models import format_timestamp
+from collectors.models import format_timestamp, parse_timestamp
 from collectors.collect import collect
 from tests.conftest import SandboxHandle, free_port, running_sandbox
 
@@ -178,6 +178,35 @@ def test_status_after_a_complete_collect_is_calm_and_exits_0(archived):
     assert out.count("gaps        none in the 15-day window") == 2
     assert "AT RISK" not in out
     assert "last run    #1 collect OK" in out and "2 webhooks" in out and "300 new" in out
+
+
+def test_a_collector_that_stopped_is_late_and_exits_2_before_anything_is_at_risk(tmp_path):
+    now = datetime.now(timezone.utc)
+    fake = FakeMoeGo(now=now - timedelta(minutes=70))
+    fake.add_webhook("whk_a")
+    fake.add_deliveries("whk_a", 50)
+    settings = Settings(api_key=KEY, base_url=BASE_URL, db_path=tmp_path / "a.db")
+    for minutes in (70, 60, 50):  # a timer every 10 minutes, then nothing
+        fake.now = now - timedelta(minutes=minutes)
+        with fake.client() as client:
+            assert collect(settings, client=client, now=fake.now, trigger="schedule").ok
+
+    result = invoke("status", "--db", str(settings.db_path))
+    assert result.exit_code == 2, result.output
+    last = (now - timedelta(minutes=50)).strftime("%Y-%m-%d %H:%M UTC")
+    assert result.output.rstrip().endswith(f"LATE: no complete sync for 50 min (the last ended {last}; passes usually "
+                                           "start every 10 min): is the collector running? (last run above)")
+    assert "AT RISK" not in result.output
+    data = json.loads(invoke("status", "--db", str(settings.db_path), "--json").output)["collector"]
+    ended = parse_timestamp(data.pop("lastCompleteSync"))  # when the last pass's sync ended: a moment after it began
+    assert timedelta(0) <= ended - (now - timedelta(minutes=50)) < timedelta(seconds=5)
+    assert data == {"late": True, "usualIntervalSeconds": 600.0, "lateAfterSeconds": 1800.0}
+
+    fake.now = datetime.now(timezone.utc)  # the timer runs again
+    with fake.client() as client:
+        assert collect(settings, client=client, now=fake.now, trigger="schedule").ok
+    result = invoke("status", "--db", str(settings.db_path))
+    assert result.exit_code == 0 and "LATE" not in result.output, result.output
 
 
 def test_a_hole_expiring_within_48h_is_at_risk_and_exits_2(archived):
