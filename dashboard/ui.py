@@ -111,9 +111,9 @@ def local(values: pd.Series, tz: ZoneInfo) -> pd.Series:
 
 
 def fmt_time(value: datetime | pd.Timestamp | str | None, tz: ZoneInfo) -> str:
-    """A moment as ``2026-11-20 13:04:56 CET`` in ``tz``; ``—`` when missing."""
+    """A moment as ``2026-11-20 13:04:56 CET`` in ``tz``; :data:`MISSING` when missing."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "—"
+        return MISSING
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -136,11 +136,11 @@ def fmt_rate(value: float | None) -> str:
     return f"{value * 100:.2f}%"
 
 
-#: The label colour of each webhook health state, readable in light and dark themes (white text on it).
 #: What every table shows for a missing value (a rate or latency of a webhook without deliveries, a time never
 #: reached): the dash the detail view writes, not Streamlit's "None", which reads as a value.
 MISSING = "—"
 
+#: The label colour of each webhook health state, readable in light and dark themes (white text on it).
 STATE_COLORS = {"failing": "#c62828", "degraded": "#ef6c00", "healthy": "#2e7d32", "inactive": "#757575"}
 
 
