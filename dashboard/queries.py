@@ -17,7 +17,7 @@ import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import pandas as pd
@@ -31,7 +31,7 @@ from collectors.models import EVENT_TYPES, format_timestamp, parse_timestamp
 from collectors.redelivery import Candidate
 
 from .coverage import AtRisk, at_risk
-from .stats import Summary, aggregate, rollup_split, summarize, summary
+from .stats import Summary, aggregate, hours_and_days, rollup_split, summarize, summary
 
 __all__ = [
     "Tiles", "tiles", "archive_since", "redelivery_count", "SearchWindow", "search_window", "failures_by",
@@ -160,7 +160,7 @@ def failures_by_status(conn: sqlite3.Connection, filters: Filters, window: Windo
             split = rollup_split(window)
             raw_spans = list(split.edges)
             if _has_daily_status(conn):
-                hours, days = _hours_and_days(split.hour_from, split.hour_to)
+                hours, days = hours_and_days(split.hour_from, split.hour_to)
             else:  # an archive the collector has not brought to schema 10 yet: the same numbers from the hours
                 hours, days = ([(split.hour_from, split.hour_to)] if split.hour_from else []), None
             for hour_from, hour_to in hours:
@@ -190,20 +190,6 @@ def _has_daily_status(conn: sqlite3.Connection) -> bool:
     """Whether the archive has the daily status rollup (schema 10 on)."""
     return conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_daily_status'").fetchone() is not None
-
-
-def _hours_and_days(hour_from: str, hour_to: str) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
-    """Whole hours ``[hour_from, hour_to)`` (``YYYY-MM-DDTHH``; none when empty) as the whole UTC days inside them
-    (``(day_from, day_to)``, or ``None``) and the hour ranges before and after those days."""
-    if not hour_from or hour_from >= hour_to:
-        return [], None
-    first = date.fromisoformat(hour_from[:10])
-    day_from = (first if hour_from.endswith("T00") else first + timedelta(days=1)).isoformat()
-    day_to = hour_to[:10]
-    if day_from >= day_to:
-        return [(hour_from, hour_to)], None
-    hours = [(lo, hi) for lo, hi in ((hour_from, day_from + "T00"), (day_to + "T00", hour_to)) if lo < hi]
-    return hours, (day_from, day_to)
 
 
 #: Health thresholds: at least this many failures in a row, or a success rate below this, is failing.

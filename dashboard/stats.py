@@ -1,8 +1,11 @@
 """Counts, success rates and latency percentiles over a window: exact counts, fast on a large archive.
 
-:func:`aggregate` is the one primitive. For a window it reads the ``delivery_hourly`` rollup for the
-whole UTC hours inside it and the raw ``deliveries`` rows only for the partial hours at its two
-edges (at most two hours of rows), so totals are exact and cost the same for a day or a month.
+:func:`aggregate` is the one primitive. For a window it reads the ``delivery_daily`` rollup for the whole
+UTC days inside it (totals and breakdowns; a time series needs its hours), the ``delivery_hourly`` rollup for
+the whole UTC hours around them and the raw ``deliveries`` rows only for the partial hours at its two
+edges (at most two hours of rows), so totals are exact and cost the window's days plus at most 46 hours,
+whatever the archive holds. An archive the collector has not brought to schema 15 yet reads the same
+numbers from the hours.
 Minute buckets, and filters the rollup cannot answer (a text search), read ``deliveries`` alone,
 always bounded by the ``delivered_at`` range.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Literal, Sequence
 
 import pandas as pd
@@ -25,7 +28,8 @@ from collectors.archive import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS, hist
 from collectors.models import format_timestamp
 
 from collectors.archive.filters import Bucket, Filters, Window
-from collectors.archive.where import Clause, deliveries_where, hourly_where, rollup_can_answer
+from collectors.archive.rollups import has_daily
+from collectors.archive.where import Clause, daily_where, deliveries_where, hourly_where, rollup_can_answer
 
 __all__ = [
     "DIMENSIONS",
@@ -39,6 +43,7 @@ __all__ = [
     "bucket_starts",
     "RollupSplit",
     "rollup_split",
+    "hours_and_days",
 ]
 
 #: Dimensions both ``deliveries`` and ``delivery_hourly`` can group by.
@@ -46,8 +51,8 @@ DIMENSIONS: tuple[str, ...] = ("webhook_id", "event_type", "success", "status_cl
 #: The measures :func:`aggregate` returns for every group.
 AGG_COLUMNS: tuple[str, ...] = ("deliveries", "successes", "retries", "duration_sum", "duration_max", *HISTOGRAM_COLUMNS)
 
-Grain = Literal["minute", "hour"]
-_GRAIN_CHARS = {"minute": 16, "hour": 13}
+Grain = Literal["minute", "hour", "day"]
+_GRAIN_CHARS = {"minute": 16, "hour": 13, "day": 10}
 
 
 def percentile_from_histogram(counts: Sequence[float], q: float, *, max_ms: float | None = None) -> float | None:
@@ -136,12 +141,22 @@ def _raw(conn: sqlite3.Connection, filters: Filters, since: str, until: str, gra
 
 def _rollup(conn: sqlite3.Connection, filters: Filters, hour_from: str, hour_to: str, grain: Grain | None,
             dims: tuple[str, ...]) -> pd.DataFrame:
-    return _grouped(conn, "delivery_hourly", "hour", _ROLLUP_MEASURES, hourly_where(filters, hour_from, hour_to),
+    bucket = "substr(hour, 1, 10)" if grain == "day" else "hour"
+    return _grouped(conn, "delivery_hourly", bucket, _ROLLUP_MEASURES, hourly_where(filters, hour_from, hour_to),
                     grain, dims)
 
 
+def _daily(conn: sqlite3.Connection, filters: Filters, day_from: str, day_to: str, grain: Grain | None,
+           dims: tuple[str, ...]) -> pd.DataFrame:
+    return _grouped(conn, "delivery_daily", "day", _ROLLUP_MEASURES, daily_where(filters, day_from, day_to), grain, dims)
+
+
 def _frame(conn: sqlite3.Connection, sql: str, params: Sequence[object], group: list[str]) -> pd.DataFrame:
-    rows = conn.execute(sql, tuple(params)).fetchall()
+    return _records(conn.execute(sql, tuple(params)).fetchall(), group)
+
+
+def _records(rows: list[tuple], group: list[str]) -> pd.DataFrame:
+    """Rows of ``group`` keys then :data:`AGG_COLUMNS` as a frame of the groups with deliveries."""
     frame = pd.DataFrame.from_records(rows, columns=[*group, *AGG_COLUMNS])
     if frame.empty:
         return frame
@@ -182,14 +197,29 @@ def rollup_split(window: Window) -> RollupSplit:
     return RollupSplit(inner_from.strftime("%Y-%m-%dT%H"), inner_to.strftime("%Y-%m-%dT%H"), tuple(edges))
 
 
+def hours_and_days(hour_from: str, hour_to: str) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """Whole hours ``[hour_from, hour_to)`` (``YYYY-MM-DDTHH``; none when empty) as the whole UTC days inside them
+    (``(day_from, day_to)``, or ``None``) and the hour ranges before and after those days."""
+    if not hour_from or hour_from >= hour_to:
+        return [], None
+    first = date.fromisoformat(hour_from[:10])
+    day_from = (first if hour_from.endswith("T00") else first + timedelta(days=1)).isoformat()
+    day_to = hour_to[:10]
+    if day_from >= day_to:
+        return [(hour_from, hour_to)], None
+    hours = [(lo, hi) for lo, hi in ((hour_from, day_from + "T00"), (day_to + "T00", hour_to)) if lo < hi]
+    return hours, (day_from, day_to)
+
+
 def aggregate(conn: sqlite3.Connection, filters: Filters, window: Window, *, grain: Grain | None = None,
               dims: Sequence[str] = ()) -> pd.DataFrame:
     """Counts and latency histogram of the deliveries ``filters`` select in ``window``, grouped.
 
-    Columns: ``bucket`` (when ``grain`` is given: the UTC ``YYYY-MM-DDTHH`` or ``YYYY-MM-DDTHH:MM``
-    prefix of ``delivered_at``), then ``dims`` (a subset of :data:`DIMENSIONS`), then
-    :data:`AGG_COLUMNS`. Only groups with at least one delivery appear. Exact: whole hours come from
-    the rollup, partial edge hours and minute buckets from the raw rows.
+    Columns: ``bucket`` (when ``grain`` is given: the UTC ``YYYY-MM-DD``, ``YYYY-MM-DDTHH`` or
+    ``YYYY-MM-DDTHH:MM`` prefix of ``delivered_at``), then ``dims`` (a subset of :data:`DIMENSIONS`), then
+    :data:`AGG_COLUMNS`. Only groups with at least one delivery appear. Exact: whole days (without a
+    ``grain`` or by day) come from the daily rollup, whole hours from the hourly one, partial edge hours and minute
+    buckets from the raw rows.
     """
     dims = _check_dims(dims)
     since, until = window.since.astimezone(timezone.utc), window.until.astimezone(timezone.utc)
@@ -199,7 +229,14 @@ def aggregate(conn: sqlite3.Connection, filters: Filters, window: Window, *, gra
     inner_from, inner_to = _ceil_hour(since), _floor_hour(until)
     if inner_from >= inner_to:
         return _raw(conn, filters, window.since_text, window.until_text, grain, dims).reset_index(drop=True)
-    parts = [_rollup(conn, filters, inner_from.strftime("%Y-%m-%dT%H"), inner_to.strftime("%Y-%m-%dT%H"), grain, dims)]
+    hour_from, hour_to = inner_from.strftime("%Y-%m-%dT%H"), inner_to.strftime("%Y-%m-%dT%H")
+    if grain in (None, "day") and has_daily(conn):
+        hours, days = hours_and_days(hour_from, hour_to)
+        parts = [_rollup(conn, filters, lo, hi, grain, dims) for lo, hi in hours]
+        if days:
+            parts.append(_daily(conn, filters, *days, grain, dims))
+    else:
+        parts = [_rollup(conn, filters, hour_from, hour_to, grain, dims)]
     if since < inner_from:
         parts.append(_raw(conn, filters, format_timestamp(since), format_timestamp(inner_from), grain, dims))
     if inner_to < until:
@@ -284,8 +321,46 @@ def bucket_starts(window: Window, bucket: Bucket, tz: tzinfo) -> pd.DatetimeInde
 
 
 def _bucket_time(keys: pd.Series, grain: Grain) -> pd.Series:
-    suffix = ":00Z" if grain == "minute" else ":00:00Z"
+    suffix = {"minute": ":00Z", "hour": ":00:00Z", "day": "T00:00:00Z"}[grain]
     return pd.to_datetime(keys + suffix, utc=True, format="ISO8601")
+
+
+#: Compound SELECTs per statement (SQLite's own limit is 500).
+_PARTS_PER_STATEMENT = 200
+
+
+def _cut_hours(conn: sqlite3.Connection, filters: Filters, window: Window, starts: pd.DatetimeIndex,
+               frame: pd.DataFrame) -> tuple[pd.DataFrame, Grain]:
+    """``frame`` (hour buckets of ``window``) with every UTC hour a day of ``starts`` begins inside (a zone whose
+    offset is not whole hours: India, Newfoundland, South Australia, Nepal...) replaced by its two parts, before
+    and from that moment, counted from the raw rows, so each delivery falls on its own calendar day; then
+    ``(frame, "minute")``, each bucket keyed by the minute it starts at. ``(frame, "hour")`` unchanged when no
+    day starts inside an hour. One statement per 100 such hours (two parts each)."""
+    since, until = window.since.astimezone(timezone.utc), window.until.astimezone(timezone.utc)
+    cuts = sorted({moment for moment in (start.to_pydatetime().astimezone(timezone.utc) for start in starts)
+                   if (moment.minute or moment.second) and since < moment < until})
+    if not cuts:
+        return frame, "hour"
+    spans = []
+    for cut in cuts:
+        hour = _floor_hour(cut)
+        spans.extend((lo, hi) for lo, hi in ((max(hour, since), cut), (cut, min(hour + timedelta(hours=1), until)))
+                     if lo < hi)
+    rows: list[tuple] = []
+    for first in range(0, len(spans), _PARTS_PER_STATEMENT):
+        selects, params = [], []
+        for lo, hi in spans[first : first + _PARTS_PER_STATEMENT]:
+            where = deliveries_where(filters, format_timestamp(lo), format_timestamp(hi))
+            selects.append(f"SELECT ? AS bucket, {_RAW_MEASURES} FROM deliveries WHERE {where.sql}")
+            params.extend((lo.strftime("%Y-%m-%dT%H:%M"), *where.params))
+        rows.extend(conn.execute(" UNION ALL ".join(selects), params).fetchall())
+    keys = {cut.strftime("%Y-%m-%dT%H") for cut in cuts}
+    parts = [frame[~frame["bucket"].isin(keys)].assign(bucket=lambda f: f["bucket"] + ":00")] if not frame.empty else []
+    parts.append(_records(rows, ["bucket"]))
+    parts = [part for part in parts if not part.empty]
+    if not parts:
+        return frame.iloc[0:0], "minute"
+    return pd.concat(parts, ignore_index=True), "minute"
 
 
 def time_series(conn: sqlite3.Connection, filters: Filters, window: Window, bucket: Bucket, tz: tzinfo) -> pd.DataFrame:
@@ -293,12 +368,17 @@ def time_series(conn: sqlite3.Connection, filters: Filters, window: Window, buck
 
     Columns: ``time`` (bucket start, aware in ``tz``), ``deliveries``, ``successes``, ``failures``,
     ``retries``, ``success_rate`` (0..1, NaN when empty), ``p50_ms``, ``p95_ms``, ``p99_ms`` (NaN
-    when empty). Hour and day buckets read the rollup (plus the edge hours' raw rows); minute
-    buckets read ``deliveries``.
+    when empty). Hour and day buckets read the rollups (plus the edge hours' raw rows: days from the daily rollup
+    where the zone's days are UTC days, else from their hours, and in a zone whose days begin inside a UTC hour,
+    that hour's minutes from the raw rows); minute buckets read ``deliveries``.
     """
-    grain: Grain = "minute" if bucket == "minute" else "hour"
-    frame = aggregate(conn, filters, window, grain=grain)
     starts = bucket_starts(window, bucket, tz)
+    # A day of a zone at UTC+0 over the window (UTC; London in winter) is a UTC day: the daily rollup answers it.
+    utc_days = bucket == "day" and all(start.utcoffset() == timedelta(0) for start in starts)
+    grain: Grain = "minute" if bucket == "minute" else "day" if utc_days else "hour"
+    frame = aggregate(conn, filters, window, grain=grain)
+    if bucket == "day" and grain == "hour":
+        frame, grain = _cut_hours(conn, filters, window, starts, frame)
     columns = ["time", "deliveries", "successes", "failures", "retries", "success_rate", "p50_ms", "p95_ms", "p99_ms"]
     if frame.empty:
         out = pd.DataFrame({"time": starts})

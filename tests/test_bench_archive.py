@@ -12,6 +12,7 @@ from tests.collectors.conftest import assert_archive_consistent
 
 _TABLES = {
     "delivery_hourly": "SELECT * FROM delivery_hourly ORDER BY 1, 2, 3, 4, 5, 6",
+    "delivery_daily": "SELECT * FROM delivery_daily ORDER BY 1, 2, 3, 4, 5, 6",
     "delivery_hourly_status": "SELECT * FROM delivery_hourly_status ORDER BY 1, 2, 3, 4, 5",
     "delivery_daily_status": "SELECT * FROM delivery_daily_status ORDER BY 1, 2, 3, 4, 5",
 }

@@ -1,7 +1,7 @@
 """Add a page's newly inserted rows to the rollups, without reading back what the hour already holds.
 
-The rollups (``delivery_hourly``, and :mod:`collectors.archive.rollups`' ``delivery_hourly_status``,
-``delivery_daily_status`` and ``delivery_spans``) are sums, maxima and minima over raw rows, so rows that are only *added* can be
+The rollups (``delivery_hourly``, and :mod:`collectors.archive.rollups`' ``delivery_daily``,
+``delivery_hourly_status``, ``delivery_daily_status`` and ``delivery_spans``) are sums, maxima and minima over raw rows, so rows that are only *added* can be
 folded in: the page's rows are grouped in Python and each group is upserted (counts and sums added,
 ``duration_max`` and ``rowid_max`` raised, ``rowid_min`` lowered). That keeps the writer's cost to the
 page's own rows, where recomputing a (webhook, hour) reads every row the hour already holds.
@@ -19,6 +19,7 @@ from bisect import bisect_left
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from . import rollups
 from .schema import HISTOGRAM_COLUMNS, LATENCY_BUCKET_BOUNDS_MS
 
 __all__ = ["add_inserted"]
@@ -33,6 +34,10 @@ _UPSERT_HOURLY = (
     "duration_max = max(duration_max, excluded.duration_max), "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in HISTOGRAM_COLUMNS)
 )
+_DAILY_KEY = ("day", *_HOURLY_KEY[1:])
+_UPSERT_DAILY = _UPSERT_HOURLY.replace("delivery_hourly (hour,", "delivery_daily (day,").replace(
+    f"ON CONFLICT ({', '.join(_HOURLY_KEY)})", f"ON CONFLICT ({', '.join(_DAILY_KEY)})")
+assert _UPSERT_DAILY.count("delivery_daily (day,") == 1 and f"({', '.join(_DAILY_KEY)})" in _UPSERT_DAILY
 _UPSERT_STATUS = (
     "INSERT INTO delivery_hourly_status (hour, webhook_id, event_type, status_class, response_status, failures) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hour, webhook_id, event_type, status_class, response_status) "
@@ -85,6 +90,8 @@ def add_inserted(conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]], ro
         elif rowid > span[1]:
             span[1] = rowid
     conn.executemany(_UPSERT_HOURLY, [(*key, *acc) for key, acc in hourly.items()])
+    if rollups.has_daily(conn):  # one sqlite_master lookup per page (~10 us)
+        conn.executemany(_UPSERT_DAILY, [(*key, *acc) for key, acc in _per_day(hourly).items()])
     conn.executemany(_UPSERT_STATUS, [(*key, n) for key, n in status.items()])
     daily: dict[tuple, int] = {}
     for (hour, *rest), n in status.items():
@@ -92,3 +99,23 @@ def add_inserted(conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]], ro
         daily[key] = daily.get(key, 0) + n
     conn.executemany(_UPSERT_DAILY_STATUS, [(*key, n) for key, n in daily.items()])
     conn.executemany(_UPSERT_SPAN, [(*key, lo, hi) for key, (lo, hi) in spans.items()])
+
+
+def _per_day(hourly: Mapping[tuple, list]) -> dict[tuple, list]:
+    """The hourly groups' measures summed per (day, ...) key (``duration_max`` the largest)."""
+    daily: dict[tuple, list] = {}
+    for (hour, *rest), acc in hourly.items():
+        key = (hour[:10], *rest)
+        into = daily.get(key)
+        if into is None:
+            daily[key] = list(acc)
+            continue
+        into[0] += acc[0]
+        into[1] += acc[1]
+        into[2] += acc[2]
+        if acc[3] > into[3]:
+            into[3] = acc[3]
+        for i in range(4, 4 + _N):
+            into[i] += acc[i]
+    return daily
+

@@ -6,6 +6,10 @@
   a window here, the whole hours around them from the hourly table and raw failed rows only in the
   window's two partial hours: its cost follows the window's days (at most 46 hours besides them), not
   how many rows or how many kinds of failure an hour holds.
+- ``delivery_daily``: ``delivery_hourly`` per UTC day (same keys and measures, ``day`` for ``hour``). A window's
+  totals and breakdowns (tiles, failures by error class / event type / webhook, webhook health) read its whole
+  days here, the whole hours around them from ``delivery_hourly`` and raw rows only in the two partial hours
+  (:func:`dashboard.stats.aggregate`): a year costs 365 days, not 8,760 hours. Filled from the hourly rows.
 - ``delivery_spans``: per UTC hour and webhook, the lowest and highest ``deliveries`` rowid delivered in
   it. A window's rowid ranges are one small read (:func:`rowid_ranges_sql`), which bound a full-text
   search to the rows of the window (:mod:`collectors.archive.search_plan`) without scanning them.
@@ -19,13 +23,15 @@ only ever needs to contain its hour's rowids: a wider one costs time, never a re
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from typing import Iterable
 
 from . import when
 
-__all__ = ["DDL", "DAILY_STATUS_DDL", "refresh", "migrate_add_rollups", "migrate_add_daily_status", "rowid_ranges_sql",
-           "STATUS_FROM_RAW", "DAILY_STATUS_FROM_RAW", "SPANS_FROM_RAW"]
+__all__ = ["DDL", "DAILY_STATUS_DDL", "daily_ddl", "refresh", "migrate_add_rollups", "migrate_add_daily_status",
+           "migrate_add_daily", "rowid_ranges_sql", "STATUS_FROM_RAW", "DAILY_STATUS_FROM_RAW", "SPANS_FROM_RAW",
+           "hourly_from_raw_sql", "daily_from_hourly_sql", "daily_from_raw_sql", "has_daily", "DAILY_KEY"]
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS delivery_hourly_status (
@@ -87,8 +93,54 @@ def hourly_from_raw_sql() -> str:
 """
 
 
+#: ``delivery_daily``'s key, in its column order (``delivery_hourly``'s with ``day`` for ``hour``).
+DAILY_KEY = ("day", "webhook_id", "event_type", "success", "status_class", "error_class")
+
+
+def daily_ddl() -> str:
+    """``CREATE TABLE delivery_daily``: ``delivery_hourly`` per UTC day, keyed in :data:`DAILY_KEY` order."""
+    from .schema import HISTOGRAM_COLUMNS  # schema imports this module for its migrations
+
+    histogram = ",\n    ".join(f"{c} INTEGER NOT NULL" for c in HISTOGRAM_COLUMNS)
+    return f"""CREATE TABLE IF NOT EXISTS delivery_daily (
+    day           TEXT NOT NULL,               -- 'YYYY-MM-DD', UTC
+    webhook_id    TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    success       INTEGER NOT NULL,
+    status_class  TEXT NOT NULL,
+    error_class   TEXT NOT NULL,
+    deliveries    INTEGER NOT NULL,
+    retries       INTEGER NOT NULL,
+    duration_sum  INTEGER NOT NULL,
+    duration_max  INTEGER NOT NULL,
+    {histogram},
+    PRIMARY KEY ({', '.join(DAILY_KEY)})
+) WITHOUT ROWID"""
+
+
+def daily_from_hourly_sql(where: str = "") -> str:
+    """``delivery_daily``'s rows (its column order) as a GROUP BY over the ``delivery_hourly`` rows ``where`` selects
+    (all of them when empty)."""
+    from .schema import HISTOGRAM_COLUMNS  # schema imports this module for its migrations
+
+    return (f"SELECT substr(hour, 1, 10), webhook_id, event_type, success, status_class, error_class, SUM(deliveries), "
+            f"SUM(retries), SUM(duration_sum), MAX(duration_max), {', '.join(f'SUM({c})' for c in HISTOGRAM_COLUMNS)} "
+            f"FROM delivery_hourly {f'WHERE {where} ' if where else ''}GROUP BY 1, 2, 3, 4, 5, 6")
+
+
+def daily_from_raw_sql() -> str:
+    """``delivery_daily`` as a GROUP BY over raw rows (what the table must equal), in its column order."""
+    from .schema import histogram_sql  # schema imports this module for its migrations
+
+    return f"""
+    SELECT substr(delivered_at, 1, 10), webhook_id, event_type, success, status_class, error_class,
+           COUNT(*), SUM(retry_count), SUM(duration_ms), MAX(duration_ms), {histogram_sql()}
+    FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+
 def rebuild_from_raw(conn: sqlite3.Connection) -> None:
-    """Replace every rollup (hourly, hourly and daily status, spans) with what a GROUP BY over the raw rows says,
+    """Replace every rollup (hourly, daily, hourly and daily status, spans) with what a GROUP BY over the raw rows says,
     inside the caller's transaction: for archives written in bulk, not by the writer (benchmarks, test archives
     at an older schema)."""
     from .schema import HISTOGRAM_COLUMNS  # schema imports this module for its migrations
@@ -96,6 +148,9 @@ def rebuild_from_raw(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM delivery_hourly")
     conn.execute(f"""INSERT INTO delivery_hourly (webhook_id, hour, event_type, success, status_class, error_class,
         deliveries, retries, duration_sum, duration_max, {', '.join(HISTOGRAM_COLUMNS)}) {hourly_from_raw_sql()}""")
+    if has_daily(conn):
+        conn.execute("DELETE FROM delivery_daily")
+        conn.execute(f"INSERT INTO delivery_daily {daily_from_hourly_sql()}")
     for table, select in (("delivery_hourly_status", STATUS_FROM_RAW), ("delivery_daily_status", DAILY_STATUS_FROM_RAW),
                           ("delivery_spans", SPANS_FROM_RAW)):
         conn.execute(f"DELETE FROM {table}")
@@ -125,7 +180,8 @@ GROUP BY event_type, status_class, response_status
 
 def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
     """Recompute the tables for each (webhook id, ``YYYY-MM-DDTHH`` hour) from the raw rows, and the day of each
-    hour from its hours. In a transaction."""
+    hour from its hours (``delivery_daily`` from ``delivery_hourly``: call this after the hourly rows of ``keys``
+    are current). In a transaction."""
     keys = sorted(set(keys))
     for webhook_id, hour in keys:
         start, end = when.key_of(hour), when.next_hour_key(hour)  # exactly that hour's rows
@@ -137,6 +193,22 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
         # A day's hours are 'YYYY-MM-DDT00' .. 'YYYY-MM-DDT23': [day + 'T', day + 'U') holds exactly those.
         conn.execute("DELETE FROM delivery_daily_status WHERE day = ? AND webhook_id = ?", (day, webhook_id))
         conn.execute(_REFRESH_DAILY_STATUS, (day, day + "T", day + "U", webhook_id))
+    if keys and has_daily(conn):
+        for webhook_id, day in sorted({(webhook_id, hour[:10]) for webhook_id, hour in keys}):
+            conn.execute("DELETE FROM delivery_daily WHERE day = ? AND webhook_id = ?", (day, webhook_id))
+            conn.execute(_refresh_daily_sql(), (day + "T", day + "U", webhook_id))
+
+
+@functools.cache
+def _refresh_daily_sql() -> str:
+    # A day's hours are 'YYYY-MM-DDT00' .. 'YYYY-MM-DDT23': [day + 'T', day + 'U') holds exactly those.
+    return f"INSERT INTO delivery_daily {daily_from_hourly_sql('hour >= ? AND hour < ? AND webhook_id = ?')}"
+
+
+def has_daily(conn: sqlite3.Connection) -> bool:
+    """Whether the archive has ``delivery_daily`` yet (schema 15 on; the steps before it write without it)."""
+    return conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_daily'").fetchone() is not None
 
 
 def migrate_add_rollups(conn: sqlite3.Connection) -> None:
@@ -157,6 +229,14 @@ def migrate_add_daily_status(conn: sqlite3.Connection) -> None:
         "INSERT INTO delivery_daily_status (day, webhook_id, event_type, status_class, response_status, failures) "
         "SELECT substr(hour, 1, 10), webhook_id, event_type, status_class, response_status, SUM(failures) "
         "FROM delivery_hourly_status GROUP BY 1, 2, 3, 4, 5")
+
+
+def migrate_add_daily(conn: sqlite3.Connection) -> None:
+    """Schema 14 -> 15: add ``delivery_daily`` and fill it from ``delivery_hourly`` (afresh: safe to run again;
+    one pass over the hourly rows, ~9,000 per webhook and year)."""
+    conn.execute(daily_ddl())
+    conn.execute("DELETE FROM delivery_daily")
+    conn.execute(f"INSERT INTO delivery_daily {daily_from_hourly_sql()}")
 
 
 def rowid_ranges_sql(webhooks: tuple[str, ...] = ()) -> str:

@@ -13,9 +13,9 @@ MoeGo's ceiling: 10 webhooks x 10,000 deliveries a day, about 36 million rows a 
 - ``delivery_hourly`` is a rollup kept current by the writer: one row per webhook, UTC hour, event
   type and outcome, with counts and a latency histogram (``h00`` .. ``h21`` over
   :data:`LATENCY_BUCKET_BOUNDS_MS`). Charts over days or months read it, not the raw rows.
-- ``delivery_hourly_status``, ``delivery_daily_status`` and ``delivery_spans`` (:mod:`collectors.archive.rollups`):
-  failures per exact response status per hour and per day, and the rowid range of each webhook's hour, kept
-  by the writer too.
+- ``delivery_daily``, ``delivery_hourly_status``, ``delivery_daily_status`` and ``delivery_spans``
+  (:mod:`collectors.archive.rollups`): the hourly rollup per day, failures per exact response status per hour and
+  per day, and the rowid range of each webhook's hour, kept by the writer too.
 - ``deliveries_fts`` is an FTS5 index over request body (with payloads MoeGo sent as base64 decoded),
   response body and error; contentless (no text is stored twice) and fed by the writer a page at a
   time (:mod:`collectors.archive.search_index`; schema 1 fed it by triggers).
@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.request import pathname2url
 
-from . import codec, compaction, when
+from . import codec, compaction, rollups, when
 from .rollups import migrate_add_daily_status, migrate_add_rollups
 from .search_index import migrate_to_writer_index
 
@@ -447,19 +447,23 @@ CREATE INDEX IF NOT EXISTS incident_notifications_by_incident ON incident_notifi
     # 14: the time indexes rebuilt on delivered_key, every row's time moved into delivered_us, batch by batch
     # (resumable), then VACUUM.
     Batched(when.move_delivered),
+    # 15: delivery_hourly per UTC day, filled from the hours (collectors.archive.rollups); readers of an archive
+    # before it read the same numbers from the hours (dashboard.stats.aggregate).
+    rollups.migrate_add_daily,
 ]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: The compactions (Batched steps) run last, so that an archive one is working on reads as before: from the
 #: first on, no step changes what readers see (names, values), only how rows are stored. A step added later
-#: goes after them only if it keeps that true: schema 10's daily rollup is a faster road to numbers readers
-#: also get without it (``dashboard.queries.failures_by_status`` reads the hours while it is missing); schema
-#: 11's seen times keep their names as generated columns; schema 13's delivery time keeps its name as a generated
-#: column, and a read-only connection to an archive before it reads ``delivered_key`` from a temporary view
-#: (:func:`collectors.archive.when.read_older`).
-COMPACTION_STEP = len(_MIGRATIONS) - 1
-assert isinstance(_MIGRATIONS[COMPACTION_STEP], Batched), "a compaction must stay the last migration"
+#: goes after them only if it keeps that true: schema 10's daily status rollup and schema 15's daily rollup are
+#: faster roads to numbers readers also get without them (``dashboard.queries.failures_by_status`` and
+#: ``dashboard.stats.aggregate`` read the hours while they are missing); schema 11's seen times keep their names as
+#: generated columns; schema 13's delivery time keeps its name as a generated column, and a read-only connection
+#: to an archive before it reads ``delivered_key`` from a temporary view (:func:`collectors.archive.when.read_older`).
+COMPACTION_STEP = max(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))
+assert all(callable(step) and not isinstance(step, Batched) for step in _MIGRATIONS[COMPACTION_STEP + 1:]), (
+    "a step after the last compaction only adds what readers can do without (a function, not DDL that renames)")
 #: The oldest schema version this code reads as well: an archive from this version on is being compacted,
 #: and reads exactly the same meanwhile (before schema 13, through :func:`collectors.archive.when.read_older`).
 READABLE_FROM = next(i for i, step in enumerate(_MIGRATIONS) if isinstance(step, Batched))

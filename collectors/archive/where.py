@@ -152,7 +152,8 @@ def hourly_where(filters: Filters, hour_from: str, hour_to: str) -> Clause:
 
 
 def daily_where(filters: Filters, day_from: str, day_to: str) -> Clause:
-    """:func:`hourly_where` for a daily rollup (``delivery_daily_status``): ``day_from <= day < day_to`` (``YYYY-MM-DD``)."""
+    """:func:`hourly_where` for a daily rollup (``delivery_daily``, ``delivery_daily_status``): ``day_from <= day < day_to``
+    (``YYYY-MM-DD``)."""
     if not rollup_can_answer(filters):
         raise ValueError("the rollup cannot answer a text search or an exact status")
     return _join([Clause("day >= ? AND day < ?", (day_from, day_to)), *_common(filters, "")])

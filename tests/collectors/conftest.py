@@ -16,7 +16,9 @@ import pytest
 
 from collectors.archive import HISTOGRAM_COLUMNS
 from collectors.archive.runs import lock_path
-from collectors.archive.rollups import DAILY_STATUS_FROM_RAW, SPANS_FROM_RAW, STATUS_FROM_RAW, hourly_from_raw_sql
+from collectors.archive.rollups import (DAILY_STATUS_FROM_RAW, SPANS_FROM_RAW, STATUS_FROM_RAW, daily_from_raw_sql,
+                                        hourly_from_raw_sql, migrate_add_daily)
+from collectors.archive.schema import _MIGRATIONS
 from collectors.client import make_client
 from collectors.config import Settings
 from collectors.models import parse_timestamp
@@ -98,6 +100,12 @@ def assert_archive_consistent(db_path: Path) -> None:
     assert db_rows(db_path, "SELECT * FROM delivery_daily_status ORDER BY 1, 2, 3, 4, 5") == db_rows(
         db_path, DAILY_STATUS_FROM_RAW + " ORDER BY 1, 2, 3, 4, 5")
     assert db_rows(db_path, "SELECT * FROM delivery_spans ORDER BY 1, 2") == db_rows(db_path, SPANS_FROM_RAW + " ORDER BY 1, 2")
+    has_daily = db_rows(db_path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'delivery_daily'") == [(1,)]
+    if db_rows(db_path, "PRAGMA user_version")[0][0] > _MIGRATIONS.index(migrate_add_daily):
+        assert has_daily, "an archive at schema 15 or later has delivery_daily"
+    if has_daily:
+        assert db_rows(db_path, "SELECT * FROM delivery_daily ORDER BY 1, 2, 3, 4, 5, 6") == db_rows(
+            db_path, daily_from_raw_sql() + " ORDER BY 1, 2, 3, 4, 5, 6")
 
 
 @pytest.fixture(scope="module")
