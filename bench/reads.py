@@ -2,7 +2,8 @@
 
 Each runs on the small and the large cached archive (1 M and 5 M rows over 30 days), uncached (the
 dashboard's ``st.cache_data`` is not involved): the ratio large/small is how the cost grows with the
-archive, 1.0 being flat.
+archive, 1.0 being flat. ``year_window`` reads a year-long window of a year-long archive (3 M rows over 365
+days; 100 k with ``--quick``) with the daily rollup and, side by side, through the hours alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collectors import archive
 from collectors.archive.filters import Filters, Window
 from dashboard import queries, stats
 
-from .archive_gen import COMMON_WORD, RARE_WORD
+from .archive_gen import COMMON_WORD, RARE_WORD, cached_archive
 from .core import Bench, Row, median_time, side_by_side
 
 __all__ = ["ROWS"]
@@ -117,4 +118,28 @@ def overview_queries(bench: Bench) -> list[Row]:
                 f"{large / small:.2f}x", "flat", None)]
 
 
-ROWS = [rare_search, common_search, failures_by_status, overview_queries]
+def year_window(bench: Bench) -> list[Row]:
+    """Every Overview query over a 365-day window, uncached, alternately: with the daily rollup (schema 15: whole days
+    read a row per day and group) and through the hours alone, as an archive before it reads (the same file, with
+    ``delivery_daily`` dropped inside a transaction that is rolled back: the file is never changed)."""
+    rows = 100_000 if bench.quick else 3_000_000
+    path, end = cached_archive(rows, days=365, log=lambda line: print(f"  ({line})", flush=True))
+    filters = Filters(time_range="custom", since=end - timedelta(days=365, minutes=17), until=end - timedelta(minutes=17))
+    window = filters.window(end)
+    daily = archive.connect(path, readonly=True)
+    hours = archive.connect(path)
+    try:
+        hours.execute("BEGIN IMMEDIATE")
+        hours.execute("DROP TABLE delivery_daily")
+        product, baseline = side_by_side(lambda: _overview_queries(daily, filters, window),
+                                         lambda: _overview_queries(hours, filters, window), max(3, bench.repeat))
+    finally:
+        if hours.in_transaction:
+            hours.execute("ROLLBACK")
+        hours.close()
+        daily.close()
+    return [Row(f"Overview's queries uncached, 365 days, {rows:,} rows over a year: the daily rollup vs the hours",
+                _ms(product), f"{_ms(baseline)} from the hours", f"{product / baseline:.2f}x", "-", None)]
+
+
+ROWS = [rare_search, common_search, failures_by_status, overview_queries, year_window]
