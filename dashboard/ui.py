@@ -77,7 +77,7 @@ def context() -> Context:
     """This run's context; a page run without ``app.py`` stops with a one-line message."""
     ctx = st.session_state.get(_CTX_KEY)
     if ctx is None:
-        st.error("Start the dashboard with `streamlit run dashboard/app.py`.")
+        st.error("Start the dashboard with `moego-monitor dashboard` (or `streamlit run dashboard/app.py`).")
         st.stop()
     return ctx
 

@@ -131,9 +131,6 @@ def demo_environment(options: DemoOptions) -> dict[str, str]:
 
 
 def _commands(options: DemoOptions) -> list[tuple[str, list[str]]]:
-    import dashboard
-
-    app = Path(dashboard.__file__).parent / "app.py"
     py = sys.executable
     return [
         ("sandbox", [py, "-m", "sandbox", "--port", str(options.sandbox_port), "--seed", str(options.seed),
@@ -141,7 +138,7 @@ def _commands(options: DemoOptions) -> list[tuple[str, list[str]]]:
                      "--delivery-timeout", str(options.delivery_timeout_s), "--body-shape", options.body_shape,
                      "--quiet"]),
         ("collector", [py, "-m", "collectors", "schedule", "--every", options.every]),
-        ("dashboard", [py, "-m", "streamlit", "run", str(app), "--server.port", str(options.dashboard_port),
+        ("dashboard", [py, "-m", "dashboard", "--server.port", str(options.dashboard_port),
                        "--server.headless", "false" if options.open_browser else "true",
                        "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
                        "--client.toolbarMode", "minimal"]),

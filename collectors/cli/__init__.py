@@ -47,6 +47,19 @@ def sandbox_command(args: tuple[str, ...]) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.command("dashboard", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dashboard_command(args: tuple[str, ...]) -> None:
+    """Serve the dashboard (`streamlit run dashboard/app.py`, warmed up, on loopback unless you set
+    --server.address); other flags go to Streamlit (`streamlit run --help` lists them)."""
+    import os
+    import sys
+
+    # The dashboard sits beside the CLI, not below it: hand this process over to `python -m dashboard`.
+    os.execv(sys.executable, [sys.executable, "-m", "dashboard", *args])
+
+
 @cli.command("demo")
 @click.option("--sandbox-port", default=8600, show_default=True, type=int, help="Port of the sandbox API.")
 @click.option("--dashboard-port", default=8501, show_default=True, type=int, help="Port of the dashboard.")
