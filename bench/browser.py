@@ -48,14 +48,18 @@ MINIMAL_READY = """() => document.querySelector('[data-testid="stMetric"]') !== 
 
 @contextlib.contextmanager
 def running_dashboard(db: Path, script: Path | None = None, repo: Path = REPO) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` of ``repo`` (this tree by default; another one, e.g. main's exported with
-    ``git archive``, imports its own ``dashboard`` and ``collectors``) or ``script``, on loopback over ``db``;
-    yields its base URL."""
+    """The dashboard of ``repo`` as its users start it (this tree by default; another one, e.g. main's exported with
+    ``git archive``, imports its own ``dashboard`` and ``collectors``): ``python -m dashboard`` (warmed up, since
+    issue-9o) where the tree has it, else ``streamlit run dashboard/app.py``; or ``streamlit run script``. On
+    loopback over ``db``; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEGO_")}
     env["MOEGO_MONITOR_DB"] = str(Path(db).resolve())
-    command = [sys.executable, "-m", "streamlit", "run", str(script or repo / "dashboard" / "app.py"),
-               "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+    if script is None and (repo / "dashboard" / "serve.py").exists():
+        start = [sys.executable, "-m", "dashboard"]
+    else:
+        start = [sys.executable, "-m", "streamlit", "run", str(script or repo / "dashboard" / "app.py")]
+    command = [*start, "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                "--browser.gatherUsageStats", "false"]
     with serving(command, port, "/_stcore/health", what="the dashboard", timeout_s=60, cwd=repo, env=env,
                  poll_s=0.3) as (base, _):
