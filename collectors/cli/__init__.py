@@ -47,12 +47,13 @@ def sandbox_command(args: tuple[str, ...]) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@cli.command("dashboard", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command("dashboard", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dashboard_command(args: tuple[str, ...]) -> None:
-    """Serve the dashboard (`streamlit run dashboard/app.py`, warmed up, on loopback unless you set
-    --server.address); other flags go to Streamlit (`streamlit run --help` lists them)."""
+    """Serve the dashboard: `streamlit run dashboard/app.py`, warmed up, on loopback unless you set --server.address.
+
+    Every other argument goes to Streamlit as it is (`streamlit run --help` lists its flags), e.g.
+    `moego-monitor dashboard --server.port 8502`."""
     import os
     import sys
 

@@ -23,42 +23,24 @@ from collectors.archive.rollups import migrate_add_daily
 from dashboard import queries, stats
 
 from tests.collectors.conftest import assert_archive_consistent
-from tests.dashboard.test_failures_by_day import FILTERS, NOW, WINDOWS, _deliveries
+from tests.dashboard.test_failures_by_day import FILTERS, NOW, WINDOWS, _deliveries, build_days, raw_where
 from tests.seed import ALPHA
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The days of the failures-by-status tests: 900 deliveries over four and a half days, 60 of them rewritten."""
+    return build_days(tmp_path_factory.mktemp("daily") / "days.db")
+
 
 DIMS = [(), ("webhook_id", "success"), ("event_type",), ("error_class", "success"), ("status_class",)]
 _MEASURES = ("deliveries", "successes", "retries", "duration_sum", "duration_max", *HISTOGRAM_COLUMNS)
 
 
-@pytest.fixture(scope="module")
-def days(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four and a half days through the writer (pages of 200, so days straddle pages), then MoeGo's rewrite of
-    60 entries (outcome changed)."""
-    path = tmp_path_factory.mktemp("daily") / "days.db"
-    conn = archive.connect(path)
-    archive.ensure_db_shape(conn)
-    rows = _deliveries(900)
-    for start in range(0, len(rows), 200):
-        with archive.transaction(conn):
-            writer.save_deliveries(conn, rows[start : start + 200], seen_at=NOW)
-    rewritten = [replace(d, success=not d.success, response_status=200 if not d.success else 503,
-                         error="" if not d.success else "unexpected status 503") for d in rows[100:700:10]]
-    with archive.transaction(conn):
-        assert writer.save_deliveries(conn, rewritten, seen_at=NOW + timedelta(minutes=1)).updated == 60
-    conn.close()
-    return path
-
-
 def _raw(conn, filters: Filters, window: Window, dims: tuple[str, ...]) -> dict[tuple, tuple[int, ...]]:
     """The measures per group, counted from the raw rows one by one (the definition the rollups must equal)."""
+    where, params = raw_where(filters, window)
     sql = (f"SELECT {''.join(d + ', ' for d in dims)}COUNT(*), SUM(success), SUM(retry_count), SUM(duration_ms), "
-           f"MAX(duration_ms), {histogram_sql()} FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?")
-    params: list = [window.since_text, window.until_text]
-    for column, values in (("webhook_id", filters.webhooks), ("event_type", filters.event_types),
-                           ("status_class", filters.status_classes)):
-        if values:
-            sql += f" AND {column} IN ({', '.join('?' for _ in values)})"
-            params += values
+           f"MAX(duration_ms), {histogram_sql()} FROM deliveries WHERE {where}")
     if filters.outcome != "all":
         sql += f" AND success = {int(filters.outcome == 'success')}"
     if dims:

@@ -40,10 +40,8 @@ def _deliveries(count: int) -> list:
     return out
 
 
-@pytest.fixture(scope="module")
-def days(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four and a half days through the writer, then MoeGo's rewrite of 60 entries (outcome changed)."""
-    path = tmp_path_factory.mktemp("days") / "days.db"
+def build_days(path: Path) -> Path:
+    """Four and a half days through the writer (pages of 200), then MoeGo's rewrite of 60 entries (outcome changed)."""
     conn = archive.connect(path)
     archive.ensure_db_shape(conn)
     rows = _deliveries(900)
@@ -59,15 +57,26 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _raw(conn, filters: Filters, window: Window) -> dict[tuple[int, str], int]:
-    sql = ("SELECT response_status, status_class, COUNT(*) FROM deliveries WHERE success = 0 "
-           "AND delivered_at >= ? AND delivered_at < ?")
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_days(tmp_path_factory.mktemp("days") / "days.db")
+
+
+def raw_where(filters: Filters, window: Window) -> tuple[str, list]:
+    """The raw rows of ``window`` that ``filters``' webhooks, event types and status classes select, as plain SQL."""
+    sql = "delivered_at >= ? AND delivered_at < ?"
     params: list = [window.since_text, window.until_text]
     for column, values in (("webhook_id", filters.webhooks), ("event_type", filters.event_types),
                            ("status_class", filters.status_classes)):
         if values:
             sql += f" AND {column} IN ({', '.join('?' for _ in values)})"
             params += values
+    return sql, params
+
+
+def _raw(conn, filters: Filters, window: Window) -> dict[tuple[int, str], int]:
+    where, params = raw_where(filters, window)
+    sql = f"SELECT response_status, status_class, COUNT(*) FROM deliveries WHERE success = 0 AND {where}"
     return {(s, c): n for s, c, n in conn.execute(sql + " GROUP BY 1, 2", params)}
 
 
