@@ -338,7 +338,7 @@ def _cut_hours(conn: sqlite3.Connection, filters: Filters, window: Window, start
     day starts inside an hour. One statement per 100 such hours (two parts each)."""
     since, until = window.since.astimezone(timezone.utc), window.until.astimezone(timezone.utc)
     cuts = sorted({moment for moment in (start.to_pydatetime().astimezone(timezone.utc) for start in starts)
-                   if (moment.minute or moment.second) and since < moment < until})
+                   if (moment.minute or moment.second) and since <= moment < until})
     if not cuts:
         return frame, "hour"
     spans = []
