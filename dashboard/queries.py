@@ -25,6 +25,7 @@ import pandas as pd
 from collectors.archive import codec, search_plan
 from collectors.archive.filters import Filters, Window
 from collectors.archive.names import webhook_labels
+from collectors.archive.rollups import has_table
 from collectors.archive.when import key_after, key_of
 from collectors.archive.where import daily_where, deliveries_where, hourly_where, rollup_can_answer
 from collectors.models import EVENT_TYPES, format_timestamp, parse_timestamp
@@ -159,7 +160,7 @@ def failures_by_status(conn: sqlite3.Connection, filters: Filters, window: Windo
         if rollup_can_answer(filters):
             split = rollup_split(window)
             raw_spans = list(split.edges)
-            if _has_daily_status(conn):
+            if has_table(conn, "delivery_daily_status"):
                 hours, days = hours_and_days(split.hour_from, split.hour_to)
             else:  # an archive the collector has not brought to schema 10 yet: the same numbers from the hours
                 hours, days = ([(split.hour_from, split.hour_to)] if split.hour_from else []), None
@@ -184,12 +185,6 @@ def failures_by_status(conn: sqlite3.Connection, filters: Filters, window: Windo
     return pd.DataFrame.from_records(rows, columns=["response_status", "status_class", "failures"]).astype(
         {"response_status": "int64", "failures": "int64"}
     )
-
-
-def _has_daily_status(conn: sqlite3.Connection) -> bool:
-    """Whether the archive has the daily status rollup (schema 10 on)."""
-    return conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_daily_status'").fetchone() is not None
 
 
 #: Health thresholds: at least this many failures in a row, or a success rate below this, is failing.

@@ -31,7 +31,7 @@ from . import when
 
 __all__ = ["DDL", "DAILY_STATUS_DDL", "daily_ddl", "refresh", "migrate_add_rollups", "migrate_add_daily_status",
            "migrate_add_daily", "rowid_ranges_sql", "STATUS_FROM_RAW", "DAILY_STATUS_FROM_RAW", "SPANS_FROM_RAW",
-           "hourly_from_raw_sql", "daily_from_hourly_sql", "daily_from_raw_sql", "has_daily", "DAILY_KEY"]
+           "hourly_from_raw_sql", "daily_from_hourly_sql", "daily_from_raw_sql", "has_table", "has_daily", "DAILY_KEY"]
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS delivery_hourly_status (
@@ -189,12 +189,12 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
         conn.execute(_REFRESH_STATUS, (hour, webhook_id, start, end))
         conn.execute("DELETE FROM delivery_spans WHERE hour = ? AND webhook_id = ?", (hour, webhook_id))
         conn.execute(_REFRESH_SPAN, (hour, webhook_id, webhook_id, start, end))
+    daily = bool(keys) and has_daily(conn)
     for webhook_id, day in sorted({(webhook_id, hour[:10]) for webhook_id, hour in keys}):
         # A day's hours are 'YYYY-MM-DDT00' .. 'YYYY-MM-DDT23': [day + 'T', day + 'U') holds exactly those.
         conn.execute("DELETE FROM delivery_daily_status WHERE day = ? AND webhook_id = ?", (day, webhook_id))
         conn.execute(_REFRESH_DAILY_STATUS, (day, day + "T", day + "U", webhook_id))
-    if keys and has_daily(conn):
-        for webhook_id, day in sorted({(webhook_id, hour[:10]) for webhook_id, hour in keys}):
+        if daily:
             conn.execute("DELETE FROM delivery_daily WHERE day = ? AND webhook_id = ?", (day, webhook_id))
             conn.execute(_refresh_daily_sql(), (day + "T", day + "U", webhook_id))
 
@@ -205,10 +205,15 @@ def _refresh_daily_sql() -> str:
     return f"INSERT INTO delivery_daily {daily_from_hourly_sql('hour >= ? AND hour < ? AND webhook_id = ?')}"
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the archive has table ``name`` yet: a rollup added by a later schema (``delivery_daily_status``, 10;
+    ``delivery_daily``, 15) is missing from an archive the collector has not migrated, which reads without it."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def has_daily(conn: sqlite3.Connection) -> bool:
     """Whether the archive has ``delivery_daily`` yet (schema 15 on; the steps before it write without it)."""
-    return conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_daily'").fetchone() is not None
+    return has_table(conn, "delivery_daily")
 
 
 def migrate_add_rollups(conn: sqlite3.Connection) -> None:
