@@ -33,15 +33,20 @@ from datetime import datetime, timedelta, timezone
 
 from . import codec, search_index, when
 
-__all__ = ["BATCH", "DENSIFY_AFTER", "SEEN_DDL", "Progress", "compact", "compact_rows", "merge_search_index",
+__all__ = ["BATCH", "DENSIFY_AFTER", "DENSIFY_SHARE", "SEEN_DDL", "Progress", "compact", "compact_rows", "merge_search_index",
            "progress", "note", "densify", "seen_us", "seen_text"]
 
 #: Rows compacted per committed transaction.
 BATCH = 2_000
 #: Leaf pages merged per committed step of :func:`merge_search_index`.
 MERGE_PAGES = 2_000
-#: A collector pass that added at least this many rows rebuilds the webhook-first indexes (:func:`densify`).
+#: A collector pass that added at least this many rows rebuilds the webhook-first indexes (:func:`densify`)...
 DENSIFY_AFTER = 50_000
+#: ... when they are also at least this share of the archive's rows. A rebuild rewrites the whole of both indexes
+#: and merges the whole full-text index, while only the pass's own rows sit in half-empty pages: a day's catch-up
+#: into a year's archive (36 M rows at MoeGo's ceiling) would rewrite gigabytes to tidy megabytes. With the share,
+#: what a rebuild costs is at most ten times what the pass added, whatever the archive's size.
+DENSIFY_SHARE = 0.1
 #: Indexes whose keys a backfill inserts out of order: MoeGo lists each webhook's entries newest first,
 #: so page after page lands before the last one and the B-tree splits leave their pages half empty.
 _SPARSE_INDEXES = ("deliveries_by_webhook_time", "deliveries_by_webhook_outcome_time")
@@ -145,13 +150,21 @@ def note(conn: sqlite3.Connection) -> str | None:
             "everything reads as usual meanwhile.")
 
 
-def densify(conn: sqlite3.Connection, new_rows: int, *, threshold: int = DENSIFY_AFTER) -> bool:
-    """After a pass that added ``new_rows`` (a backfill), rebuild the indexes a backfill leaves half empty.
+def densify(conn: sqlite3.Connection, new_rows: int, *, threshold: int = DENSIFY_AFTER,
+            share: float = DENSIFY_SHARE) -> bool:
+    """After a pass that added ``new_rows`` (a backfill), rebuild the indexes a backfill leaves half empty:
+    when ``new_rows`` is at least ``threshold`` and at least ``share`` of the archive's rows (so a first backfill
+    always, a catch-up into an archive ten times its size never).
 
     ``REINDEX`` writes each afresh in key order, full pages; the pages freed are reused by later writes.
-    About 1 s per 80,000 rows under load; readers carry on meanwhile (WAL). Returns whether it ran.
+    About 1 s per 80,000 rows of the archive under load; readers carry on meanwhile (WAL). Returns whether it ran.
+    Small passes need none of it: rows newer than a webhook's last go at the end of its key range, in full pages.
     """
     if new_rows < threshold:
+        return False
+    # The archive's rows: rowids are given in order and rows are never deleted, so the largest is the count.
+    archived = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
+    if new_rows < share * archived:
         return False
     for name in _SPARSE_INDEXES:
         with _write(conn):

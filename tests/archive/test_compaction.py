@@ -227,6 +227,21 @@ def test_after_a_backfill_the_webhook_indexes_are_full_again(tmp_path: Path) -> 
     assert len(list(csv.reader(io.StringIO(export_bytes(path).decode("utf-8"), newline="")))) == 6_001
 
 
+def test_a_catch_up_much_smaller_than_the_archive_leaves_its_indexes_as_they_are(tmp_path: Path) -> None:
+    """A rebuild rewrites the whole archive's indexes for the pass's own rows: a pass that added less than a tenth
+    of the archive's rows (a day's catch-up into a year's archive) does not rebuild, one that added more does."""
+    path = tmp_path / "b.db"
+    conn = _backfilled(path)  # 6,000 rows, the webhook index half empty
+    before = _fill(path, "deliveries_by_webhook_time")
+    segments = conn.execute("SELECT COUNT(*) FROM deliveries_fts_data").fetchone()[0]
+    assert not compaction.densify(conn, 599, threshold=100)
+    assert _fill(path, "deliveries_by_webhook_time") == before
+    assert conn.execute("SELECT COUNT(*) FROM deliveries_fts_data").fetchone()[0] == segments
+    assert compaction.densify(conn, 600, threshold=100)
+    conn.close()
+    assert before < 0.7 < 0.9 < _fill(path, "deliveries_by_webhook_time")
+
+
 def test_densify_leaves_the_wal_within_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rebuilding the indexes writes them whole into the WAL; like every other write it is checkpointed back
     afterwards (collectors.archive.schema.transaction), so the WAL does not keep the rebuilt indexes' size."""
