@@ -154,7 +154,7 @@ def densify(conn: sqlite3.Connection, new_rows: int, *, threshold: int = DENSIFY
             share: float = DENSIFY_SHARE) -> bool:
     """After a pass that added ``new_rows`` (a backfill), rebuild the indexes a backfill leaves half empty:
     when ``new_rows`` is at least ``threshold`` and at least ``share`` of the archive's rows (so a first backfill
-    always, a catch-up into an archive ten times its size never).
+    always, a catch-up into an archive more than ten times its size never).
 
     ``REINDEX`` writes each afresh in key order, full pages; the pages freed are reused by later writes.
     About 1 s per 80,000 rows of the archive under load; readers carry on meanwhile (WAL). Returns whether it ran.
