@@ -209,9 +209,11 @@ def bench_wal(workdir: Path, rows: int, readers: int = 3) -> str:
         schema.WAL_LIMIT_BYTES = bound
     peak, final, done = _backfill_with_readers(workdir / "wal.db", pages, readers)
     db_size = os.path.getsize(workdir / "wal.db")
-    return (f"WAL during a {rows:,}-row backfill with {readers} readers: peak {base_peak / peak:6.1f}x smaller when bound "
-            f"({peak / 1e6:.0f} MB vs {base_peak / 1e6:.0f} MB; after it {final / 1e6:.0f} MB vs {base_final / 1e6:.0f} MB; "
-            f"archive {db_size / 1e6:.0f} MB; {done:,} vs {base_reads:,} reads)")
+    # Either way round: readers that keep SQLite's own checkpoints from finishing let its WAL grow past the bound
+    # (229 MB against 67 MB when first measured); readers that do not, leave it under it.
+    return (f"WAL during a {rows:,}-row backfill with {readers} readers: peak {peak / 1e6:.0f} MB bound vs "
+            f"{base_peak / 1e6:.0f} MB with SQLite's own checkpoints only ({peak / base_peak:.2f}x); after it "
+            f"{final / 1e6:.0f} MB vs {base_final / 1e6:.0f} MB; archive {db_size / 1e6:.0f} MB; {done:,} vs {base_reads:,} reads")
 
 
 def bench_checks(workdir: Path, repeat: int) -> str:
