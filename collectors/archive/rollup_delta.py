@@ -26,18 +26,23 @@ __all__ = ["add_inserted"]
 
 _N = len(HISTOGRAM_COLUMNS)
 _HOURLY_KEY = ("hour", "webhook_id", "event_type", "success", "status_class", "error_class")
-_UPSERT_HOURLY = (
-    f"INSERT INTO delivery_hourly ({', '.join(_HOURLY_KEY)}, deliveries, retries, duration_sum, duration_max, "
-    f"{', '.join(HISTOGRAM_COLUMNS)}) VALUES ({', '.join('?' for _ in range(len(_HOURLY_KEY) + 4 + _N))}) "
-    f"ON CONFLICT ({', '.join(_HOURLY_KEY)}) DO UPDATE SET deliveries = deliveries + excluded.deliveries, "
-    "retries = retries + excluded.retries, duration_sum = duration_sum + excluded.duration_sum, "
-    "duration_max = max(duration_max, excluded.duration_max), "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in HISTOGRAM_COLUMNS)
-)
-_DAILY_KEY = ("day", *_HOURLY_KEY[1:])
-_UPSERT_DAILY = _UPSERT_HOURLY.replace("delivery_hourly (hour,", "delivery_daily (day,").replace(
-    f"ON CONFLICT ({', '.join(_HOURLY_KEY)})", f"ON CONFLICT ({', '.join(_DAILY_KEY)})")
-assert _UPSERT_DAILY.count("delivery_daily (day,") == 1 and f"({', '.join(_DAILY_KEY)})" in _UPSERT_DAILY
+
+
+def _upsert_measures(table: str, key: tuple[str, ...]) -> str:
+    """The upsert of ``table``'s groups (``delivery_hourly`` or ``delivery_daily``: ``key``, then the same measures):
+    counts and sums added, ``duration_max`` raised."""
+    return (
+        f"INSERT INTO {table} ({', '.join(key)}, deliveries, retries, duration_sum, duration_max, "
+        f"{', '.join(HISTOGRAM_COLUMNS)}) VALUES ({', '.join('?' for _ in range(len(key) + 4 + _N))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET deliveries = deliveries + excluded.deliveries, "
+        "retries = retries + excluded.retries, duration_sum = duration_sum + excluded.duration_sum, "
+        "duration_max = max(duration_max, excluded.duration_max), "
+        + ", ".join(f"{c} = {c} + excluded.{c}" for c in HISTOGRAM_COLUMNS)
+    )
+
+
+_UPSERT_HOURLY = _upsert_measures("delivery_hourly", _HOURLY_KEY)
+_UPSERT_DAILY = _upsert_measures("delivery_daily", rollups.DAILY_KEY)
 _UPSERT_STATUS = (
     "INSERT INTO delivery_hourly_status (hour, webhook_id, event_type, status_class, response_status, failures) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hour, webhook_id, event_type, status_class, response_status) "
